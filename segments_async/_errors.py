@@ -25,7 +25,7 @@ No exception here ever holds the request's headers, so the token cannot leak thr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = [
     "APIConnectionError",
@@ -52,6 +52,18 @@ class SegmentsError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def __reduce__(self) -> tuple[Callable[..., SegmentsError], tuple[object, ...]]:
+        # Keyword-only arguments are not in ``args``: rebuild from the attributes instead,
+        # so that errors survive pickling (process pools, task queues) and ``copy``.
+        return _restore, (type(self), dict(self.__dict__))
+
+
+def _restore(cls: type[SegmentsError], state: dict[str, object]) -> SegmentsError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
 
 
 class _RequestError(SegmentsError):

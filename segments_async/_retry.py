@@ -6,6 +6,7 @@ the random draw as arguments so that tests can drive them without a loop or a sl
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
 import math
@@ -142,8 +143,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
-        # RFC 9110 dates are GMT; a zone-less one is read as such.
-        return None
+        # RFC 9110 dates are GMT; the asctime form carries no zone and is read as such.
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - now)
 
 

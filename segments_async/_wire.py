@@ -20,6 +20,7 @@ import orjson
 import yarl
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
+from multidict import CIMultiDict
 
 from ._errors import (
     APIResponseValidationError,
@@ -102,8 +103,9 @@ def check_name(name: object) -> str:
 
 def name_body(name: object) -> bytes:
     """The JSON body of a create or update; ``ValueError`` for a name JSON cannot carry."""
+    name = check_name(name)
     try:
-        return orjson.dumps({"name": check_name(name)})
+        return orjson.dumps({"name": name})
     except orjson.JSONEncodeError as exc:  # lone surrogates are not valid UTF-8
         raise ValueError(f"name cannot be encoded as JSON: {exc}") from None
 
@@ -325,6 +327,9 @@ def _status_error_from_data(
     headers: Mapping[str, str],
     now: float,
 ) -> APIStatusError:
+    # A detached, case-insensitive copy: the exception may outlive the response, and
+    # must pickle (aiohttp's header proxy does not).
+    headers = CIMultiDict(headers)
     message = _error_message(data) or _reason(status)
     if isinstance(data, str):
         excerpt = _collapse(data)
