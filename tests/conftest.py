@@ -1,0 +1,91 @@
+"""Shared fixtures: the aioresponses compatibility shim, tiny backoff, test constants."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+
+from segments_async import RetryPolicy, SegmentsClient
+
+BASE_URL = "https://api.segments.test"
+TOKEN = "tok-3f9a7c1d5e"
+SEGMENTS_URL = f"{BASE_URL}/v2.3/data/segments"
+SEGMENT_ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"
+SEGMENT_URL = f"{SEGMENTS_URL}/{SEGMENT_ID}"
+LIST_URL = re.compile(re.escape(SEGMENTS_URL) + r"\?.*")
+
+#: Retries in tests wait microseconds, not seconds.
+FAST_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.002)
+
+
+class CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 predates aiohttp 3.14's required ``stream_writer`` argument."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _NoStreamWriter())
+        super().__init__(method, url, **kwargs)
+
+
+class _NoStreamWriter:
+    """What ``ClientResponse`` reads of a stream writer: nothing was written by a mock."""
+
+    output_size = 0
+
+
+class CompatAioresponses(aioresponses):
+    """aioresponses with the compatible response class as every mock's default.
+
+    Note that it bypasses aiohttp's request pipeline: client middlewares and trace hooks
+    never run under it, so what they do is tested over real sockets instead.
+    """
+
+    def add(self, url: Any, method: str = "GET", *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("response_class", CompatResponse)
+        super().add(url, method, *args, **kwargs)
+
+
+@pytest.fixture
+def mock_api() -> Iterator[CompatAioresponses]:
+    """Intercept every aiohttp request; nothing reaches the network."""
+    with CompatAioresponses() as mocked:
+        yield mocked
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[SegmentsClient]:
+    """A client on the mocked base URL with tiny backoff."""
+    async with SegmentsClient(BASE_URL, TOKEN, retry=FAST_RETRY) as c:
+        yield c
+
+
+def envelope(result: object) -> dict[str, object]:
+    """The API's success envelope around ``result``."""
+    return {"success": True, "result": result}
+
+
+def page_payload(
+    page: int, per_page: int, total: int, *, start: int = 0, count: int | None = None
+) -> dict[str, object]:
+    """A list answer for ``page`` of ``total`` items named ``s<i>``."""
+    last = max(1, -(-total // per_page))
+    first = (page - 1) * per_page
+    n = max(0, min(per_page, total - first)) if count is None else count
+    items = [
+        {"id": f"00000000-0000-4000-8000-{start + first + i:012d}", "name": f"s{start + first + i}"}
+        for i in range(n)
+    ]
+    return envelope(
+        {
+            "currentPage": page,
+            "perPage": per_page,
+            "lastPage": last,
+            "total": total,
+            "items": items,
+            "filters": [],
+        }
+    )
