@@ -30,8 +30,12 @@ __all__ = [
 #: Statuses worth another try: the server (or a proxy) says "not now", not "never".
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
-#: Statuses after which the server may already have acted on the request.
-_MAYBE_ACTED_STATUSES = frozenset({500, 502, 504})
+#: Statuses after which the server may already have acted on the request. A 503 is
+#: among them: proxies answer 503 when the upstream dropped a request it had received.
+_MAYBE_ACTED_STATUSES = frozenset({500, 502, 503, 504})
+
+#: Retryable statuses that say the server did not act: safe to retry even a POST.
+_NOT_ACTED_RETRYABLE = frozenset({429})
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -72,15 +76,15 @@ class Failure(enum.Enum):
     """How an attempt failed, as far as retrying cares."""
 
     #: The connection was never established: the server cannot have seen the request.
-    CONNECT = "connect"
+    CONNECT = "connection failed"
     #: The connection broke after the request may have been sent.
-    DISCONNECT = "disconnect"
+    DISCONNECT = "connection lost"
     #: The attempt ran out of time; the server may or may not have acted.
     TIMEOUT = "timeout"
     #: The answer was cut short (fewer bytes than announced).
-    TRUNCATED = "truncated"
+    TRUNCATED = "body cut short"
     #: The answer was not valid HTTP (e.g. a 204 followed by a body).
-    PROTOCOL = "protocol"
+    PROTOCOL = "malformed response"
     #: The server answered with an error status.
     STATUS = "status"
 
@@ -105,7 +109,7 @@ def retry_reason(
         if status not in RETRYABLE_STATUSES:
             return None
         reason = f"HTTP {status}"
-        acted = status != 429 and status != 503 and status != 408
+        acted = status not in _NOT_ACTED_RETRYABLE
     else:
         reason = failure.value
         acted = failure is not Failure.CONNECT

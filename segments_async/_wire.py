@@ -58,6 +58,8 @@ MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 #: How much of a body an exception keeps, and how much of it goes into a message.
 _BODY_EXCERPT: Final = 2048
 _MESSAGE_EXCERPT: Final = 300
+#: How much of a non-JSON body is scanned for text (an HTML page's CSS can be long).
+_HTML_SCAN: Final = 64 * 1024
 
 _T = TypeVar("_T")
 
@@ -75,7 +77,8 @@ def segment_path(segment_id: object) -> str:
     if isinstance(segment_id, uuid.UUID):
         return f"{SEGMENTS_PATH}/{segment_id}"
     if isinstance(segment_id, str) and _UUID_RE.fullmatch(segment_id):
-        return f"{SEGMENTS_PATH}/{segment_id.lower()}"
+        # str.lower, not the value's own: a str subclass cannot rewrite what is sent.
+        return f"{SEGMENTS_PATH}/{str.lower(segment_id)}"
     raise ValueError(
         f"segment_id must be a UUID (a str like '7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2' "
         f"or a uuid.UUID), got {_short_repr(segment_id)}"
@@ -146,22 +149,34 @@ _WIRE_NAMES: Final = {
 }
 
 
+def _strict_list(conv: OrjsonConverter, list_type: Any) -> Callable[[Any, Any], Any]:
+    # cattrs iterates whatever it is given: a string or an object would become a list.
+    structure_list = conv.get_structure_hook(list_type)
+
+    def structure(value: Any, type_: Any) -> Any:
+        if value.__class__ is not list:
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        return structure_list(value, type_)
+
+    return structure
+
+
 def _make_converter(*, detailed_validation: bool) -> OrjsonConverter:
     """The one converter configuration for every wire shape.
 
-    Scalars are checked, not coerced: cattrs would turn a numeric name into a string and
-    truncate a float page number, hiding a server bug behind plausible data.
+    Scalars and lists are checked, not coerced: cattrs would turn a numeric name into a
+    string, truncate a float page number and make a list of a string's characters,
+    hiding a server bug behind plausible data.
     """
     conv = make_converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(int, _strict_int)
+    overrides = {attr: override(rename=wire) for attr, wire in _WIRE_NAMES.items()}
+    overrides["items"] = override(struct_hook=_strict_list(conv, list[Segment]))
+    overrides["filters"] = override(struct_hook=_strict_list(conv, list[Any]))
     conv.register_structure_hook(
         SegmentPage,
-        make_dict_structure_fn(
-            SegmentPage,
-            conv,
-            **{attr: override(rename=wire) for attr, wire in _WIRE_NAMES.items()},  # type: ignore[arg-type]
-        ),
+        make_dict_structure_fn(SegmentPage, conv, **overrides),  # type: ignore[arg-type]
     )
     return conv
 
@@ -196,7 +211,7 @@ def _envelope_result(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         raise InvalidResponse("response body is not valid JSON", body=_text_excerpt(body)) from None
     if data.__class__ is not dict:
-        raise InvalidResponse("response body is not a JSON object", field="", body=data)
+        raise InvalidResponse("response body is not a JSON object", field=None, body=data)
     success = data.get("success")
     if success is True:
         try:
@@ -214,25 +229,51 @@ def _structure(result: Any, cls: type[_T]) -> _T:
     try:
         _explaining_converter.structure(result, cls)
     except Exception as exc:
-        field, message = _explain(exc)
+        field, message = _explain(exc, result)
         raise InvalidResponse(message, field=field, body=None) from None
     # Only reachable if the two converters disagree, which would be a bug here.
     raise InvalidResponse("response does not match the expected shape", field="result")
 
 
 _PATH_RE: Final = re.compile(r"^(?P<message>.*) @ \$(?P<path>.*)$")
-_ATTR_RE: Final = re.compile(r"\.(\w+)")
+_STEP_RE: Final = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
-def _explain(exc: BaseException) -> tuple[str, str]:
-    """(field path under ``result``, message) of the first error cattrs found."""
+def _explain(exc: BaseException, result: Any) -> tuple[str, str]:
+    """(field path under ``result``, in wire names, and message) of the first error."""
+    path = ""
+    message = str(exc) or type(exc).__name__
     if isinstance(exc, cattrs.BaseValidationError):
         for line in cattrs.transform_error(exc):
             match = _PATH_RE.match(line)
             if match:
-                path = _ATTR_RE.sub(lambda m: "." + _WIRE_NAMES.get(m[1], m[1]), match["path"])
-                return "result" + path, match["message"]
-    return "result", str(exc) or type(exc).__name__
+                path, message = match["path"], match["message"]
+                break
+    # cattrs blames a value that is not an object on the object's first field; walk the
+    # path through the body to blame the value itself.
+    node, where = result, "result"
+    for step in _STEP_RE.finditer(path):
+        if step[1] is not None:
+            if node.__class__ is not dict:
+                return where, f"expected an object, got {_json_type(node)}"
+            name = _WIRE_NAMES.get(step[1], step[1])
+            where = f"{where}.{name}"
+            node = node.get(name)
+        else:
+            index = int(step[2])
+            if node.__class__ is not list or index >= len(node):
+                break
+            where = f"{where}[{index}]"
+            node = node[index]
+    return where, message
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        value.__class__, "number"
+    )
 
 
 def decode_segment_page(body: bytes) -> SegmentPage:
@@ -330,7 +371,8 @@ def _status_error_from_data(
     # A detached, case-insensitive copy: the exception may outlive the response, and
     # must pickle (aiohttp's header proxy does not).
     headers = CIMultiDict(headers)
-    message = _error_message(data) or _reason(status)
+    fallback = 'the server answered "success": false' if status < 300 else _reason(status)
+    message = _error_message(data) or fallback
     if isinstance(data, str):
         excerpt = _collapse(data)
         if excerpt:
@@ -379,11 +421,15 @@ _TAG_RE: Final = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECA
 _SPACE_RE: Final = re.compile(r"\s+")
 
 
+#: A tag, script or style block cut off by the excerpt's bound.
+_OPEN_TAG_RE: Final = re.compile(r"<(?:script|style)\b.*$|<[^>]*$", re.IGNORECASE | re.DOTALL)
+
+
 def _text_excerpt(body: bytes) -> str:
     """A bounded, readable excerpt of a body that is not JSON (HTML tags dropped)."""
-    text = body[: _BODY_EXCERPT * 4].decode("utf-8", "replace")
+    text = body[:_HTML_SCAN].decode("utf-8", "replace")
     if "<" in text:
-        text = _TAG_RE.sub(" ", text)
+        text = _OPEN_TAG_RE.sub(" ", _TAG_RE.sub(" ", text))
     return _collapse(text)[:_BODY_EXCERPT]
 
 
@@ -411,6 +457,8 @@ def check_base_url(base_url: object, *, allow_insecure_http: bool) -> str:
             f"base_url must be an absolute http(s) URL such as 'https://api.example.com', "
             f"got {_short_repr(base_url)}"
         )
+    if any(char.isspace() for char in url.host):
+        raise ValueError(f"base_url has white space in its host: {_short_repr(base_url)}")
     if url.user is not None or url.password is not None:
         raise ValueError("base_url must not carry credentials: pass the token as token=")
     if url.query_string or url.fragment:
@@ -441,6 +489,8 @@ def check_token(token: object) -> str:
     """
     if not isinstance(token, str):
         raise TypeError(f"token must be a str, got {type(token).__name__}")
-    if not token or token != token.strip() or not token.isprintable() or " " in token:
-        raise ValueError("token must be a non-empty string without spaces or control characters")
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        raise ValueError(
+            "token must be a non-empty ASCII string without spaces or control characters"
+        )
     return token
