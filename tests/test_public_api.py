@@ -1,0 +1,213 @@
+"""The public surface: the names users import and the promises DESIGN.md makes about them."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.resources
+
+import attrs
+import pytest
+
+import segments_async
+from segments_async import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RetryPolicy,
+    Segment,
+    SegmentPage,
+    SegmentsError,
+    UnprocessableEntityError,
+)
+
+CONTRACT = {
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RetryPolicy",
+    "Segment",
+    "SegmentPage",
+    "SegmentsClient",
+    "SegmentsError",
+    "UnprocessableEntityError",
+}
+
+STATUS_SUBCLASSES = [
+    BadRequestError,
+    AuthenticationError,
+    PermissionDeniedError,
+    NotFoundError,
+    ConflictError,
+    UnprocessableEntityError,
+    RateLimitError,
+    InternalServerError,
+]
+
+ALL_ERRORS = [
+    SegmentsError,
+    APIConnectionError,
+    APITimeoutError,
+    APIResponseValidationError,
+    APIStatusError,
+    *STATUS_SUBCLASSES,
+]
+
+
+class TestAll:
+    def test_sorted(self):
+        """__all__ is kept sorted."""
+        assert sorted(segments_async.__all__) == segments_async.__all__
+
+    def test_no_duplicates(self):
+        """No name is listed twice."""
+        assert len(set(segments_async.__all__)) == len(segments_async.__all__)
+
+    def test_exact_set(self):
+        """__all__ is the contract, SegmentsResource and __version__: nothing less or more."""
+        assert CONTRACT | {"SegmentsResource", "__version__"} == set(segments_async.__all__)
+
+    @pytest.mark.parametrize("name", sorted(CONTRACT | {"SegmentsResource", "__version__"}))
+    def test_importable(self, name):
+        """Every public name can be imported from the package."""
+        module = importlib.import_module("segments_async")
+
+        assert getattr(module, name) is not None
+
+    def test_star_import(self):
+        """`from segments_async import *` binds exactly __all__."""
+        namespace: dict[str, object] = {}
+        exec("from segments_async import *", namespace)  # noqa: S102
+
+        assert set(segments_async.__all__) == set(namespace) - {"__builtins__"}
+
+
+class TestVersion:
+    def test_is_str(self):
+        """__version__ is a str."""
+        assert isinstance(segments_async.__version__, str)
+
+    def test_matches_distribution(self):
+        """__version__ is the installed distribution's version."""
+        assert importlib.metadata.version("segments-async") == segments_async.__version__
+
+
+def test_py_typed_ships():
+    """The PEP 561 marker is part of the package."""
+    assert importlib.resources.files("segments_async").joinpath("py.typed").is_file()
+
+
+class TestModels:
+    def test_segment_frozen(self):
+        """Assigning to a Segment raises."""
+        segment = Segment(id="7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2", name="EMEA")
+
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            segment.name = "DACH"  # type: ignore[misc]
+
+        assert "EMEA" == segment.name
+
+    def test_segment_slotted(self):
+        """Segment has __slots__ and no instance __dict__."""
+        segment = Segment(id="x", name="y")
+
+        assert "__slots__" in Segment.__dict__
+        assert not hasattr(segment, "__dict__")
+
+    def test_segment_page_frozen(self):
+        """Assigning to a SegmentPage raises."""
+        page = SegmentPage(current_page=1, per_page=20, last_page=1, total=0, items=[])
+
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            page.total = 3  # type: ignore[misc]
+
+        assert 0 == page.total
+
+    def test_segment_page_fields(self):
+        """SegmentPage has the snake_case fields of the contract, filters defaulting to []."""
+        page = SegmentPage(current_page=2, per_page=20, last_page=3, total=41, items=[])
+
+        assert [
+            "current_page",
+            "per_page",
+            "last_page",
+            "total",
+            "items",
+            "filters",
+        ] == [a.name for a in attrs.fields(SegmentPage)]
+        assert [] == page.filters
+
+    def test_segment_equality(self):
+        """Segments compare by value."""
+        assert Segment(id="a", name="b") == Segment(id="a", name="b")
+        assert Segment(id="a", name="b") != Segment(id="a", name="c")
+
+
+class TestRetryPolicy:
+    def test_frozen(self):
+        """Assigning to a RetryPolicy raises."""
+        policy = RetryPolicy()
+
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            policy.max_retries = 5  # type: ignore[misc]
+
+        assert 2 == policy.max_retries
+
+    def test_defaults(self):
+        """The defaults are the contract's."""
+        policy = RetryPolicy()
+
+        assert 2 == policy.max_retries
+        assert 0.5 == policy.backoff_initial
+        assert 8.0 == policy.backoff_max
+        assert 60.0 == policy.retry_after_max
+        assert policy.retry_post is False
+
+    def test_max_retries_zero(self):
+        """RetryPolicy(max_retries=0) is accepted (it disables retries)."""
+        assert 0 == RetryPolicy(max_retries=0).max_retries
+
+
+class TestHierarchy:
+    @pytest.mark.parametrize("cls", ALL_ERRORS)
+    def test_everything_is_segments_error(self, cls):
+        """Every error the library raises on purpose is a SegmentsError."""
+        assert issubclass(cls, SegmentsError)
+
+    def test_segments_error_is_exception(self):
+        """SegmentsError is an ordinary Exception."""
+        assert issubclass(SegmentsError, Exception)
+
+    def test_timeout_is_connection_error(self):
+        """A timeout is caught by `except APIConnectionError`."""
+        assert issubclass(APITimeoutError, APIConnectionError)
+
+    @pytest.mark.parametrize("cls", STATUS_SUBCLASSES)
+    def test_status_subclasses(self, cls):
+        """Each per-status error is an APIStatusError."""
+        assert issubclass(cls, APIStatusError)
+
+    @pytest.mark.parametrize("cls", [APIConnectionError, APIResponseValidationError])
+    def test_not_status_errors(self, cls):
+        """Connection and validation errors are not status errors."""
+        assert not issubclass(cls, APIStatusError)
+
+    def test_validation_is_not_connection_error(self):
+        """A malformed body is not a connection error (it would be retried as one)."""
+        assert not issubclass(APIResponseValidationError, APIConnectionError)
