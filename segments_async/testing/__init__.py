@@ -1,0 +1,10 @@
+"""Test helpers: a fake Segments API server with fault injection, and a pytest plugin.
+
+See ``segments_async.testing._server`` for usage; ``python -m segments_async.testing``
+runs the server standalone.
+"""
+
+from ._faults import Fault, FaultKind, FaultRule
+from ._server import FakeSegmentsServer, RecordedRequest
+
+__all__ = ["FakeSegmentsServer", "Fault", "FaultKind", "FaultRule", "RecordedRequest"]

@@ -1,0 +1,474 @@
+"""A fake Segments API: a real aiohttp server on loopback, with seeded data and faults.
+
+Usage::
+
+    from segments_async.testing import FakeSegmentsServer, Fault
+
+    async with FakeSegmentsServer(seed=0) as server:    # 127.0.0.1, a free port
+        server.seed(1000)                               # 1000 deterministic segments
+        client = SegmentsClient(base_url=server.base_url, token=server.token,
+                                allow_insecure_http=True)
+        server.inject(Fault.status(503, retry_after=1), method="GET", times=2)
+        server.inject(Fault.reset_after(), method="POST", probability=0.1)
+        ...
+        server.segments()        # id -> name, the default tenant's state
+        server.requests          # every request received, with the fault applied to it
+
+Tenants are isolated: ``server.add_tenant()`` returns the token of a new, empty one.
+The same ``seed`` gives the same segment names and ids, and the same sequence of
+probabilistic faults for the same sequence of requests.
+
+Errors follow the API's envelope, ``{"success": false, "error": {"code", "message"}}``;
+the order of checks is documented on ``_api.dispatch``. A bad ``page``/``per_page`` is a
+400 ``invalid_query``.
+
+Faults: the first active rule (in injection order) whose method and path match, and
+whose probability draw (if any) succeeds, applies; a rule with ``times`` is consumed
+when applied. ``reset_*`` faults close the socket without an answer (aiohttp's client
+raises ServerDisconnectedError, or ClientOSError ECONNRESET with ``rst=True``);
+``truncated_body`` sends half the body and closes (ClientPayloadError). aiohttp's client
+retries GET/PUT/DELETE once by itself when a connection drops, so a single reset on
+those is invisible to it: inject ``times=2`` or more.
+
+``delete_body=True`` writes the spec's ``{"success":true,"result":[]}`` after a DELETE's
+204, with its Content-Length, on a kept-alive connection. aiohttp's default (C) response
+parser rejects those bytes ("Bad status line"), failing the DELETE; its pure-Python
+parser (``AIOHTTP_NO_EXTENSIONS=1``) reads the body and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import secrets
+import socket
+import struct
+from email.utils import formatdate
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+import orjson
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._api import DELETE_SPEC_BODY, SEGMENTS_PATH, Reply, Store, Tenant, dispatch, error_reply
+from ._faults import Fault, FaultRule
+
+__all__ = ["FakeSegmentsServer", "RecordedRequest"]
+
+_SERVER_HEADER = "FakeSegmentsServer"
+_NOT_JSON_BODY = b"<p>this is not JSON</p>\n"
+_NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+@attrs.frozen
+class RecordedRequest:
+    """A request as the server received it, and the fault applied to it (if any).
+
+    ``path`` is percent-decoded, ``raw_path`` as sent; ``token`` is the tenant's token,
+    or None when the request carried no known token.
+    """
+
+    method: str
+    path: str
+    raw_path: str
+    query: dict[str, str]
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    token: str | None
+    fault: Fault | None
+
+    def json(self) -> Any:
+        """The body, decoded as JSON."""
+        return orjson.loads(self.body)
+
+
+class _Disconnect(web.StreamResponse):
+    """Drops the connection instead of answering, after writing ``raw`` if given.
+
+    aiohttp treats the ConnectionResetError raised from prepare() as a client that went
+    away: it logs at DEBUG only and closes the connection.
+    """
+
+    def __init__(self, raw: bytes = b"", *, rst: bool = False) -> None:
+        super().__init__(status=500)
+        self._raw = raw
+        self._rst = rst
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            if self._raw:
+                transport.write(self._raw)
+                transport.close()  # flushes what was written, then FIN
+            else:
+                if self._rst:
+                    sock = transport.get_extra_info("socket")
+                    if sock is not None:
+                        # Linger 0: close() sends a TCP RST instead of a FIN.
+                        sock.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                transport.abort()
+        raise ConnectionResetError("connection dropped by an injected fault")
+
+
+class _RawResponse(web.StreamResponse):
+    """Writes pre-built response bytes to the socket, bypassing aiohttp's HTTP rules.
+
+    Used for a 204 that carries a body, which aiohttp.web would strip.
+    """
+
+    def __init__(self, raw: bytes, *, keep_alive: bool) -> None:
+        super().__init__(status=204)
+        self._raw = raw
+        self._raw_keep_alive = keep_alive
+
+    @property
+    def keep_alive(self) -> bool:
+        return self._raw_keep_alive
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("connection lost before the response")
+        transport.write(self._raw)
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _raw_http(
+    request: web.BaseRequest,
+    reply: Reply,
+    body: bytes,
+    *,
+    content_length: int,
+    keep_alive: bool,
+) -> bytes:
+    """Serialize a response by hand: the status line, headers, and ``body``."""
+    version = request.version
+    lines = [f"HTTP/{version.major}.{version.minor} {reply.status} {_phrase(reply.status)}"]
+    if reply.content_type is not None or content_length:
+        lines.append(f"Content-Type: {reply.content_type or 'application/json'}")
+    lines.append(f"Content-Length: {content_length}")
+    lines.extend(f"{name}: {value}" for name, value in reply.headers)
+    lines.append(f"Date: {formatdate(usegmt=True)}")
+    lines.append(f"Server: {_SERVER_HEADER}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class FakeSegmentsServer:
+    """An in-process Segments API on loopback, for tests; an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        seed: int = 0,
+        max_per_page: int = 100,
+        delete_body: bool = False,
+    ) -> None:
+        if max_per_page < 1:
+            raise ValueError("max_per_page must be >= 1")
+        self._host = host
+        self._requested_port = port
+        self._max_per_page = max_per_page
+        self._delete_body = delete_body
+        # Separate streams, so how much data was seeded does not shift the fault draws.
+        # Not for security: the point is reproducibility.
+        self._store = Store(random.Random(f"data:{seed}"))  # noqa: S311
+        self._fault_rng = random.Random(f"faults:{seed}")  # noqa: S311
+        self._token = token if token is not None else secrets.token_urlsafe(24)
+        self._store.tenants[self._token] = Tenant()
+        self._rules: list[FaultRule] = []
+        self._requests: list[RecordedRequest] = []
+        self._runner: web.ServerRunner | None = None
+        self._port: int | None = None
+        self._closed = False
+        self._closing = asyncio.Event()
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        """Bind and start serving; a second call does nothing."""
+        if self._closed:
+            raise RuntimeError("this FakeSegmentsServer is closed")
+        if self._runner is not None:
+            return
+        server = web.Server(self._handle, access_log=None)
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def close(self) -> None:
+        """Stop serving and drop open connections; idempotent."""
+        self._closed = True
+        self._closing.set()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # Addresses and tenants
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port``, no trailing slash; the API lives under /v2.3/data/segments."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def segments_url(self) -> str:
+        """The collection's URL: ``base_url + "/v2.3/data/segments"``."""
+        return self.base_url + SEGMENTS_PATH
+
+    @property
+    def token(self) -> str:
+        """The default tenant's bearer token."""
+        return self._token
+
+    def add_tenant(self, token: str | None = None) -> str:
+        """Create an empty, isolated tenant; returns its token."""
+        if token is None:
+            token = secrets.token_urlsafe(24)
+        if token in self._store.tenants:
+            raise ValueError("a tenant with this token exists")
+        self._store.tenants[token] = Tenant()
+        return token
+
+    def _tenant(self, token: str | None) -> Tenant:
+        tenant = self._store.tenants.get(self._token if token is None else token)
+        if tenant is None:
+            raise KeyError("no tenant with this token")
+        return tenant
+
+    def seed(self, count: int, *, token: str | None = None) -> dict[str, str]:
+        """Add ``count`` deterministic segments to a tenant; returns them, id -> name."""
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        return self._store.seed(self._tenant(token), count)
+
+    def segments(self, token: str | None = None) -> dict[str, str]:
+        """A copy of a tenant's segments (default tenant if None), id -> name, in order."""
+        return self._tenant(token).names()
+
+    # Faults and the request log
+
+    def inject(
+        self,
+        fault: Fault,
+        *,
+        method: str | None = None,
+        path: str | re.Pattern[str] | None = None,
+        times: int | None = None,
+        probability: float | None = None,
+    ) -> FaultRule:
+        """Apply ``fault`` to matching requests; returns the rule (``.hits``, ``.cancel()``).
+
+        ``path`` is a prefix of the request path, or a compiled pattern searched in it.
+        Without ``probability`` the fault applies to the next ``times`` (default 1)
+        matching requests; with it, each matching request is faulted with that probability
+        (seeded), at most ``times`` times if given.
+        """
+        if times is not None and times < 1:
+            raise ValueError("times must be >= 1")
+        if probability is not None and not 0.0 <= probability <= 1.0:
+            raise ValueError("probability must be in [0, 1]")
+        if times is None and probability is None:
+            times = 1
+        rule = FaultRule(
+            fault,
+            method=None if method is None else method.upper(),
+            path=path,
+            probability=probability,
+            remaining=times,
+        )
+        self._rules.append(rule)
+        return rule
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault."""
+        for rule in self._rules:
+            rule.cancel()
+        self._rules.clear()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first (a copy)."""
+        return list(self._requests)
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        self._requests.clear()
+
+    def _pick_fault(self, method: str, path: str) -> Fault | None:
+        fault = None
+        for rule in self._rules:
+            if rule.try_apply(method, path, self._fault_rng):
+                fault = rule.fault
+                break
+        if any(not rule.active for rule in self._rules):
+            self._rules = [rule for rule in self._rules if rule.active]
+        return fault
+
+    # Serving
+
+    def _token_of(self, authorization: str | None) -> str | None:
+        if authorization is None:
+            return None
+        scheme, _, credentials = authorization.partition(" ")
+        token = credentials.strip()
+        if scheme.lower() != "bearer" or token not in self._store.tenants:
+            return None
+        return token
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await request.read()
+        token = self._token_of(request.headers.get(hdrs.AUTHORIZATION))
+        fault = self._pick_fault(request.method, request.path)
+        self._requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                raw_path=request.rel_url.raw_path,
+                query=dict(request.query),
+                headers=CIMultiDictProxy(CIMultiDict(request.headers)),
+                body=body,
+                token=token,
+                fault=fault,
+            )
+        )
+        if fault is None:
+            return self._respond(request, self._process(request, token, body))
+        return await self._apply(fault, request, token, body)
+
+    def _process(self, request: web.BaseRequest, token: str | None, body: bytes) -> Reply:
+        return dispatch(
+            self._store,
+            None if token is None else self._store.tenants[token],
+            request.method,
+            request.path,
+            request.query,
+            accept=request.headers.get(hdrs.ACCEPT),
+            content_type=request.headers.get(hdrs.CONTENT_TYPE),
+            body=body,
+            max_per_page=self._max_per_page,
+        )
+
+    def _respond(self, request: web.BaseRequest, reply: Reply) -> web.StreamResponse:
+        if reply.status == 204 and self._delete_body and request.method == "DELETE":
+            raw = _raw_http(
+                request,
+                reply,
+                DELETE_SPEC_BODY,
+                content_length=len(DELETE_SPEC_BODY),
+                keep_alive=request.keep_alive,
+            )
+            return _RawResponse(raw, keep_alive=request.keep_alive)
+        headers = CIMultiDict(reply.headers)
+        headers.setdefault(hdrs.SERVER, _SERVER_HEADER)
+        if reply.content_type is not None:
+            headers[hdrs.CONTENT_TYPE] = reply.content_type
+        return web.Response(status=reply.status, body=reply.body or None, headers=headers)
+
+    async def _apply(
+        self, fault: Fault, request: web.BaseRequest, token: str | None, body: bytes
+    ) -> web.StreamResponse:
+        kind = fault.kind
+        if kind == "status":
+            return self._respond(request, _status_reply(fault))
+        if kind == "latency":
+            if await self._sleep(fault.seconds):
+                return _Disconnect()  # the server is closing
+            return self._respond(request, self._process(request, token, body))
+        if kind == "reset_before":
+            return _Disconnect(rst=fault.rst)
+        if kind == "reset_after":
+            self._process(request, token, body)
+            return _Disconnect(rst=fault.rst)
+        if kind == "truncated_body":
+            reply = self._process(request, token, body)
+            raw = _raw_http(
+                request,
+                reply,
+                reply.body[: len(reply.body) // 2],
+                content_length=len(reply.body),
+                keep_alive=True,
+            )
+            return _Disconnect(raw)
+        if kind == "non_json_body":
+            return self._respond(request, Reply(200, _NOT_JSON_BODY))
+        assert kind == "html_502"
+        return self._respond(
+            request,
+            Reply(502, _NGINX_502, content_type="text/html", headers=(("Server", "nginx"),)),
+        )
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep, cut short if the server closes; True if it did."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+def _status_reply(fault: Fault) -> Reply:
+    status = fault.status_code or 500
+    headers: tuple[tuple[str, str], ...] = ()
+    if fault.retry_after is not None:
+        value = fault.retry_after
+        text = value if isinstance(value, str) else f"{value:g}"
+        headers = (("Retry-After", text),)
+    if fault.body is not None:
+        return Reply(status, fault.body, content_type=fault.content_type, headers=headers)
+    message = f"Injected fault: {status} {_phrase(status)}"
+    reply = error_reply(status, fault.error_code(), message, headers)
+    return attrs.evolve(reply, content_type=fault.content_type)
