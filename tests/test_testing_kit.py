@@ -1,0 +1,108 @@
+"""The testing kit as a user meets it: the pytest plugin's fixtures with the real client,
+and the demo command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from segments_async import (
+    AuthenticationError,
+    NotFoundError,
+    SegmentsClient,
+    UnprocessableEntityError,
+)
+from segments_async.testing import FakeSegmentsServer
+
+pytest_plugins = ["segments_async.testing.pytest_plugin"]
+
+
+async def test_fixtures_give_a_working_client(segments_client, segments_server):
+    """A user's test: create through the client, check the server's state."""
+    segment = await segments_client.segments.create("EMEA")
+    renamed = await segments_client.segments.update(segment.id, "DACH")
+
+    assert {segment.id: "DACH"} == segments_server.segments()
+    assert "DACH" == renamed.name
+    await segments_client.segments.delete(segment.id)
+    assert {} == segments_server.segments()
+
+
+async def test_client_reads_the_fakes_errors(segments_client, segments_server):
+    """The fake's 404, 422 and 401 come out as the library's typed errors."""
+    with pytest.raises(NotFoundError):
+        await segments_client.segments.delete("7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2")
+    with pytest.raises(UnprocessableEntityError):
+        await segments_client.segments.create("")
+    async with SegmentsClient(segments_server.base_url, "wrong-token") as stranger:
+        with pytest.raises(AuthenticationError):
+            await stranger.segments.list()
+
+
+async def test_tenants_are_isolated_through_the_client(segments_server):
+    """Two tokens see two sets of segments."""
+    other = segments_server.add_tenant()
+    segments_server.seed(5)
+    async with (
+        SegmentsClient(segments_server.base_url, segments_server.token) as mine,
+        SegmentsClient(segments_server.base_url, other) as theirs,
+    ):
+        assert 5 == (await mine.segments.list()).total
+        assert 0 == (await theirs.segments.list()).total
+
+
+async def test_clamped_per_page_is_followed(segments_client, segments_server):
+    """The fake clamps per_page to 100; iterate still returns every segment once."""
+    seeded = segments_server.seed(345)
+
+    first = await segments_client.segments.list(per_page=1000)
+    names = [s.name async for s in segments_client.segments.iterate(per_page=1000)]
+
+    assert (100, 4) == (first.per_page, first.last_page)
+    assert list(seeded.values()) == names
+
+
+async def test_delete_with_a_body_on_204_over_the_wire():
+    """The spec's 204-with-body: delete succeeds and the pool stays usable."""
+    async with FakeSegmentsServer(delete_body=True) as server:
+        server.seed(3)
+        async with SegmentsClient(server.base_url, server.token) as client:
+            victim = next(iter(server.segments()))
+            assert await client.segments.delete(victim) is None
+            assert victim not in server.segments()
+            assert 2 == (await client.segments.list()).total
+
+
+def test_demo_command_reports_and_exits_0():
+    """`python -m segments_async demo` runs end to end (on a smaller data set here)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "segments_async", "demo", "--segments", "400"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+
+    assert 0 == result.returncode, result.stderr
+    for heading in ("1. Create, update, delete", "2. Fetch all 400", "3. Ride through faults"):
+        assert heading in result.stdout
+    assert "speed-up x" in result.stdout
+    assert "retrying GET" in result.stdout
+    assert "400/400 (100%)" in result.stderr
+
+
+def test_main_without_a_command_prints_help():
+    """A bare `python -m segments_async` explains itself and exits 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "segments_async"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 2 == result.returncode
+    assert "demo" in result.stderr
