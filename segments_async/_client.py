@@ -306,8 +306,9 @@ class SegmentsClient:
                 failure, error = _map_client_error(exc, method, url_text)
             except TimeoutError:
                 failure = Failure.TIMEOUT
+                total = self._timeout.total
                 error = APITimeoutError(
-                    f"request timed out after {self._timeout.total}s",
+                    f"request timed out after {total}s" if total else "request timed out",
                     method=method,
                     url=url_text,
                 )
