@@ -1,0 +1,157 @@
+"""``python -m benchmarks``: run the sections, print the table (or ``--json``).
+
+Exit status is 1 only when a contender crashed (a bug to look at); missing optional
+contenders are skipped with a message, and targets are informational.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from . import _crud, _decode, _pagination, _report, _rss
+from ._common import Skipped, cpu_plan, load_ours, machine_facts
+from ._peer import Peer, generated_peer
+from ._profile import profile_ours
+from ._server import serve
+
+SECTIONS = ("a", "b", "c", "d")
+
+
+@attrs.frozen
+class Config:
+    smoke: bool
+    rounds: int
+    a_total: int
+    b_loops: int
+    c_sizes: tuple[int, int]
+    c_repeats: int
+    d_calls: int
+
+    @classmethod
+    def make(cls, smoke: bool, rounds: int | None) -> Config:
+        if smoke:
+            return cls(True, rounds or 2, 1_000, 200, (300, 3_000), 1, 20)
+        return cls(False, rounds or 7, 20_000, 2_000, (50_000, 500_000), 3, 500)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="segments_async against raw aiohttp and peers"
+    )
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 7; smoke 2)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks it all runs")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="sections, e.g. a,b")
+    parser.add_argument("--json", action="store_true", help="print a JSON document instead")
+    parser.add_argument("--save", metavar="PATH", help="also write the JSON document to PATH")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile ours in section a (pyinstrument) instead"
+    )
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {','.join(SECTIONS)}")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    args.only = [s for s in SECTIONS if s in only]
+    return args
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _maybe_peer(wanted: bool) -> Iterator[tuple[Peer | None, str | None]]:
+    if not wanted:
+        yield None, None
+        return
+    try:
+        with generated_peer() as peer:
+            _progress(
+                f"    generated the openapi-python-client peer in {peer.generate_seconds:.1f}s"
+            )
+            yield peer, None
+    except Skipped as exc:
+        yield None, str(exc)
+
+
+def run(config: Config, only: list[str]) -> dict[str, Any]:
+    server_cpu, client_cpu = cpu_plan()
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    doc: dict[str, Any] = {
+        "machine": machine_facts(server_cpu, client_cpu),
+        "config": attrs.asdict(config) | {"sections": only},
+        "sections": {},
+    }
+    sections: dict[str, Any] = {}
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        base_url = ""
+        if "a" in only or "d" in only:
+            base_url = stack.enter_context(serve(config.a_total, server_cpu))
+        if "a" in only:
+            _progress(f"[a] pagination, {config.rounds} rounds ...")
+            peer, peer_skip = stack.enter_context(_maybe_peer(True))
+            sections["a"] = asyncio.run(
+                _pagination.bench(base_url, config.a_total, config.rounds, peer, peer_skip)
+            )
+        if "b" in only:
+            _progress(f"[b] decoding, {config.rounds} rounds ...")
+            sections["b"] = _decode.bench(config.rounds, config.b_loops)
+        if "c" in only:
+            _progress("[c] peak RSS, one fresh process per measurement ...")
+            sections["c"] = _rss.bench(config.c_sizes, config.c_repeats, server_cpu)
+        if "d" in only:
+            _progress(f"[d] per-call latency, {config.rounds} rounds ...")
+            sections["d"] = asyncio.run(_crud.bench(base_url, config.rounds, config.d_calls))
+    doc["sections"] = sections
+    doc["elapsed_s"] = time.perf_counter() - started
+    doc["targets"] = _report.targets(doc)
+    return doc
+
+
+def profile(config: Config) -> int:
+    server_cpu, client_cpu = cpu_plan()
+    if client_cpu is not None:
+        os.sched_setaffinity(0, {client_cpu})
+    try:
+        load_ours()
+        with serve(config.a_total, server_cpu) as base_url:
+            print(profile_ours(base_url, config.a_total))
+    except Skipped as exc:
+        print(f"cannot profile: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.profile:
+        return profile(Config.make(args.smoke, args.rounds))
+    doc = run(Config.make(args.smoke, args.rounds), args.only)
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as saved:
+            json.dump(doc, saved, indent=2)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_report.render(doc))
+        print(f"\n(total {doc['elapsed_s']:.1f}s)")
+    crashed = any(section.get("failed") for section in doc["sections"].values())
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
