@@ -77,7 +77,15 @@ def _client_timeout(timeout: object) -> aiohttp.ClientTimeout:
 class _Pool:
     """What a client and its ``with_options`` views share: the session and the budget."""
 
-    __slots__ = ("borrowed", "budget", "closed", "loop", "max_connections", "session")
+    __slots__ = (
+        "borrowed",
+        "budget",
+        "budget_spent",
+        "closed",
+        "loop",
+        "max_connections",
+        "session",
+    )
 
     def __init__(self, session: aiohttp.ClientSession | None, max_connections: int) -> None:
         self.session = session
@@ -86,6 +94,7 @@ class _Pool:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.budget = RetryBudget()
+        self.budget_spent = False  # the budget ran dry and that was logged
 
     def get(self) -> aiohttp.ClientSession:
         """The session, created on first use inside the running loop."""
@@ -384,13 +393,19 @@ class SegmentsClient:
                 delay = 0.0
             cost = budget.acquire(failure)
             if cost is None:
-                logger.warning(
+                # Once per outage at WARNING, not once per failing call: an outage must
+                # not also flood the logs.
+                level = logging.DEBUG if self._pool.budget_spent else logging.WARNING
+                self._pool.budget_spent = True
+                logger.log(
+                    level,
                     "not retrying %s %s after %s: the client's retry budget is spent",
                     method,
                     path,
                     reason,
                 )
                 raise error
+            self._pool.budget_spent = False
             last_cost = cost
             retries += 1
             logger.warning(
@@ -435,13 +450,19 @@ def _retry_after(error: SegmentsError) -> float | None:
 
 
 async def _read_body(response: ClientResponse, method: str, url: str) -> bytes:
-    """The whole body, refusing one larger than ``MAX_RESPONSE_BYTES`` before reading it."""
+    """The whole body, refusing one larger than ``MAX_RESPONSE_BYTES``.
+
+    An uncompressed body with a Content-Length is read in one go (aiohttp reads exactly
+    that many bytes); anything else is counted as it is inflated, so that a small gzip
+    bomb cannot grow past the limit in memory.
+    """
     limit = _wire.MAX_RESPONSE_BYTES
     length = response.content_length
     if length is not None:
         if length > limit:
             raise _too_large(response.status, method, url)
-        return await response.read()
+        if "Content-Encoding" not in response.headers:
+            return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_any():
