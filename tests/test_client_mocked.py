@@ -510,3 +510,15 @@ async def test_exceptions_are_all_segments_errors(mock_api, client):
         await client.segments.list()
     assert isinstance(info.value, APIConnectionError)
     assert isinstance(info.value.__cause__, aiohttp.ClientOSError)
+
+
+async def test_spent_budget_warns_once_per_outage(mock_api, client, caplog):
+    """A dry budget is one WARNING, not one per failing call; it re-arms after recovery."""
+    caplog.set_level(logging.WARNING, logger="segments_async")
+    mock_api.get(LIST_URL, status=503, repeat=True)
+    for _ in range(120):
+        with pytest.raises(InternalServerError):
+            await client.segments.list()
+
+    spent = [r for r in caplog.records if "budget is spent" in r.getMessage()]
+    assert 1 == len(spent)

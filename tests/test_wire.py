@@ -6,6 +6,7 @@ import copy
 import re
 import uuid
 
+import attrs
 import orjson
 import pytest
 from hypothesis import given
@@ -26,6 +27,7 @@ from segments_async import (
     SegmentPage,
     SegmentsError,
     UnprocessableEntityError,
+    _wire,
 )
 from segments_async._wire import (
     SEGMENTS_PATH,
@@ -1026,3 +1028,54 @@ class TestCheckToken:
             check_token(token)
 
         assert f"token must be a str, got {type(token).__name__}" == str(info.value)
+
+
+class TestFastPath:
+    """The hot path's hand-unrolled item loop must agree with cattrs' own structuring."""
+
+    def test_segment_has_nothing_the_fast_path_would_skip(self):
+        """No validator, converter or on_setattr hook on Segment's fields."""
+        for field in attrs.fields(Segment):
+            assert (None, None) == (field.validator, field.converter)
+        assert Segment.__slots__ is not None
+
+    @given(
+        st.lists(
+            st.fixed_dictionaries(
+                {"id": st.text(), "name": st.text()},
+                optional={"extra": st.integers()},
+            ),
+            max_size=20,
+        )
+    )
+    def test_fast_and_explaining_converters_agree(self, items):
+        """Valid items build equal, equally hashed Segments on both paths."""
+        result = {
+            "currentPage": 1,
+            "perPage": 20,
+            "lastPage": 1,
+            "total": len(items),
+            "items": items,
+            "filters": [],
+        }
+
+        fast = _wire._converter.structure(result, SegmentPage)
+        explained = _wire._explaining_converter.structure(result, SegmentPage)
+
+        assert explained == fast
+        assert [hash(s) for s in explained.items] == [hash(s) for s in fast.items]
+        assert [Segment(i["id"], i["name"]) for i in items] == fast.items
+
+    @pytest.mark.parametrize(
+        "item",
+        [{"id": 1, "name": "x"}, {"id": "a", "name": None}, {"id": "a"}, [], "ab", None],
+    )
+    def test_fast_path_refuses_what_cattrs_refuses(self, item):
+        """A bad item fails on the fast path too, and is then explained."""
+        result = {"currentPage": 1, "perPage": 1, "lastPage": 1, "total": 1, "items": [item]}
+
+        with pytest.raises(Exception):  # noqa: B017, PT011 - any failure falls back
+            _wire._converter.structure(result, SegmentPage)
+        with pytest.raises(InvalidResponse) as info:
+            decode_segment_page(orjson.dumps({"success": True, "result": result}))
+        assert info.value.field.startswith("result.items[0]")
