@@ -11,6 +11,7 @@ import pytest
 from segments_async import BadRequestError, SegmentsClient
 
 from .conftest import FAST_RETRY, TOKEN, page_payload
+from .leaks import acquired_connections, client_tasks, settle
 from .rawserver import RawRequest, RawServer, json_response
 
 
@@ -51,30 +52,6 @@ class PagedServer:
             return json_response(200, page_payload(page, per_page, self.total))
         finally:
             self.in_flight -= 1
-
-
-def other_tasks() -> set[asyncio.Task[object]]:
-    """The client's tasks: all but this one and the test server's."""
-    return {
-        t
-        for t in asyncio.all_tasks()
-        if t is not asyncio.current_task()
-        and not t.get_coro().__qualname__.startswith("RawServer.")  # type: ignore[union-attr]
-    }
-
-
-async def settle() -> None:
-    """Let finalizers and cancellations run."""
-    for _ in range(5):
-        await asyncio.sleep(0)
-    await asyncio.sleep(0.01)
-
-
-def acquired_connections(client: SegmentsClient) -> int:
-    session = client._pool.session
-    assert session is not None
-    assert session.connector is not None
-    return len(session.connector._acquired)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -140,13 +117,13 @@ async def test_breaking_out_cancels_in_flight_and_leaks_nothing():
     """Leaving the loop early cancels what is in flight: no task, no connection held."""
     paged = PagedServer(total=1000, latency=0.05)
     async with RawServer(paged) as server, SegmentsClient(server.url, TOKEN) as client:
-        before = other_tasks()
+        before = client_tasks()
         async with contextlib.aclosing(client.segments.iterate(per_page=10, concurrency=8)) as it:
             async for segment in it:
                 if segment.name == "s25":
                     break
         await settle()
-        assert set() == other_tasks() - before
+        assert set() == client_tasks() - before
         assert 0 == acquired_connections(client)
         requested = len(paged.pages_requested)
         await asyncio.sleep(0.1)
@@ -158,13 +135,13 @@ async def test_plain_break_is_cleaned_up_by_the_loop():
     """Without aclosing, the generator is finalized as soon as it is dropped."""
     paged = PagedServer(total=1000, latency=0.05)
     async with RawServer(paged) as server, SegmentsClient(server.url, TOKEN) as client:
-        before = other_tasks()
+        before = client_tasks()
         async for page in client.segments.iter_pages(per_page=10, concurrency=8):
             if page.current_page == 2:
                 break
         await settle()
         await asyncio.sleep(0.06)
-        assert set() == other_tasks() - before
+        assert set() == client_tasks() - before
         assert 0 == acquired_connections(client)
 
 
@@ -172,14 +149,14 @@ async def test_failing_page_raises_after_cancelling_the_rest():
     """Page 5 fails: the iterator raises its error, and nothing is left running."""
     paged = PagedServer(total=200, latency=0.005, fail_page=5)
     async with RawServer(paged) as server, SegmentsClient(server.url, TOKEN) as client:
-        before = other_tasks()
+        before = client_tasks()
         seen: list[int] = []
         with pytest.raises(BadRequestError, match="bad page 5"):
             async for page in client.segments.iter_pages(per_page=10, concurrency=4):
                 seen.append(page.current_page)
         await settle()
         assert [1, 2, 3, 4] == seen
-        assert set() == other_tasks() - before
+        assert set() == client_tasks() - before
         assert 0 == acquired_connections(client)
 
 
@@ -187,7 +164,7 @@ async def test_cancelling_the_consumer_mid_iterate_leaks_nothing():
     """Cancelling the task that iterates cancels the fetches and frees connections."""
     paged = PagedServer(total=5000, latency=0.02)
     async with RawServer(paged) as server, SegmentsClient(server.url, TOKEN) as client:
-        before = other_tasks()
+        before = client_tasks()
         got = 0
         started = asyncio.Event()
 
@@ -204,7 +181,7 @@ async def test_cancelling_the_consumer_mid_iterate_leaks_nothing():
         with pytest.raises(asyncio.CancelledError):
             await task
         await settle()
-        assert set() == other_tasks() - before
+        assert set() == client_tasks() - before
         assert 0 == acquired_connections(client)
         # The pool is still usable afterwards.
         assert 5000 == (await client.segments.list(per_page=10)).total
