@@ -312,8 +312,10 @@ class SegmentsClient:
                     raw = await _read_body(response, method, url_text)
                     response_headers = response.headers
             except aiohttp.ClientError as exc:
+                status = None  # a body cut short had a status, but no usable answer
                 failure, error = _map_client_error(exc, method, url_text)
             except TimeoutError:
+                status = None
                 failure = Failure.TIMEOUT
                 total = self._timeout.total
                 error = APITimeoutError(

@@ -4,6 +4,7 @@ truncation, a 204 with a body, redirects, timeouts."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -108,6 +109,23 @@ class TestUnknownOutcomes:
         async with RawServer(handler) as server, make_client(server.url) as client:
             assert 2 == (await client.segments.list(per_page=20)).total
         assert 2 == len(server.requests)
+
+    async def test_truncated_body_is_logged_as_such(self, caplog):
+        """The DEBUG line of an attempt whose body was cut short names the failure."""
+        caplog.set_level(logging.DEBUG, logger="segments_async")
+        full = json_response(200, page_payload(1, 20, 2))
+
+        async def handler(request: RawRequest) -> bytes:
+            if len(server.requests) == 1:
+                return ThenClose(full[: full.index(b"\r\n\r\n") + 14])
+            return full
+
+        async with RawServer(handler) as server, make_client(server.url) as client:
+            await client.segments.list()
+
+        first = caplog.records[0].getMessage()
+        assert "-> body cut short" in first
+        assert "attempt 1" in first
 
     async def test_truncated_body_not_retried_for_post(self):
         """A POST whose answer was cut short was acted on: raise, do not re-send."""
