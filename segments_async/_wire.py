@@ -254,9 +254,15 @@ def _envelope_result(body: bytes) -> Any:
     raise InvalidResponse("'success' must be true or false", field="success", body=data)
 
 
+#: The hot path's structure functions, looked up once rather than dispatched per call.
+_fast_hooks: Final[dict[type, Callable[[Any, type], Any]]] = {
+    cls: _converter.get_structure_hook(cls) for cls in (Segment, SegmentPage)
+}
+
+
 def _structure(result: Any, cls: type[_T]) -> _T:
     try:
-        return _converter.structure(result, cls)
+        return _fast_hooks[cls](result, cls)  # type: ignore[no-any-return]
     except Exception:  # noqa: S110 - any failure is a malformed body: explained below
         pass
     try:
