@@ -61,11 +61,14 @@ class SegmentsResource:
     def iter_pages(self, per_page: int = 100, concurrency: int = 4) -> AsyncIterator[SegmentPage]:
         """Every page, in order, with up to ``concurrency`` requests in flight.
 
-        Page 1 comes first and tells the server's real ``perPage`` and ``lastPage``; the
-        rest are fetched ahead of the consumer, so at most ``concurrency`` pages are held
-        at once whatever the total. Leaving the loop early cancels what is in flight;
-        for cleanup at a precise point, wrap the iterator in ``contextlib.aclosing``.
-        A page that fails raises from the iterator after the others are cancelled.
+        Page 1 comes first and tells the server's real ``perPage`` and ``lastPage``. Then
+        at most ``concurrency`` requests are in flight, counting the one the iterator is
+        waiting on; while the consumer holds a page, up to ``concurrency - 1`` more are
+        fetched ahead, so at most ``concurrency`` pages are held whatever the total.
+        ``concurrency=1`` fetches each page when it is asked for. Leaving the loop early
+        cancels what is in flight; for cleanup at a precise point, wrap the iterator in
+        ``contextlib.aclosing``. A page that fails raises from the iterator after the
+        others are cancelled.
         """
         per_page = _wire.check_positive_int("per_page", per_page)
         concurrency = _wire.check_positive_int("concurrency", concurrency)
@@ -95,17 +98,25 @@ class SegmentsResource:
         # lastPage stays true for the pages asked for next.
         per_page = first.per_page if first.per_page >= 1 else per_page
         loop = asyncio.get_running_loop()
+        # Tasks for the pages after the one awaited next: with that one, at most
+        # `concurrency` requests are in flight, and while the consumer holds a page at
+        # most `concurrency - 1` are fetched ahead. With concurrency=1 no task is made:
+        # each page is awaited directly, as a hand-written loop would.
         in_flight: collections.deque[asyncio.Task[SegmentPage]] = collections.deque()
-        next_page = 2
+        ahead = concurrency - 1
+        page_number = 2
         try:
-            while next_page <= last_page and len(in_flight) < concurrency:
-                in_flight.append(loop.create_task(self.list(next_page, per_page)))
-                next_page += 1
-            while in_flight:
-                page = await in_flight.popleft()
-                if next_page <= last_page:
-                    in_flight.append(loop.create_task(self.list(next_page, per_page)))
-                    next_page += 1
+            while page_number <= last_page:
+                current = in_flight.popleft() if in_flight else None
+                next_ahead = page_number + 1 + len(in_flight)
+                while len(in_flight) < ahead and next_ahead <= last_page:
+                    in_flight.append(loop.create_task(self.list(next_ahead, per_page)))
+                    next_ahead += 1
+                if current is None:
+                    page = await self.list(page_number, per_page)
+                else:
+                    page = await current
+                page_number += 1
                 yield page
         finally:
             for task in in_flight:
