@@ -148,13 +148,17 @@ _WIRE_NAMES: Final = {
 }
 
 
-def _strict_list(conv: OrjsonConverter, list_type: Any) -> Callable[[Any, Any], Any]:
+def _require_list(value: Any) -> None:
     # cattrs iterates whatever it is given: a string or an object would become a list.
+    if value.__class__ is not list:
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+
+
+def _strict_list(conv: OrjsonConverter, list_type: Any) -> Callable[[Any, Any], Any]:
     structure_list = conv.get_structure_hook(list_type)
 
     def structure(value: Any, type_: Any) -> Any:
-        if value.__class__ is not list:
-            raise TypeError(f"expected a list, got {type(value).__name__}")
+        _require_list(value)
         return structure_list(value, type_)
 
     return structure
@@ -174,8 +178,7 @@ def _fast_segment_list(value: Any, _: Any) -> list[Segment]:
     Any failure (a non-list, a non-object item, a missing key, a non-string) raises, and
     the explaining converter, built by cattrs alone, then names the field.
     """
-    if value.__class__ is not list:
-        raise TypeError(f"expected a list, got {type(value).__name__}")
+    _require_list(value)
     segments: list[Segment] = []
     append = segments.append
     for item in value:
