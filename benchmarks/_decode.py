@@ -1,6 +1,6 @@
 """Section b: decode one 100-item page from bytes into typed page objects.
 
-ours (``segments_async._wire.decode_segment_page``) against pydantic v2 and msgspec
+ours (``segments_async._decode.decode_segment_page``) against pydantic v2 and msgspec
 (the floor for typed decoding), plus orjson with hand-built attrs objects for
 reference. Every decoder produces frozen objects with snake_case fields.
 """
@@ -77,11 +77,11 @@ Decode = Callable[[bytes], Any]
 
 def _ours() -> Decode:
     try:
-        wire = importlib.import_module("segments_async._wire")
+        wire = importlib.import_module("segments_async._decode")
         decode: Decode = wire.decode_segment_page
     except (ImportError, AttributeError) as exc:
         raise Skipped(
-            f"segments_async._wire.decode_segment_page not available yet ({exc})"
+            f"segments_async._decode.decode_segment_page not available yet ({exc})"
         ) from exc
     return decode
 

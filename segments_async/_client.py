@@ -22,7 +22,7 @@ from aiohttp import ClientRequest, ClientResponse
 from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
 from yarl import URL
 
-from . import _retry, _wire
+from . import _decode, _options, _retry, _wire
 from ._errors import (
     APIConnectionError,
     APIResponseValidationError,
@@ -174,8 +174,8 @@ class SegmentsClient:
             raise ValueError("no API token: pass token='...' or set SEGMENTS_API_TOKEN")
         if not isinstance(allow_insecure_http, bool):
             raise TypeError("allow_insecure_http must be a bool")
-        self._base_url = _wire.check_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        self._token = _wire.check_token(token)
+        self._base_url = _options.check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._token = _options.check_token(token)
         self._timeout = _client_timeout(timeout)
         self._retry = _check_retry(retry)
         _wire.check_positive_int("max_connections", max_connections)
@@ -338,7 +338,7 @@ class SegmentsClient:
                         logger.debug("DELETE %s -> 404 after an unknown outcome: deleted", path)
                         budget.record_success(last_cost)
                         return decode(b"")
-                    result = _wire.read_response(
+                    result = _decode.read_response(
                         decode,
                         method=method,
                         url=url_text,
@@ -350,7 +350,7 @@ class SegmentsClient:
                     budget.record_success(last_cost)
                     return result
                 failure = Failure.STATUS
-                error = _wire.status_error(
+                error = _decode.status_error(
                     method=method,
                     url=url_text,
                     status=status,

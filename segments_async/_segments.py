@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, final
 
-from . import _wire
+from . import _decode, _wire
 from ._models import Segment, SegmentPage
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class SegmentsResource:
         """One page of the tenant's segments (the server may clamp ``per_page``)."""
         query = _wire.list_query(page, per_page)
         return await self._client._request(
-            "GET", f"{_wire.SEGMENTS_PATH}?{query}", _wire.decode_segment_page
+            "GET", f"{_wire.SEGMENTS_PATH}?{query}", _decode.decode_segment_page
         )
 
     async def create(self, name: str) -> Segment:
@@ -41,13 +41,15 @@ class SegmentsResource:
         ``RetryPolicy(retry_post=True)`` accepts the risk of a duplicate).
         """
         body = _wire.name_body(name)
-        return await self._client._request("POST", _wire.SEGMENTS_PATH, _wire.decode_segment, body)
+        return await self._client._request(
+            "POST", _wire.SEGMENTS_PATH, _decode.decode_segment, body
+        )
 
     async def update(self, segment_id: str | uuid.UUID, name: str) -> Segment:
         """Rename a segment."""
         path = _wire.segment_path(segment_id)
         body = _wire.name_body(name)
-        return await self._client._request("PUT", path, _wire.decode_segment, body)
+        return await self._client._request("PUT", path, _decode.decode_segment, body)
 
     async def delete(self, segment_id: str | uuid.UUID) -> None:
         """Delete a segment.
@@ -56,7 +58,7 @@ class SegmentsResource:
         unknown counts as success: that attempt deleted it.
         """
         path = _wire.segment_path(segment_id)
-        await self._client._request("DELETE", path, _wire.decode_delete)
+        await self._client._request("DELETE", path, _decode.decode_delete)
 
     def iter_pages(self, per_page: int = 100, concurrency: int = 4) -> AsyncIterator[SegmentPage]:
         """Every page, in order, with up to ``concurrency`` requests in flight.

@@ -31,6 +31,7 @@ from segments_async import (
     SegmentPage,
     SegmentsClient,
     SegmentsError,
+    _decode,
     _wire,
 )
 from segments_async._errors import status_error_class
@@ -53,9 +54,9 @@ SOCKETS = settings(
 )
 
 DECODERS: dict[str, tuple[Callable[[bytes], Any], str, type | None]] = {
-    "page": (_wire.decode_segment_page, "GET", SegmentPage),
-    "segment": (_wire.decode_segment, "POST", Segment),
-    "delete": (_wire.decode_delete, "DELETE", None),
+    "page": (_decode.decode_segment_page, "GET", SegmentPage),
+    "segment": (_decode.decode_segment, "POST", Segment),
+    "delete": (_decode.decode_delete, "DELETE", None),
 }
 
 # --------------------------------------------------------------------------- strategies
@@ -313,7 +314,7 @@ def test_read_response_gives_the_model_or_a_segments_error(kind, status, headers
     decode, method, model_type = DECODERS[kind]
     result, error = outcome(
         SegmentsError,
-        _wire.read_response,
+        _decode.read_response,
         decode,
         method=method,
         url=URL,
@@ -343,7 +344,7 @@ def test_read_response_gives_the_model_or_a_segments_error(kind, status, headers
 @given(value=retry_after_values, now=st.floats(min_value=0, max_value=4e9))
 def test_retry_after_of_a_429_is_none_or_finite_seconds(value, now):
     """Any Retry-After header gives a 429 whose retry_after is None or finite seconds >= 0."""
-    error = _wire.status_error(
+    error = _decode.status_error(
         method="GET", url=URL, status=429, headers={"Retry-After": value}, body=b"", now=now
     )
     assert isinstance(error, RateLimitError)
@@ -363,7 +364,7 @@ def test_error_message_does_not_invent_what_the_server_said(kind, status, body):
     decode, method, _ = DECODERS[kind]
     _, error = outcome(
         APIStatusError,
-        _wire.read_response,
+        _decode.read_response,
         decode,
         method=method,
         url=URL,
@@ -456,7 +457,7 @@ def test_client_over_sockets_gives_the_model_or_a_segments_error(
         check_error(error, status)
     decoder = DECODERS["segment" if kind == "create" else kind][0]
     try:
-        expected: object = _wire.read_response(
+        expected: object = _decode.read_response(
             decoder,
             method="GET",
             url=URL,

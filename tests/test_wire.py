@@ -27,24 +27,24 @@ from segments_async import (
     SegmentPage,
     SegmentsError,
     UnprocessableEntityError,
-    _wire,
+    _decode,
 )
-from segments_async._wire import (
-    SEGMENTS_PATH,
+from segments_async._decode import (
     InvalidResponse,
-    check_base_url,
-    check_name,
-    check_positive_int,
-    check_token,
     decode_delete,
     decode_segment,
     decode_segment_page,
-    is_loopback,
+    read_response,
+    status_error,
+)
+from segments_async._options import check_base_url, check_token, is_loopback
+from segments_async._wire import (
+    SEGMENTS_PATH,
+    check_name,
+    check_positive_int,
     list_query,
     name_body,
-    read_response,
     segment_path,
-    status_error,
 )
 
 ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"
@@ -1059,8 +1059,8 @@ class TestFastPath:
             "filters": [],
         }
 
-        fast = _wire._converter.structure(result, SegmentPage)
-        explained = _wire._explaining_converter.structure(result, SegmentPage)
+        fast = _decode._converter.structure(result, SegmentPage)
+        explained = _decode._explaining_converter.structure(result, SegmentPage)
 
         assert explained == fast
         assert [hash(s) for s in explained.items] == [hash(s) for s in fast.items]
@@ -1075,7 +1075,7 @@ class TestFastPath:
         result = {"currentPage": 1, "perPage": 1, "lastPage": 1, "total": 1, "items": [item]}
 
         with pytest.raises(Exception):  # noqa: B017, PT011 - any failure falls back
-            _wire._converter.structure(result, SegmentPage)
+            _decode._converter.structure(result, SegmentPage)
         with pytest.raises(InvalidResponse) as info:
             decode_segment_page(orjson.dumps({"success": True, "result": result}))
         assert info.value.field.startswith("result.items[0]")
