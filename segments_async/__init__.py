@@ -14,6 +14,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConflictError,
     InternalServerError,
     NotFoundError,
@@ -22,7 +23,7 @@ from ._errors import (
     SegmentsError,
     UnprocessableEntityError,
 )
-from ._models import Segment, SegmentPage
+from ._models import BulkResult, RequestEvent, ResponseEvent, RetryEvent, Segment, SegmentPage
 from ._retry import RetryPolicy
 from ._segments import SegmentsResource
 from ._version import __version__
@@ -34,11 +35,16 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkResult",
+    "ClientClosedError",
     "ConflictError",
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RequestEvent",
+    "ResponseEvent",
+    "RetryEvent",
     "RetryPolicy",
     "Segment",
     "SegmentPage",

@@ -1,54 +1,64 @@
-"""``SegmentsClient``: the connection pool, timeouts, and the send-with-retries loop.
+"""``SegmentsClient``: its options, and the call loop (attempt, decide, wait, repeat).
 
-This is the only module that does I/O. It asks ``_wire`` what to send and what an answer
-means, asks ``_retry`` whether and when to try again, and maps aiohttp's exceptions to
-ours at the edge.
+Every decision is made elsewhere and without I/O: ``_retry.decide`` says whether to try
+again and how long to wait, ``_decode`` reads answers, ``_flow`` says when a request may
+start; ``_transport`` is the only aiohttp code. The loop here only puts them in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
-import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Final, TypeVar, final
+from typing import Any, Final, TypeVar, final
 
 import aiohttp
-from aiohttp import ClientRequest, ClientResponse
-from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
-from yarl import URL
+import attrs
+from multidict import CIMultiDict
 
-from . import _decode, _options, _retry, _wire
+from . import _decode, _retry
 from ._errors import (
-    APIConnectionError,
-    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
-    RateLimitError,
+    ClientClosedError,
     SegmentsError,
+    _RequestError,
 )
-from ._retry import Failure, RetryBudget, RetryPolicy
+from ._flow import Flow
+from ._models import RequestEvent, ResponseEvent, RetryEvent
+from ._options import (
+    ClientOptions,
+    RequestHeaders,
+    check_base_url,
+    check_session,
+    check_token,
+    env_proxy,
+)
+from ._retry import Action, Call, Decision, Failure, Outcome, RetryBudget, RetryPolicy
 from ._segments import SegmentsResource
-from ._version import __version__
+from ._transport import Transport
+from ._wire import check_positive_int
 
 __all__ = ["SegmentsClient"]
 
 logger: Final = logging.getLogger("segments_async")
+# The logging HOWTO asks libraries for this: without it, an app that never configured
+# logging would see our WARNINGs on stderr through logging's last-resort handler.
+logger.addHandler(logging.NullHandler())
 
 _T = TypeVar("_T")
 
-USER_AGENT: Final = (
-    f"segments-async/{__version__} aiohttp/{aiohttp.__version__} "
-    f"{platform.python_implementation()}/{platform.python_version()}"
-)
+#: A timer may fire a hair before its time: a deadline this close counts as run out.
+_DEADLINE_SLACK: Final = 1e-3
 
 
 class _NotGiven:
-    """Tells "not given" from ``None`` (which is a real timeout value: no timeout)."""
+    """Tells "not given" from ``None`` (which is a real value: no timeout, no deadline)."""
 
     __slots__ = ()
 
@@ -59,70 +69,29 @@ class _NotGiven:
 NOT_GIVEN: Final = _NotGiven()
 
 
-def _client_timeout(timeout: object) -> aiohttp.ClientTimeout:
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        return timeout
-    if timeout is None:
-        return aiohttp.ClientTimeout(total=None)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(
-            f"timeout must be seconds (float), an aiohttp.ClientTimeout or None, "
-            f"got {type(timeout).__name__}"
-        )
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    return aiohttp.ClientTimeout(total=float(timeout))
+class _Shared:
+    """What a client and its ``with_options`` views share: one pool, budget and flow."""
 
+    __slots__ = ("base_url", "budget", "flow", "token", "transport")
 
-class _Pool:
-    """What a client and its ``with_options`` views share: the session and the budget."""
-
-    __slots__ = (
-        "borrowed",
-        "budget",
-        "budget_spent",
-        "closed",
-        "loop",
-        "max_connections",
-        "session",
-    )
-
-    def __init__(self, session: aiohttp.ClientSession | None, max_connections: int) -> None:
-        self.session = session
-        self.borrowed = session is not None
-        self.max_connections = max_connections
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.closed = False
+    def __init__(self, base_url: str, token: str, transport: Transport, flow: Flow) -> None:
+        self.base_url = base_url
+        self.token = token
+        self.transport = transport
         self.budget = RetryBudget()
-        self.budget_spent = False  # the budget ran dry and that was logged
+        self.flow = flow
 
-    def get(self) -> aiohttp.ClientSession:
-        """The session, created on first use inside the running loop."""
-        if self.closed:
-            raise RuntimeError("this SegmentsClient is closed; create a new one")
-        session = self.session
-        if session is None:
-            self.loop = asyncio.get_running_loop()
-            session = self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_connections),
-                # Cookies have no place in a Bearer-token API, and a jar would let one
-                # tenant's responses steer another's requests through a shared pool.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        elif self.loop is not None and asyncio.get_running_loop() is not self.loop:
-            raise RuntimeError(
-                "this SegmentsClient's connection pool belongs to another event loop: "
-                "create the client inside the loop that uses it (e.g. in your app's lifespan)"
-            )
-        return session
+    def __repr__(self) -> str:
+        return f"<_Shared base_url={self.base_url!r} token='***'>"
 
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        session, self.session = self.session, None
-        if session is not None and not self.borrowed:
-            await session.close()
+
+def _token_from(token: object) -> str:
+    """The token argument, or $SEGMENTS_API_TOKEN, checked."""
+    if token is None:
+        token = os.environ.get("SEGMENTS_API_TOKEN") or None
+    if token is None:
+        raise ValueError("no API token: pass token='...' or set SEGMENTS_API_TOKEN")
+    return check_token(token)
 
 
 @final
@@ -134,24 +103,15 @@ class SegmentsClient:
     ``await client.aclose()``.
 
     ``base_url`` and ``token`` default to the environment variables ``SEGMENTS_BASE_URL``
-    and ``SEGMENTS_API_TOKEN``. ``timeout`` applies to each attempt. ``session`` lends the
-    client an ``aiohttp.ClientSession`` that it uses but never closes.
+    and ``SEGMENTS_API_TOKEN``. ``timeout`` applies to each attempt and ``deadline`` to a
+    whole call (the wait for a connection, every attempt and every backoff).
+    ``session`` lends the client an ``aiohttp.ClientSession`` that it uses but never closes.
     """
 
-    __slots__ = (
-        "_base_url",
-        "_headers",
-        "_json_headers",
-        "_pool",
-        "_retry",
-        "_timeout",
-        "_token",
-        "_view",
-        "segments",
-    )
+    __slots__ = ("_headers", "_options", "_owner", "_shared", "segments")
 
     segments: SegmentsResource
-    """The ``/v2.3/data/segments`` endpoints: list, iterate, create, update, delete."""
+    """The ``/v2.3/data/segments`` endpoints: list, iterate, create, update, delete, bulk."""
 
     def __init__(
         self,
@@ -163,97 +123,139 @@ class SegmentsClient:
         max_connections: int = 100,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
+        deadline: float | None = None,
+        rate_limit: float | None = None,
+        event_hooks: Mapping[str, Iterable[Callable[[Any], object]]] | None = None,
+        default_headers: Mapping[str, str] | None = None,
     ) -> None:
+        try:
+            checked_token = _token_from(token)
+        finally:
+            # Out of this frame before anything can fail: tools that record the locals of
+            # a traceback's frames would otherwise record the token.
+            del token
         if base_url is None:
             base_url = os.environ.get("SEGMENTS_BASE_URL") or None
         if base_url is None:
             raise ValueError("no base URL: pass base_url='https://...' or set SEGMENTS_BASE_URL")
-        if token is None:
-            token = os.environ.get("SEGMENTS_API_TOKEN") or None
-        if token is None:
-            raise ValueError("no API token: pass token='...' or set SEGMENTS_API_TOKEN")
         if not isinstance(allow_insecure_http, bool):
             raise TypeError("allow_insecure_http must be a bool")
-        self._base_url = _options.check_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        self._token = _options.check_token(token)
-        self._timeout = _client_timeout(timeout)
-        self._retry = _check_retry(retry)
-        _wire.check_positive_int("max_connections", max_connections)
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError(
-                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
-            )
-        self._pool = _Pool(session, max_connections)
-        self._view = False
-        # The token goes into each request's own headers: aiohttp drops those on a
-        # cross-origin redirect (and redirects are not followed anyway), whereas a session
-        # default or a middleware would carry it to wherever a redirect pointed.
-        self._headers: dict[str, str] = {
-            "Authorization": f"Bearer {self._token}",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        self.segments = SegmentsResource(self)
+        checked_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        options = ClientOptions(
+            timeout=timeout,
+            retry=retry,
+            deadline=deadline,
+            event_hooks=event_hooks,
+            default_headers=default_headers,
+        )
+        check_positive_int("max_connections", max_connections)
+        if session is not None:
+            check_session(session)
+        transport = Transport(
+            session=session, max_connections=max_connections, proxy=env_proxy(checked_url)
+        )
+        flow = Flow(rate_limit=rate_limit, max_connections=transport.max_connections)
+        self._setup(_Shared(checked_url, checked_token, transport, flow), options, owner=True)
+
+    def _setup(self, shared: _Shared, options: ClientOptions, *, owner: bool) -> None:
+        """Every field of a client or a view is set here, and only here."""
+        self._shared = shared
+        self._options = options
+        self._owner = owner
+        self._headers = RequestHeaders(shared.token, options.default_headers)
+        self.segments = SegmentsResource(self._request, shared.flow, shared.base_url)
 
     def __repr__(self) -> str:
-        view = ", view" if self._view else ""
-        return f"<SegmentsClient base_url={self._base_url!r} token='***'{view}>"
+        view = "" if self._owner else ", view"
+        return f"<SegmentsClient base_url={self._shared.base_url!r} token='***'{view}>"
 
     @property
     def base_url(self) -> str:
         """The API's base URL, without a trailing slash."""
-        return self._base_url
+        return self._shared.base_url
 
     @property
     def timeout(self) -> aiohttp.ClientTimeout:
         """The timeout of each attempt."""
-        return self._timeout
+        return self._options.timeout
 
     @property
     def retry(self) -> RetryPolicy:
         """The retry policy."""
-        return self._retry
+        return self._options.retry
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds one call may take in all, or None."""
+        return self._options.deadline
+
+    @property
+    def rate_limit(self) -> float | None:
+        """The client-wide ceiling on requests per second, or None."""
+        return self._shared.flow.rate_limit
+
+    @property
+    def max_connections(self) -> int:
+        """How many requests may be in flight at once, client-wide."""
+        return self._shared.transport.max_connections
+
+    @property
+    def event_hooks(self) -> dict[str, list[Callable[[Any], object]]]:
+        """A copy of the hooks, by kind."""
+        hooks = self._options.event_hooks
+        return {"request": [*hooks.request], "response": [*hooks.response], "retry": [*hooks.retry]}
+
+    @property
+    def default_headers(self) -> dict[str, str]:
+        """A copy of the extra headers sent with every request."""
+        return dict(self._options.default_headers)
 
     @property
     def closed(self) -> bool:
         """True once the client (or the client this is a view of) has been closed."""
-        return self._pool.closed
+        return self._shared.transport.closed
 
     def with_options(
         self,
         *,
         timeout: float | aiohttp.ClientTimeout | _NotGiven | None = NOT_GIVEN,
         retry: RetryPolicy | _NotGiven | None = NOT_GIVEN,
+        deadline: float | _NotGiven | None = NOT_GIVEN,
+        event_hooks: Mapping[str, Iterable[Callable[[Any], object]]] | _NotGiven | None = NOT_GIVEN,
+        default_headers: Mapping[str, str] | _NotGiven | None = NOT_GIVEN,
     ) -> SegmentsClient:
-        """A view of this client with other options, sharing its pool and retry budget.
+        """A view of this client with other options, sharing its pool, budget and flow.
 
-        Closing the view does nothing; closing the client it came from closes the pool.
+        ``event_hooks`` replaces the hooks; ``default_headers`` is merged over this
+        client's (a header of the same name, in any case, is replaced). Closing the view
+        does nothing; closing the client it came from closes the pool.
         """
-        view = object.__new__(SegmentsClient)
-        view._base_url = self._base_url
-        view._token = self._token
-        view._headers = self._headers
-        view._json_headers = self._json_headers
-        view._pool = self._pool
-        view._view = True
-        view._timeout = (
-            self._timeout if isinstance(timeout, _NotGiven) else _client_timeout(timeout)
-        )
-        view._retry = self._retry if isinstance(retry, _NotGiven) else _check_retry(retry)
-        view.segments = SegmentsResource(view)
+        given = {
+            "timeout": timeout,
+            "retry": retry,
+            "deadline": deadline,
+            "event_hooks": event_hooks,
+        }
+        changes: dict[str, Any] = {k: v for k, v in given.items() if v is not NOT_GIVEN}
+        if not isinstance(default_headers, _NotGiven):
+            changes["default_headers"] = _merge_headers(
+                self._options.default_headers, default_headers
+            )
+        view = SegmentsClient.__new__(SegmentsClient)
+        view._setup(self._shared, attrs.evolve(self._options, **changes), owner=False)
         return view
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it was lent to the client). Idempotent.
 
-        On a ``with_options`` view this does nothing: the pool is its parent's.
+        Calls in progress, waiting or in flight, end with ``ClientClosedError``. On a
+        ``with_options`` view this does nothing: the pool is its parent's.
         """
-        if not self._view:
-            await self._pool.close()
+        if self._owner:
+            await self._shared.transport.aclose()
 
     async def __aenter__(self) -> SegmentsClient:
-        if self._pool.closed:
+        if self.closed:
             raise RuntimeError("this SegmentsClient is closed; create a new one")
         return self
 
@@ -265,7 +267,7 @@ class SegmentsClient:
     ) -> None:
         await self.aclose()
 
-    # ----------------------------------------------------------------------- sending
+    # ----------------------------------------------------------------------- the call loop
 
     async def _request(
         self,
@@ -273,267 +275,217 @@ class SegmentsClient:
         path: str,
         decode: Callable[[bytes], _T],
         body: bytes | None = None,
+        *,
+        adaptive: bool = False,
     ) -> _T:
-        """Send one API call, retrying as the policy allows, and decode its answer."""
-        session = self._pool.get()
-        url_text = self._base_url + path
-        url = URL(url_text, encoded=True)
-        headers = self._headers if body is None else self._json_headers
-        policy = self._retry
-        budget = self._pool.budget
-        loop = asyncio.get_running_loop()
-        middlewares: tuple[ClientMiddlewareType, ...] | None = None
-        sends = _SendCounter()
-        if method == "DELETE":
-            # aiohttp silently re-sends an idempotent request once when a pooled
-            # connection turns out dead; a 404 after such a re-send may mean the first
-            # send deleted it. Count the real sends to know.
-            middlewares = (*getattr(session, "_middlewares", ()), sends)
-        retries = 0
-        last_cost: int | None = None
-        maybe_acted = False  # an earlier attempt may have changed the server's state
-        while True:
-            started = loop.time()
-            sends.count = 0
-            failure: Failure
-            status: int | None = None
-            error: SegmentsError
+        """One API call: attempt, decide, wait, repeat; then the answer or the error."""
+        transport = self._shared.transport
+        call = Call(method, path)
+        url = self._shared.base_url + path
+        deadline = self._options.deadline
+        until = None if deadline is None else asyncio.get_running_loop().time() + deadline
+        task = transport.enter()
+        try:
+            while True:
+                outcome = await self._attempt(call, url, body, until, adaptive)
+                decision = self._decide(call, outcome, until)
+                if decision.action is not Action.RETRY:
+                    break
+                await self._back_off(call, url, outcome, decision)
+        except asyncio.CancelledError:
+            if not transport.closed_under(task):
+                raise
+            # aclose() ended the call while it waited (for flow control, a hook, a backoff).
+            outcome = Outcome(failure=Failure.CLOSED, error=_closed_error(method, url), sent=False)
+            decision = Decision(Action.RAISE)
+        finally:
+            transport.leave(task)
+        return self._conclude(call, url, outcome, decision, decode)
+
+    async def _attempt(
+        self, call: Call, url: str, body: bytes | None, until: float | None, adaptive: bool
+    ) -> Outcome:
+        """Emit the request event, wait for flow control, send, emit the response event."""
+        call.attempts += 1
+        hooks = self._options.event_hooks
+        if hooks.request:
+            await _emit(hooks.request, RequestEvent(call.method, url, call.attempts))
+        flow = self._shared.flow
+        ticket = None
+        if adaptive or flow.rate_limit is not None:
+            ticket = await flow.admit(adaptive=adaptive, until=until)
+            if ticket is None:
+                return _out_of_flow_time(call.method, url, flow)
+        outcome = await self._shared.transport.send(
+            call.method,
+            url,
+            self._headers,
+            body,
+            attempt_timeout=self._attempt_timeout(until),
+            until=until,
+        )
+        if ticket is not None:
+            flow.done(ticket, outcome)
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_attempt(call, outcome)
+        if hooks.response:
+            await _emit(hooks.response, _response_event(call, url, outcome))
+        return outcome
+
+    def _attempt_timeout(self, until: float | None) -> aiohttp.ClientTimeout:
+        timeout = self._options.timeout
+        if until is None:
+            return timeout
+        remaining = max(until - asyncio.get_running_loop().time(), _DEADLINE_SLACK)
+        if timeout.total is not None and timeout.total <= remaining:
+            return timeout
+        # aiohttp rounds timeouts above ceil_threshold up to whole seconds: not this one.
+        return attrs.evolve(timeout, total=remaining, ceil_threshold=math.inf)
+
+    def _decide(self, call: Call, outcome: Outcome, until: float | None) -> Decision:
+        remaining = None
+        if until is not None:
+            remaining = until - asyncio.get_running_loop().time()
+            if remaining <= _DEADLINE_SLACK:
+                remaining = 0.0
+        decision = _retry.decide(
+            self._options.retry,
+            self._shared.budget,
+            call,
+            outcome,
+            draw=_retry.default_draw(),
+            now=time.time(),
+            remaining=remaining,
+        )
+        if decision.log_level is not None:
+            logger.log(decision.log_level, "%s", decision.log_message)
+        return decision
+
+    async def _back_off(self, call: Call, url: str, outcome: Outcome, decision: Decision) -> None:
+        hooks = self._options.event_hooks.retry
+        if hooks:
+            error = _attempt_error(call, url, outcome)
+            event = RetryEvent(
+                call.method, url, call.attempts, decision.reason, decision.delay, error
+            )
+            await _emit(hooks, event)
+        await asyncio.sleep(decision.delay)
+
+    def _conclude(
+        self,
+        call: Call,
+        url: str,
+        outcome: Outcome,
+        decision: Decision,
+        decode: Callable[[bytes], _T],
+    ) -> _T:
+        """The answer's model, or the error that ends the call."""
+        if decision.action is Action.DELETED:
+            return decode(b"")
+        if decision.action is Action.ANSWER:
+            status = outcome.status
+            assert status is not None
+            if status < 200 or status >= 300:
+                raise _with_outcome(_attempt_error(call, url, outcome), call)
             try:
-                async with session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    middlewares=middlewares,
-                ) as response:
-                    status = response.status
-                    raw = await _read_body(response, method, url_text)
-                    response_headers = response.headers
-            except aiohttp.ClientError as exc:
-                status = None  # a body cut short had a status, but no usable answer
-                failure, error = _map_client_error(exc, method, url_text)
-            except TimeoutError:
-                status = None
-                failure = Failure.TIMEOUT
-                total = self._timeout.total
-                error = APITimeoutError(
-                    f"request timed out after {total}s" if total else "request timed out",
-                    method=method,
-                    url=url_text,
-                )
-            else:
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "%s %s -> %d in %.1f ms (attempt %d)",
-                        method,
-                        path,
-                        status,
-                        (loop.time() - started) * 1000,
-                        retries + 1,
-                    )
-                if status < 300 or status not in _retry.RETRYABLE_STATUSES:
-                    if status == 404 and method == "DELETE" and (maybe_acted or sends.count > 1):
-                        logger.debug("DELETE %s -> 404 after an unknown outcome: deleted", path)
-                        budget.record_success(last_cost)
-                        return decode(b"")
-                    result = _decode.read_response(
-                        decode,
-                        method=method,
-                        url=url_text,
-                        status=status,
-                        headers=response_headers,
-                        body=raw,
-                        now=time.time(),
-                    )
-                    budget.record_success(last_cost)
-                    return result
-                failure = Failure.STATUS
-                error = _decode.status_error(
-                    method=method,
-                    url=url_text,
+                return _decode.read_response(
+                    decode,
+                    method=call.method,
+                    url=url,
                     status=status,
-                    headers=response_headers,
-                    body=raw,
+                    headers=outcome.headers,
+                    body=outcome.body,
                     now=time.time(),
                 )
-            if status is None and logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %s in %.1f ms (attempt %d)",
-                    method,
-                    path,
-                    failure.value,
-                    (loop.time() - started) * 1000,
-                    retries + 1,
-                )
-
-            # ------------------------------------------------------------ retry or raise
-            if sends.count > 1 or _retry.outcome_unknown(failure, status):
-                maybe_acted = True
-            reason = (
-                _retry.retry_reason(policy, method, failure, status)
-                if retries < policy.max_retries
-                else None
+            except _RequestError as error:
+                # A 2xx that cannot be read was still carried out (a create did create),
+                # unless its envelope says it failed.
+                unsuccessful = isinstance(error, APIStatusError)
+                error.outcome_unknown = call.method != "GET" and not unsuccessful
+                raise
+        failed = _attempt_error(call, url, outcome)
+        if decision.deadline:
+            expired = APITimeoutError(
+                f"the call's deadline of {self._options.deadline:g}s ran out after "
+                f"{call.attempts} attempt{'s' if call.attempts > 1 else ''} ({failed.message})",
+                method=call.method,
+                url=url,
             )
-            if reason is None:
-                raise error
-            retry_after = _retry_after(error)
-            delay = _retry.retry_delay(policy, retries, retry_after, _retry.default_draw())
-            if delay is None:
-                logger.warning(
-                    "not retrying %s %s: the server asks to wait %.0fs, longer than "
-                    "retry_after_max=%.0fs",
-                    method,
-                    path,
-                    retry_after,
-                    policy.retry_after_max,
-                )
-                raise error
-            if failure is Failure.PROTOCOL:
-                # A garbled answer is not a sign of load: try again at once.
-                delay = 0.0
-            cost = budget.acquire(failure)
-            if cost is None:
-                # Once per outage at WARNING, not once per failing call: an outage must
-                # not also flood the logs.
-                level = logging.DEBUG if self._pool.budget_spent else logging.WARNING
-                self._pool.budget_spent = True
-                logger.log(
-                    level,
-                    "not retrying %s %s after %s: the client's retry budget is spent",
-                    method,
-                    path,
-                    reason,
-                )
-                raise error
-            self._pool.budget_spent = False
-            last_cost = cost
-            retries += 1
-            logger.warning(
-                "retrying %s %s after %s in %.3fs (retry %d of %d)",
-                method,
-                path,
-                reason,
-                delay,
-                retries,
-                policy.max_retries,
-            )
-            await asyncio.sleep(delay)
+            expired.__cause__ = failed
+            failed = expired
+        raise _with_outcome(failed, call)
 
 
-class _SendCounter:
-    """A per-request aiohttp middleware that counts the real sends of one request."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        self.count += 1
-        return await handler(request)
+def _closed_error(method: str, url: str) -> SegmentsError:
+    return ClientClosedError("the client was closed during the call", method=method, url=url)
 
 
-def _check_retry(retry: object) -> RetryPolicy:
-    if retry is None:
-        return RetryPolicy()
-    if not isinstance(retry, RetryPolicy):
-        raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
-    return retry
-
-
-def _retry_after(error: SegmentsError) -> float | None:
-    if isinstance(error, RateLimitError):
-        return error.retry_after
-    if isinstance(error, APIStatusError):
-        return _retry.parse_retry_after(error.headers.get("Retry-After"), time.time())
-    return None
-
-
-async def _read_body(response: ClientResponse, method: str, url: str) -> bytes:
-    """The whole body, refusing one larger than ``MAX_RESPONSE_BYTES``.
-
-    An uncompressed body with a Content-Length is read in one go (aiohttp reads exactly
-    that many bytes); anything else is counted as it is inflated, so that a small gzip
-    bomb cannot grow past the limit in memory.
-    """
-    limit = _wire.MAX_RESPONSE_BYTES
-    length = response.content_length
-    if length is not None:
-        if length > limit:
-            raise _too_large(response.status, method, url)
-        if "Content-Encoding" not in response.headers:
-            return await response.read()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(response.status, method, url)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(status: int, method: str, url: str) -> APIResponseValidationError:
-    return APIResponseValidationError(
-        f"response body larger than {_wire.MAX_RESPONSE_BYTES} bytes; not read",
+def _out_of_flow_time(method: str, url: str, flow: Flow) -> Outcome:
+    error = APITimeoutError(
+        f"no request slot came free before the call's deadline ({flow.describe()})",
         method=method,
         url=url,
-        status_code=status,
+    )
+    return Outcome(failure=Failure.QUEUE_TIMEOUT, error=error, sent=False)
+
+
+def _attempt_error(call: Call, url: str, outcome: Outcome) -> SegmentsError:
+    """The error an attempt's outcome means (a failure's own, or the status's)."""
+    if outcome.error is not None:
+        return outcome.error
+    assert outcome.status is not None
+    return _decode.status_error(
+        method=call.method,
+        url=url,
+        status=outcome.status,
+        headers=outcome.headers,
+        body=outcome.body,
+        now=time.time(),
     )
 
 
-def _map_client_error(
-    exc: aiohttp.ClientError, method: str, url: str
-) -> tuple[Failure, SegmentsError]:
-    """Our exception for aiohttp's, and how the attempt failed.
-
-    The new exception is raised ``from`` aiohttp's, except for ``ClientResponseError``:
-    its ``request_info`` holds the request headers, token included, and its ``repr``
-    prints them, so it is left out of the chain altogether.
-    """
-    failure: Failure
-    error: SegmentsError
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
-        failure = Failure.CONNECT if connecting else Failure.TIMEOUT
-        error = APITimeoutError(
-            "timed out connecting" if connecting else "timed out reading the response",
-            method=method,
-            url=url,
-        )
-    elif isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
-        # Certificate trouble does not go away by retrying, and must not be papered over.
-        failure = Failure.STATUS  # with status None: never retried
-        error = APIConnectionError(f"TLS failure: {exc}", method=method, url=url)
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        failure = Failure.CONNECT
-        error = APIConnectionError(f"cannot connect: {exc.os_error}", method=method, url=url)
-    elif isinstance(exc, aiohttp.ClientPayloadError):
-        failure = Failure.TRUNCATED
-        error = APIConnectionError("the response body was cut short", method=method, url=url)
-    elif isinstance(exc, aiohttp.ClientResponseError):
-        failure = Failure.PROTOCOL
-        error = APIConnectionError(
-            f"malformed HTTP response: {_first_line(exc.message)}", method=method, url=url
-        )
-        error.__cause__ = None
-        error.__suppress_context__ = True
-        return failure, error
-    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        failure = Failure.DISCONNECT
-        error = APIConnectionError(
-            "the server closed the connection before answering", method=method, url=url
-        )
-    else:
-        failure = Failure.DISCONNECT
-        error = APIConnectionError(
-            f"connection failed: {type(exc).__name__}", method=method, url=url
-        )
-    error.__cause__ = exc
-    return failure, error
+def _with_outcome(error: SegmentsError, call: Call) -> SegmentsError:
+    if call.method != "GET" and call.maybe_acted and isinstance(error, _RequestError):
+        error.outcome_unknown = True
+    return error
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:200] if text.strip() else "unreadable"
+def _response_event(call: Call, url: str, outcome: Outcome) -> ResponseEvent:
+    return ResponseEvent(
+        call.method,
+        url,
+        call.attempts,
+        outcome.status if outcome.failure is None else None,
+        CIMultiDict(outcome.headers),
+        outcome.elapsed,
+        outcome.error,
+    )
+
+
+async def _emit(hooks: tuple[Callable[[Any], object], ...], event: object) -> None:
+    for hook in hooks:
+        result = hook(event)
+        if inspect.isawaitable(result):
+            await result
+
+
+def _log_attempt(call: Call, outcome: Outcome) -> None:
+    result = outcome.failure.value if outcome.failure is not None else outcome.status
+    logger.debug(
+        "%s %s -> %s in %.1f ms (attempt %d)",
+        call.method,
+        call.path,
+        result,
+        outcome.elapsed * 1000,
+        call.attempts,
+    )
+
+
+def _merge_headers(
+    current: tuple[tuple[str, str], ...], new: Mapping[str, str] | None
+) -> tuple[tuple[str, str], ...] | Mapping[str, str] | None:
+    if new is None or not current or not isinstance(new, Mapping):
+        return new  # the option's converter says what is wrong with anything odd
+    replaced = {str(name).lower() for name in new}
+    kept = {name: value for name, value in current if name.lower() not in replaced}
+    return {**kept, **new}

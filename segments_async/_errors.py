@@ -3,8 +3,9 @@
 The tree::
 
     SegmentsError
+     ├── ClientClosedError                the client was closed under the call (a RuntimeError)
      ├── APIConnectionError               no usable HTTP answer (refused, reset, truncated)
-     │    └── APITimeoutError              an attempt ran out of time
+     │    └── APITimeoutError              an attempt, or the call's deadline, ran out of time
      ├── APIResponseValidationError       body not JSON, envelope or fields malformed, too large
      └── APIStatusError                   HTTP >= 400, a 3xx, or a 2xx with "success": false
           ├── BadRequestError              400
@@ -21,6 +22,9 @@ anything is sent.
 
 No exception here ever holds the request's headers, so the token cannot leak through
 ``str``, ``repr``, a traceback or an error reporter that walks ``__cause__``.
+
+Every error tied to a request says whether the server may have acted on it although the
+call failed (``outcome_unknown``): a create that timed out after it was sent may exist.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConflictError",
     "InternalServerError",
     "NotFoundError",
@@ -67,15 +72,22 @@ def _restore(cls: type[SegmentsError], state: dict[str, object]) -> SegmentsErro
 
 
 class _RequestError(SegmentsError):
-    """An error tied to one request: it names the method and URL (never the headers)."""
+    """An error tied to one request: it names the method and URL (never the headers).
+
+    ``outcome_unknown`` is True when the server may have carried out the request although
+    the call failed (it was sent, and the answer was lost, cut short or a 5xx): a create
+    may then exist, a rename or a delete may have happened. Reconcile before trying again.
+    """
 
     method: str
     url: str
+    outcome_unknown: bool
 
     def __init__(self, message: str, *, method: str, url: str) -> None:
         super().__init__(message)
         self.method = method
         self.url = url
+        self.outcome_unknown = False
 
     def __str__(self) -> str:
         return f"{self.message} ({self.method} {self.url})"
@@ -84,12 +96,20 @@ class _RequestError(SegmentsError):
         return f"{type(self).__name__}({self.message!r}, method={self.method!r}, url={self.url!r})"
 
 
+class ClientClosedError(_RequestError, RuntimeError):
+    """The client was closed while this call was waiting, in flight or about to retry.
+
+    Never retried. Also a ``RuntimeError``, which is what a call on a closed client raised
+    before this class existed. ``outcome_unknown`` tells whether the request had been sent.
+    """
+
+
 class APIConnectionError(_RequestError):
     """No usable HTTP answer: the connection failed, was reset, or the body was cut short."""
 
 
 class APITimeoutError(APIConnectionError):
-    """An attempt ran out of time (the timeout applies to each attempt)."""
+    """Out of time: an attempt's timeout, or the call's deadline (pool wait included)."""
 
 
 class APIResponseValidationError(_RequestError):

@@ -1,14 +1,40 @@
-"""The client's configuration: the base URL and the token, checked once at construction."""
+"""The client's configuration, checked once: base URL, token, options, headers, proxy.
+
+``ClientOptions`` is the frozen value a client and each of its ``with_options`` views
+hold; its converters are the only place where an option is checked, so a view made with
+``attrs.evolve`` is checked exactly as the client was. What the views share (the pool,
+the budget, the flow control) lives on the client's shared connection state instead.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import math
+import platform
+import re
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 
+import aiohttp
+import attrs
 import yarl
 
+from ._models import RequestEvent, ResponseEvent, RetryEvent
+from ._retry import RetryPolicy
+from ._version import __version__
 from ._wire import short_repr
 
-__all__ = ["check_base_url", "check_token", "is_loopback"]
+__all__ = [
+    "ClientOptions",
+    "EventHooks",
+    "RequestHeaders",
+    "check_base_url",
+    "check_session",
+    "check_token",
+    "env_proxy",
+    "is_loopback",
+]
 
 
 def check_base_url(base_url: object, *, allow_insecure_http: bool) -> str:
@@ -43,9 +69,13 @@ def check_base_url(base_url: object, *, allow_insecure_http: bool) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    """True for ``localhost`` itself and loopback IP literals (127.0.0.0/8, ::1).
+
+    Not for names under ``.localhost``: a resolver may send those to DNS, and DNS may
+    answer with any address.
+    """
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -65,3 +95,244 @@ def check_token(token: object) -> str:
             "token must be a non-empty ASCII string without spaces or control characters"
         )
     return token
+
+
+# --------------------------------------------------------------------------- options
+
+
+def to_timeout(timeout: object) -> aiohttp.ClientTimeout:
+    """Seconds per attempt (aiohttp's ``total``), an ``aiohttp.ClientTimeout``, or None."""
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    if timeout is None:
+        return aiohttp.ClientTimeout(total=None)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"timeout must be seconds (float), an aiohttp.ClientTimeout or None, "
+            f"got {type(timeout).__name__}"
+        )
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return aiohttp.ClientTimeout(total=float(timeout))
+
+
+def to_retry(retry: object) -> RetryPolicy:
+    """A ``RetryPolicy``; None means the default one."""
+    if retry is None:
+        return RetryPolicy()
+    if not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
+    return retry
+
+
+def to_deadline(deadline: object) -> float | None:
+    """Seconds for one whole call, or None for no deadline."""
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+        raise TypeError(f"deadline must be seconds (a number) or None, got {deadline!r}")
+    if not math.isfinite(deadline) or deadline <= 0:
+        raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
+    return float(deadline)
+
+
+Hook = Callable[[Any], object]
+
+
+@attrs.frozen
+class EventHooks:
+    """The hooks of each kind, in the order they are called."""
+
+    request: tuple[Callable[[RequestEvent], object], ...] = ()
+    response: tuple[Callable[[ResponseEvent], object], ...] = ()
+    retry: tuple[Callable[[RetryEvent], object], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.request or self.response or self.retry)
+
+
+_HOOK_KINDS: Final = ("request", "response", "retry")
+
+
+def to_event_hooks(hooks: object) -> EventHooks:
+    """``{"request": [...], "response": [...], "retry": [...]}`` as ``EventHooks``."""
+    if hooks is None:
+        return EventHooks()
+    if isinstance(hooks, EventHooks):
+        return hooks
+    if not isinstance(hooks, Mapping):
+        raise TypeError(
+            f"event_hooks must be a dict such as {{'response': [fn]}}, got {type(hooks).__name__}"
+        )
+    unknown = sorted(str(kind) for kind in hooks if kind not in _HOOK_KINDS)
+    if unknown:
+        raise ValueError(
+            f"unknown event hook kinds {unknown}; the kinds are {', '.join(_HOOK_KINDS)}"
+        )
+    found: dict[str, tuple[Hook, ...]] = {}
+    for kind, functions in hooks.items():
+        if (
+            callable(functions)
+            or isinstance(functions, str | bytes)
+            or not isinstance(functions, Iterable)
+        ):
+            raise TypeError(f"event_hooks[{kind!r}] must be a list of functions")
+        listed = tuple(functions)
+        for function in listed:
+            if not callable(function):
+                raise TypeError(
+                    f"event_hooks[{kind!r}] holds {short_repr(function)}, which is not callable"
+                )
+        found[kind] = listed
+    return EventHooks(**found)
+
+
+#: RFC 9110 token characters: what a header name may be made of.
+_HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Printable ASCII, spaces and tabs: nothing that could end a header line or the head.
+_HEADER_VALUE_RE: Final = re.compile(r"[\t\x20-\x7e]*")
+#: Headers the client sets itself, or that frame the message: not the caller's to set.
+_RESERVED_HEADERS: Final = frozenset(
+    {
+        "authorization",
+        "content-type",
+        "accept",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+    }
+)
+
+
+def to_default_headers(headers: object) -> tuple[tuple[str, str], ...]:
+    """Extra headers for every request, checked: no line breaks, nothing reserved."""
+    if headers is None:
+        return ()
+    if isinstance(headers, tuple):
+        items: Iterable[Any] = headers
+    elif isinstance(headers, Mapping):
+        items = headers.items()
+    else:
+        raise TypeError(
+            f"default_headers must be a dict of str to str, got {type(headers).__name__}"
+        )
+    checked: list[tuple[str, str]] = []
+    for name, value in items:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(
+                f"default_headers must map str to str, got {short_repr(name)}: {short_repr(value)}"
+            )
+        if not _HEADER_NAME_RE.fullmatch(name):
+            raise ValueError(f"default_headers: {short_repr(name)} is not a valid header name")
+        if not _HEADER_VALUE_RE.fullmatch(value):
+            raise ValueError(
+                f"default_headers[{name!r}] must be printable ASCII without line breaks"
+            )
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"default_headers cannot set {name}: the client sets it itself")
+        checked.append((name, value))
+    return tuple(checked)
+
+
+_DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30.0)
+
+
+@attrs.frozen
+class ClientOptions:
+    """What a call needs to know that a ``with_options`` view may change."""
+
+    timeout: aiohttp.ClientTimeout = attrs.field(default=_DEFAULT_TIMEOUT, converter=to_timeout)
+    retry: RetryPolicy = attrs.field(default=None, converter=to_retry)
+    deadline: float | None = attrs.field(default=None, converter=to_deadline)
+    event_hooks: EventHooks = attrs.field(default=None, converter=to_event_hooks)
+    default_headers: tuple[tuple[str, str], ...] = attrs.field(
+        default=None, converter=to_default_headers
+    )
+
+
+USER_AGENT: Final = (
+    f"segments-async/{__version__} aiohttp/{aiohttp.__version__} "
+    f"{platform.python_implementation()}/{platform.python_version()}"
+)
+
+
+class RequestHeaders:
+    """The headers of every request of a client or view, token included.
+
+    Deliberately not a ``Mapping``: error reporters that record frame locals walk mappings
+    but only ``repr`` other objects, and this one's ``repr`` hides the token.
+    """
+
+    __slots__ = ("json", "plain")
+
+    def __init__(self, token: str, extra: tuple[tuple[str, str], ...]) -> None:
+        plain = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        plain.update(extra)
+        self.plain: Final = plain
+        self.json: Final = {**plain, "Content-Type": "application/json"}
+
+    def __repr__(self) -> str:
+        return "<RequestHeaders Authorization='Bearer ***'>"
+
+
+# --------------------------------------------------------------------------- sessions, proxies
+
+
+def check_session(session: object) -> aiohttp.ClientSession:
+    """A borrowed session, refused where its own defaults would change what is sent.
+
+    Per request the client overrides the timeout, redirects, ``raise_for_status``,
+    decompression and middlewares; what it cannot override is refused here.
+    """
+    if not isinstance(session, aiohttp.ClientSession):
+        raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
+    if session.closed:
+        raise ValueError("the borrowed session is closed")
+    if session.trust_env:
+        raise ValueError(
+            "a borrowed session with trust_env=True would send the token in clear text to "
+            "an HTTP proxy and read ~/.netrc on every request; pass a session without "
+            "trust_env (the client honours HTTPS_PROXY and NO_PROXY itself)"
+        )
+    if session.auth is not None:
+        raise ValueError(
+            "a borrowed session with auth= would add a second Authorization to every "
+            "request; pass a session without auth"
+        )
+    return session
+
+
+def env_proxy(base_url: str) -> yarl.URL | None:
+    """The proxy for an ``https://`` base URL from the environment, or None.
+
+    The standard library's rules, as requests and httpx follow them: ``HTTPS_PROXY`` (or
+    ``ALL_PROXY``), unless ``NO_PROXY`` names the host. A CONNECT tunnel keeps the token
+    encrypted; ``http://`` base URLs never go through a proxy, which would read it.
+    """
+    url = yarl.URL(base_url)
+    if url.scheme != "https" or url.host is None:
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get("https") or proxies.get("all")
+    if not proxy:
+        return None
+    where = url.host if url.explicit_port is None else f"{url.host}:{url.port}"
+    if urllib.request.proxy_bypass(where):
+        return None
+    if "://" not in proxy:
+        proxy = f"http://{proxy}"  # "proxy:3128" means an HTTP proxy, as curl reads it
+    try:
+        proxy_url = yarl.URL(proxy)
+    except ValueError:
+        raise ValueError("HTTPS_PROXY is not a valid URL") from None
+    if proxy_url.scheme not in ("http", "https") or not proxy_url.host:
+        raise ValueError(
+            f"HTTPS_PROXY uses {proxy_url.scheme}://, which aiohttp cannot tunnel through: "
+            f"use an http:// proxy, or name {url.host} in NO_PROXY"
+        )
+    return proxy_url

@@ -1,7 +1,11 @@
 """Whether to retry, and how long to wait: pure decisions, no I/O, no clock of their own.
 
-The send loop in ``_client.py`` asks these functions what to do; they take the time and
-the random draw as arguments so that tests can drive them without a loop or a sleep.
+Everything that decides what happens after an attempt lives here: which outcomes may be
+retried, for which methods, the backoff, ``Retry-After`` and its cap, the deadline, the
+client-wide retry budget, and the rule that a DELETE answered 404 after an attempt whose
+outcome was unknown has succeeded. ``decide`` brings them together; the call loop in
+``_client.py`` performs what it says. Time and the random draw come in as arguments, so
+tests drive every rule without a loop or a sleep.
 """
 
 from __future__ import annotations
@@ -9,18 +13,27 @@ from __future__ import annotations
 import datetime
 import email.utils
 import enum
+import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Final
 
 import attrs
 
+from ._errors import SegmentsError
+
 __all__ = [
     "RETRYABLE_STATUSES",
+    "Action",
+    "Call",
+    "Decision",
     "Failure",
+    "Outcome",
     "RetryBudget",
     "RetryPolicy",
     "backoff_delay",
+    "decide",
     "outcome_unknown",
     "parse_retry_after",
     "retry_delay",
@@ -28,14 +41,14 @@ __all__ = [
 ]
 
 #: Statuses worth another try: the server (or a proxy) says "not now", not "never".
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 
 #: Statuses after which the server may already have acted on the request. A 503 is
 #: among them: proxies answer 503 when the upstream dropped a request it had received.
-_MAYBE_ACTED_STATUSES = frozenset({500, 502, 503, 504})
+_MAYBE_ACTED_STATUSES: Final = frozenset({500, 502, 503, 504})
 
 #: Retryable statuses that say the server did not act: safe to retry even a POST.
-_NOT_ACTED_RETRYABLE = frozenset({429})
+_NOT_ACTED_RETRYABLE: Final = frozenset({429})
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -73,46 +86,91 @@ class RetryPolicy:
 
 
 class Failure(enum.Enum):
-    """How an attempt failed, as far as retrying cares."""
+    """How an attempt ended without a usable HTTP answer."""
 
     #: The connection was never established: the server cannot have seen the request.
     CONNECT = "connection failed"
-    #: The connection broke after the request may have been sent.
+    #: The TLS handshake or the certificate failed: never retried, never papered over.
+    TLS = "TLS failure"
+    #: The connection broke, or closed, before an answer came.
     DISCONNECT = "connection lost"
-    #: The attempt ran out of time; the server may or may not have acted.
+    #: The attempt ran out of time.
     TIMEOUT = "timeout"
+    #: No connection (or request slot) came free before the call's deadline: never sent.
+    QUEUE_TIMEOUT = "no connection free"
     #: The answer was cut short (fewer bytes than announced).
     TRUNCATED = "body cut short"
     #: The answer was not valid HTTP (e.g. a 204 followed by a body).
     PROTOCOL = "malformed response"
-    #: The server answered with an error status.
-    STATUS = "status"
+    #: The answer's body was larger than the library reads.
+    TOO_LARGE = "body too large"
+    #: The client was closed under the call.
+    CLOSED = "client closed"
 
 
-def outcome_unknown(failure: Failure, status: int | None = None) -> bool:
-    """True if the server may have acted on a request that failed this way."""
-    if failure is Failure.STATUS:
-        return status in _MAYBE_ACTED_STATUSES
-    return failure is not Failure.CONNECT
+#: Failures that may be retried, for methods that allow it.
+_RETRYABLE_FAILURES: Final = frozenset(
+    {Failure.CONNECT, Failure.DISCONNECT, Failure.TIMEOUT, Failure.TRUNCATED, Failure.PROTOCOL}
+)
+#: Failures that say nothing reached the server, whatever ``sent`` says.
+_NEVER_SENT: Final = frozenset({Failure.CONNECT, Failure.TLS, Failure.QUEUE_TIMEOUT})
+
+_NO_HEADERS: Final[Mapping[str, str]] = {}
 
 
-def retry_reason(
-    policy: RetryPolicy, method: str, failure: Failure, status: int | None = None
-) -> str | None:
-    """Why this failure may be retried, or ``None`` if it must not be.
+@attrs.frozen
+class Outcome:
+    """What one attempt came to: the plain result of the I/O seam (``_transport``).
+
+    Either an HTTP answer (``status``, ``headers``, ``body``; ``failure`` is None), or a
+    ``failure`` with the ``error`` to raise for it (``status`` may still be known, e.g. for
+    a body that was too large). ``sent`` is False only when the request certainly never
+    reached the server; ``resent`` is True when aiohttp silently sent it a second time
+    after the first send's connection died, so that first send may have been acted on.
+    """
+
+    status: int | None = None
+    headers: Mapping[str, str] = _NO_HEADERS
+    body: bytes = b""
+    failure: Failure | None = None
+    error: SegmentsError | None = None
+    sent: bool = True
+    resent: bool = False
+    elapsed: float = 0.0
+
+
+def outcome_unknown(outcome: Outcome) -> bool:
+    """True if the server may have acted on the request although this attempt failed."""
+    if outcome.resent:
+        return True
+    failure = outcome.failure
+    if failure is None:
+        return outcome.status in _MAYBE_ACTED_STATUSES
+    if failure in _NEVER_SENT:
+        return False
+    # A body that was too large came with a status: a 2xx was carried out.
+    return outcome.sent
+
+
+def retry_reason(policy: RetryPolicy, method: str, outcome: Outcome) -> str | None:
+    """Why this attempt may be retried, or ``None`` if it must not be.
 
     GET, PUT and DELETE are idempotent and retried on every retryable outcome. POST is
-    retried only where the server cannot have acted (never connected, or a 429), unless
-    ``policy.retry_post`` says the caller accepts the risk of a duplicate.
+    retried only where the server cannot have acted (never sent, never connected, or a
+    429), unless ``policy.retry_post`` says the caller accepts the risk of a duplicate.
     """
-    if failure is Failure.STATUS:
+    failure = outcome.failure
+    if failure is None:
+        status = outcome.status
         if status not in RETRYABLE_STATUSES:
             return None
         reason = f"HTTP {status}"
-        acted = status not in _NOT_ACTED_RETRYABLE
+        acted = status not in _NOT_ACTED_RETRYABLE or outcome.resent
     else:
+        if failure not in _RETRYABLE_FAILURES:
+            return None
         reason = failure.value
-        acted = failure is not Failure.CONNECT
+        acted = outcome_unknown(outcome)
     if method == "POST" and acted and not policy.retry_post:
         return None
     return reason
@@ -131,7 +189,8 @@ def backoff_delay(policy: RetryPolicy, retry_number: int, draw: float) -> float:
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date).
 
-    ``now`` is the current Unix time. Returns ``None`` for a missing or unreadable value;
+    ``now`` is the current Unix time. Returns ``None`` for a missing or unreadable value,
+    ``math.inf`` for a number too large to be a float (it is still a number: too long);
     a date in the past is 0.
     """
     if value is None:
@@ -140,8 +199,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     if value.isascii() and value.replace(".", "", 1).isdigit():
-        seconds = float(value)
-        return seconds if math.isfinite(seconds) else None
+        return float(value)  # more digits than a float holds: inf, which is "too long"
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -175,9 +233,18 @@ class RetryBudget:
     back ``success_refund``, and a call that succeeds after retries puts back what its
     last retry took. When the bucket cannot pay for a retry, the call fails at once: in an
     outage, the client stops multiplying the load it puts on the server.
+    ``exhaustion_logged`` remembers that running dry was already logged at WARNING, so
+    that an outage is reported once, not once per failing call.
     """
 
-    __slots__ = ("_tokens", "capacity", "retry_cost", "success_refund", "timeout_cost")
+    __slots__ = (
+        "_tokens",
+        "capacity",
+        "exhaustion_logged",
+        "retry_cost",
+        "success_refund",
+        "timeout_cost",
+    )
 
     def __init__(
         self,
@@ -192,13 +259,14 @@ class RetryBudget:
         self.timeout_cost = timeout_cost
         self.success_refund = success_refund
         self._tokens = capacity
+        self.exhaustion_logged = False
 
     @property
     def tokens(self) -> int:
         """Tokens left."""
         return self._tokens
 
-    def acquire(self, failure: Failure) -> int | None:
+    def acquire(self, failure: Failure | None) -> int | None:
         """Take the cost of retrying after ``failure``; ``None`` if the budget is spent."""
         cost = self.timeout_cost if failure is Failure.TIMEOUT else self.retry_cost
         if cost > self._tokens:
@@ -210,6 +278,140 @@ class RetryBudget:
         """A call succeeded; ``last_retry_cost`` is what its last retry took, if any."""
         refund = self.success_refund if last_retry_cost is None else last_retry_cost
         self._tokens = min(self.capacity, self._tokens + refund)
+
+
+class Call:
+    """What the decisions remember across the attempts of one call."""
+
+    __slots__ = ("attempts", "last_cost", "maybe_acted", "method", "path")
+
+    def __init__(self, method: str, path: str) -> None:
+        self.method = method
+        self.path = path
+        self.attempts = 0  # attempts made so far, this one included
+        self.last_cost: int | None = None  # what the last retry took from the budget
+        self.maybe_acted = False  # an attempt may have changed the server's state
+
+
+class Action(enum.Enum):
+    """What the call loop does next."""
+
+    #: Read the answer: the model for a 2xx, the status error for any other status.
+    ANSWER = "answer"
+    #: The DELETE succeeded: an earlier send whose outcome was unknown deleted it.
+    DELETED = "deleted"
+    #: Raise the attempt's error (or, if ``deadline`` is set, that the deadline ran out).
+    RAISE = "raise"
+    #: Wait ``delay`` seconds and try again.
+    RETRY = "retry"
+
+
+@attrs.frozen
+class Decision:
+    """``decide``'s verdict, and what to log about it (``log_level`` None: nothing)."""
+
+    action: Action
+    delay: float = 0.0
+    reason: str = ""
+    log_level: int | None = None
+    log_message: str = ""
+    deadline: bool = False
+
+
+_ANSWER: Final = Decision(Action.ANSWER)
+_RAISE: Final = Decision(Action.RAISE)
+
+
+def decide(
+    policy: RetryPolicy,
+    budget: RetryBudget,
+    call: Call,
+    outcome: Outcome,
+    *,
+    draw: float,
+    now: float,
+    remaining: float | None = None,
+) -> Decision:
+    """What to do after ``call``'s latest attempt came to ``outcome``.
+
+    ``draw`` is a uniform random number in ``[0, 1)`` for the jitter, ``now`` the Unix time
+    (for a ``Retry-After`` date), ``remaining`` the seconds left before the call's deadline
+    (``None``: no deadline). Updates ``call`` and spends or refunds ``budget``.
+    """
+    status = outcome.status
+    if outcome.failure is None and (status is None or status not in RETRYABLE_STATUSES):
+        budget.record_success(call.last_cost)
+        if status == 404 and call.method == "DELETE" and (call.maybe_acted or outcome.resent):
+            return Decision(
+                Action.DELETED,
+                log_level=logging.DEBUG,
+                log_message=f"DELETE {call.path} -> 404 after an unknown outcome: deleted",
+            )
+        return _ANSWER
+    if outcome_unknown(outcome):
+        call.maybe_acted = True
+    if remaining is not None and remaining <= 0:
+        expired = outcome.failure in (Failure.TIMEOUT, Failure.QUEUE_TIMEOUT)
+        return Decision(Action.RAISE, deadline=expired)
+    reason = retry_reason(policy, call.method, outcome)
+    if reason is None or call.attempts > policy.max_retries:
+        return _RAISE
+    return _plan_retry(policy, budget, call, outcome, reason, draw, now, remaining)
+
+
+def _plan_retry(
+    policy: RetryPolicy,
+    budget: RetryBudget,
+    call: Call,
+    outcome: Outcome,
+    reason: str,
+    draw: float,
+    now: float,
+    remaining: float | None,
+) -> Decision:
+    where = f"{call.method} {call.path}"
+    retry_after = None
+    if outcome.failure is None:
+        retry_after = parse_retry_after(outcome.headers.get("Retry-After"), now)
+    delay = retry_delay(policy, call.attempts - 1, retry_after, draw)
+    if delay is None:
+        asked = f"{retry_after:.0f}s" if retry_after is not None and retry_after < 1e12 else "ages"
+        return Decision(
+            Action.RAISE,
+            log_level=logging.WARNING,
+            log_message=f"not retrying {where}: the server asks to wait {asked}, "
+            f"longer than retry_after_max={policy.retry_after_max:.0f}s",
+        )
+    if outcome.failure is Failure.PROTOCOL:
+        delay = 0.0  # a garbled answer is not a sign of load: try again at once
+    if remaining is not None and delay >= remaining:
+        return Decision(
+            Action.RAISE,
+            log_level=logging.WARNING,
+            log_message=f"not retrying {where} after {reason}: the wait of {delay:.3f}s "
+            f"would outlast the deadline ({remaining:.3f}s left)",
+        )
+    cost = budget.acquire(outcome.failure)
+    if cost is None:
+        # Once per outage at WARNING, not once per failing call: an outage must not also
+        # flood the logs.
+        level = logging.DEBUG if budget.exhaustion_logged else logging.WARNING
+        budget.exhaustion_logged = True
+        return Decision(
+            Action.RAISE,
+            log_level=level,
+            log_message=f"not retrying {where} after {reason}: the client's retry budget is spent",
+        )
+    budget.exhaustion_logged = False
+    call.last_cost = cost
+    return Decision(
+        Action.RETRY,
+        delay=delay,
+        reason=reason,
+        log_level=logging.WARNING,
+        log_message=f"retrying {where} after {reason} in {delay:.3f}s "
+        f"(retry {call.attempts} of {policy.max_retries})",
+    )
 
 
 #: Where jitter comes from; tests may swap in a seeded ``random.Random().random``.

@@ -1,38 +1,83 @@
-"""The segments resource: CRUD and pagination over ``/v2.3/data/segments``."""
+"""The segments resource: CRUD, pagination and bulk work over ``/v2.3/data/segments``.
+
+It talks to the client through the small ``Requester`` protocol (one call, with retries)
+and reads the adaptive limit through ``Window``: it never sees the client's privates, so
+it can be tested against fakes of both.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, final
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Any, Literal, Protocol, TypeVar, final
 
 from . import _decode, _wire
+from ._errors import APIResponseValidationError
 from ._models import Segment, SegmentPage
+from ._paging import PageError, Pages
 
-if TYPE_CHECKING:
-    from ._client import SegmentsClient
+__all__ = ["Concurrency", "Requester", "SegmentsResource", "Window"]
 
-__all__ = ["SegmentsResource"]
+logger = logging.getLogger("segments_async")
+
+_T = TypeVar("_T")
+
+#: A fixed number of requests in flight, or ``"auto"`` to let the client learn it.
+Concurrency = int | Literal["auto"]
+
+
+class Requester(Protocol):
+    """One API call, retried as the client's policy says: the client's ``_request``."""
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        decode: Callable[[bytes], _T],
+        body: bytes | None = None,
+        *,
+        adaptive: bool = False,
+    ) -> Coroutine[Any, Any, _T]: ...
+
+
+class Window(Protocol):
+    """How many requests an ``"auto"`` operation may keep in flight right now."""
+
+    def window(self) -> int: ...
+
+
+def check_concurrency(value: object) -> Concurrency:
+    """``concurrency`` as an int >= 1 or ``"auto"``."""
+    if value == "auto" and isinstance(value, str):
+        return "auto"
+    if isinstance(value, str):
+        # "auto" is a str: another str is a wrong value, not a wrong type.
+        raise ValueError(f"concurrency must be an int >= 1 or 'auto', got {value!r}")  # noqa: TRY004
+    return _wire.check_positive_int("concurrency", value)
 
 
 @final
 class SegmentsResource:
     """``client.segments``: list, iterate, create, update and delete segments."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_base_url", "_request", "_window")
 
-    def __init__(self, client: SegmentsClient) -> None:
-        self._client = client
+    def __init__(self, request: Requester, window: Window, base_url: str) -> None:
+        self._request = request
+        self._window = window
+        self._base_url = base_url
 
     async def list(self, page: int = 1, per_page: int = 20) -> SegmentPage:
         """One page of the tenant's segments (the server may clamp ``per_page``)."""
-        query = _wire.list_query(page, per_page)
-        return await self._client._request(
-            "GET", f"{_wire.SEGMENTS_PATH}?{query}", _decode.decode_segment_page
-        )
+        return await self._list(_wire.list_query(page, per_page))
+
+    def _list(self, query: str, *, adaptive: bool = False) -> Coroutine[Any, Any, SegmentPage]:
+        path = f"{_wire.SEGMENTS_PATH}?{query}"
+        return self._request("GET", path, _decode.decode_segment_page, adaptive=adaptive)
 
     async def create(self, name: str) -> Segment:
         """Create a segment.
@@ -41,90 +86,154 @@ class SegmentsResource:
         ``RetryPolicy(retry_post=True)`` accepts the risk of a duplicate).
         """
         body = _wire.name_body(name)
-        return await self._client._request(
-            "POST", _wire.SEGMENTS_PATH, _decode.decode_segment, body
-        )
+        return await self._request("POST", _wire.SEGMENTS_PATH, _decode.decode_segment, body)
 
     async def update(self, segment_id: str | uuid.UUID, name: str) -> Segment:
         """Rename a segment."""
         path = _wire.segment_path(segment_id)
         body = _wire.name_body(name)
-        return await self._client._request("PUT", path, _decode.decode_segment, body)
+        return await self._request("PUT", path, _decode.decode_segment, body)
 
     async def delete(self, segment_id: str | uuid.UUID) -> None:
         """Delete a segment.
 
-        A retry that finds the segment gone (404) after an attempt whose outcome was
-        unknown counts as success: that attempt deleted it.
+        A retry that finds the segment gone (404) after a send whose outcome was unknown
+        counts as success: that send deleted it.
         """
         path = _wire.segment_path(segment_id)
-        await self._client._request("DELETE", path, _decode.decode_delete)
+        await self._request("DELETE", path, _decode.decode_delete)
 
-    def iter_pages(self, per_page: int = 100, concurrency: int = 4) -> AsyncIterator[SegmentPage]:
-        """Every page, in order, with up to ``concurrency`` requests in flight.
+    # ----------------------------------------------------------------------- pagination
 
-        Page 1 comes first and tells the server's real ``perPage`` and ``lastPage``. Then
-        at most ``concurrency`` requests are in flight, counting the one the iterator is
-        waiting on; while the consumer holds a page, up to ``concurrency - 1`` more are
-        fetched ahead, so at most ``concurrency`` pages are held whatever the total.
-        ``concurrency=1`` fetches each page when it is asked for. Leaving the loop early
-        cancels what is in flight; for cleanup at a precise point, wrap the iterator in
-        ``contextlib.aclosing``. A page that fails raises from the iterator after the
-        others are cancelled.
+    def iter_pages(
+        self, per_page: int = 100, concurrency: Concurrency = 4, *, start_page: int = 1
+    ) -> AsyncGenerator[SegmentPage, None]:
+        """Every page from ``start_page`` on, in order, with up to ``concurrency`` in flight.
+
+        Page ``start_page`` comes first and tells the server's real ``perPage`` and
+        ``lastPage``. Then at most ``concurrency`` requests are in flight, counting the one
+        the iterator is waiting on, so at most ``concurrency`` pages are held whatever the
+        total; ``concurrency=1`` fetches each page when it is asked for, and ``"auto"``
+        follows the client's adaptive limit. The server's page metadata is checked (see
+        the README). Leaving the loop early cancels what is in flight; for cleanup at a
+        precise point, wrap the generator in ``contextlib.aclosing``. A page that fails
+        raises from the iterator after the others are cancelled. Each page is one call
+        (the client's ``deadline`` applies to each); bound a whole iteration with
+        ``asyncio.timeout()``.
         """
         per_page = _wire.check_positive_int("per_page", per_page)
-        concurrency = _wire.check_positive_int("concurrency", concurrency)
-        return self._iter_pages(per_page, concurrency)
+        checked = check_concurrency(concurrency)
+        start_page = _wire.check_positive_int("start_page", start_page)
+        return self._iter_pages(per_page, checked, start_page, None)
 
-    def iterate(self, per_page: int = 100, concurrency: int = 4) -> AsyncIterator[Segment]:
-        """Every segment, in the server's order, fetching pages as ``iter_pages`` does."""
+    def iterate(
+        self,
+        per_page: int = 100,
+        concurrency: Concurrency = 4,
+        *,
+        start_page: int = 1,
+        limit: int | None = None,
+    ) -> AsyncGenerator[Segment, None]:
+        """Every segment from page ``start_page`` on, in the server's order.
+
+        Pages are fetched as ``iter_pages`` does; with ``limit``, iteration stops after
+        that many segments, and no page beyond those it needs is requested.
+        """
         per_page = _wire.check_positive_int("per_page", per_page)
-        concurrency = _wire.check_positive_int("concurrency", concurrency)
-        return self._iterate(self._iter_pages(per_page, concurrency))
+        checked = check_concurrency(concurrency)
+        start_page = _wire.check_positive_int("start_page", start_page)
+        if limit is not None:
+            limit = _wire.check_positive_int("limit", limit)
+        return self._iterate(self._iter_pages(per_page, checked, start_page, limit), limit)
 
-    async def _iterate(self, pages: AsyncGenerator[SegmentPage, None]) -> AsyncIterator[Segment]:
+    async def _iterate(
+        self, pages: AsyncGenerator[SegmentPage, None], limit: int | None
+    ) -> AsyncGenerator[Segment, None]:
         async with contextlib.aclosing(pages):
+            left = limit
             async for page in pages:
-                for segment in page.items:
+                items = page.items if left is None else page.items[:left]
+                for segment in items:
                     yield segment
+                if left is not None:
+                    left -= len(items)
+                    if left <= 0:
+                        return
 
     async def _iter_pages(
-        self, per_page: int, concurrency: int
+        self, per_page: int, concurrency: Concurrency, start_page: int, limit: int | None
     ) -> AsyncGenerator[SegmentPage, None]:
-        first = await self.list(1, per_page)
-        yield first
-        last_page = first.last_page
-        if last_page <= 1:
-            return
-        # Servers clamp per_page: ask for the size they actually use, so that their
-        # lastPage stays true for the pages asked for next.
-        per_page = first.per_page if first.per_page >= 1 else per_page
-        loop = asyncio.get_running_loop()
-        # Tasks for the pages after the one awaited next: with that one, at most
-        # `concurrency` requests are in flight, and while the consumer holds a page at
-        # most `concurrency - 1` are fetched ahead. With concurrency=1 no task is made:
-        # each page is awaited directly, as a hand-written loop would.
-        in_flight: collections.deque[asyncio.Task[SegmentPage]] = collections.deque()
-        ahead = concurrency - 1
-        page_number = 2
+        adaptive = concurrency == "auto"
+        first = await self._list(_wire.list_query(start_page, per_page), adaptive=adaptive)
         try:
-            while page_number <= last_page:
+            pages = Pages(first, start_page, limit=limit)
+        except PageError as error:
+            raise self._invalid(error, start_page, per_page) from None
+        if pages.wanted(first, start_page):
+            yield first
+        if pages.ends(first, start_page):
+            return
+        # Ask for the size the server uses, so that its lastPage stays true.
+        per_page = pages.per_page
+        # Tasks for the pages after the one awaited next: with that one, at most the window
+        # is in flight, and while the consumer holds a page, one fewer are fetched ahead.
+        # A window of 1 makes no task: each page is awaited directly, as a plain loop would.
+        in_flight: collections.deque[asyncio.Task[SegmentPage]] = collections.deque()
+        loop = asyncio.get_running_loop()
+        number = start_page + 1
+        try:
+            while number <= pages.last:
                 current = in_flight.popleft() if in_flight else None
-                next_ahead = page_number + 1 + len(in_flight)
-                while len(in_flight) < ahead and next_ahead <= last_page:
-                    in_flight.append(loop.create_task(self.list(next_ahead, per_page)))
-                    next_ahead += 1
+                ahead = (self._window.window() if adaptive else int(concurrency)) - 1
+                following = number + 1 + len(in_flight)
+                while len(in_flight) < ahead and following <= pages.last:
+                    query = _wire.list_query(following, per_page)
+                    in_flight.append(loop.create_task(self._list(query, adaptive=adaptive)))
+                    following += 1
                 if current is None:
-                    page = await self.list(page_number, per_page)
+                    page = await self._list(_wire.list_query(number, per_page), adaptive=adaptive)
                 else:
                     page = await current
-                page_number += 1
-                yield page
+                self._check(pages, page, number, per_page)
+                if pages.wanted(page, number):
+                    yield page
+                if pages.ends(page, number):
+                    return
+                number += 1
         finally:
-            for task in in_flight:
-                task.cancel()
-            if in_flight:
-                await asyncio.wait(in_flight)
-            for task in in_flight:
-                if not task.cancelled():
-                    task.exception()  # retrieved, so asyncio does not log it as lost
+            await _cancel_all(in_flight)
+
+    def _check(self, pages: Pages, page: SegmentPage, number: int, per_page: int) -> None:
+        changed = pages.total_changed
+        try:
+            pages.check(page, number)
+        except PageError as error:
+            raise self._invalid(error, number, per_page) from None
+        if pages.total_changed and not changed:
+            logger.warning(
+                "the segment total changed from %d to %d during the iteration: segments "
+                "created or deleted meanwhile may be missed or seen twice",
+                pages.total,
+                page.total,
+            )
+
+    def _invalid(self, error: PageError, number: int, per_page: int) -> APIResponseValidationError:
+        url = f"{self._base_url}{_wire.SEGMENTS_PATH}?{_wire.list_query(number, per_page)}"
+        return APIResponseValidationError(
+            f"malformed response at {error.field}: {error.message}",
+            method="GET",
+            url=url,
+            status_code=200,
+            field=error.field,
+        )
+
+
+async def _cancel_all(tasks: collections.deque[asyncio.Task[_T]]) -> None:
+    """Cancel ``tasks`` and wait for them, so that no task and no connection is left."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as lost

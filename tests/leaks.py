@@ -24,7 +24,7 @@ def client_tasks() -> set[asyncio.Task[object]]:
 
 def acquired_connections(client: SegmentsClient) -> int:
     """Connections taken from the client's pool and not given back."""
-    session = client._pool.session
+    session = client._shared.transport.session
     if session is None:
         return 0
     assert session.connector is not None

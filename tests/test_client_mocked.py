@@ -26,7 +26,7 @@ from segments_async import (
     SegmentsError,
     UnprocessableEntityError,
 )
-from segments_async._client import USER_AGENT
+from segments_async._options import USER_AGENT
 
 from .conftest import (
     BASE_URL,
@@ -355,7 +355,7 @@ class TestRetries:
 
     async def test_success_refills_the_budget(self, mock_api, client):
         """Successes put tokens back, so retries resume after an outage."""
-        budget = client._pool.budget
+        budget = client._shared.budget
         mock_api.get(LIST_URL, status=503, repeat=True)
         for _ in range(60):
             with pytest.raises(InternalServerError):
@@ -396,7 +396,7 @@ class TestConfiguration:
         client = SegmentsClient()
 
         assert "https://env.segments.test" == client.base_url
-        assert "Bearer env-token" == client._headers["Authorization"]
+        assert "Bearer env-token" == client._headers.plain["Authorization"]
 
     @pytest.mark.parametrize("missing", ["SEGMENTS_BASE_URL", "SEGMENTS_API_TOKEN"])
     def test_missing_configuration_is_a_clear_error(self, monkeypatch, missing):
@@ -439,14 +439,14 @@ class TestLifecycle:
     def test_constructed_outside_a_loop(self):
         """Constructing needs no running loop: the session is created lazily."""
         client = SegmentsClient(BASE_URL, TOKEN)
-        assert client._pool.session is None
+        assert client._shared.transport.session is None
 
     async def test_aclose_is_idempotent_and_closes_the_owned_session(self, mock_api):
         """aclose closes the owned session once; calling again is harmless."""
         mock_api.get(LIST_URL, payload=page_payload(1, 20, 0))
         client = SegmentsClient(BASE_URL, TOKEN)
         await client.segments.list()
-        session = client._pool.session
+        session = client._shared.transport.session
 
         await client.aclose()
         await client.aclose()
@@ -485,7 +485,7 @@ class TestLifecycle:
         assert 5 == view.timeout.total
         assert 0 == view.retry.max_retries
         assert FAST_RETRY == client.retry
-        assert view._pool is client._pool
+        assert view._shared is client._shared
         assert not client.closed
         assert 2 == total_sent(mock_api)
 

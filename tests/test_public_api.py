@@ -30,6 +30,11 @@ from segments_async import (
 )
 
 CONTRACT = {
+    "BulkResult",
+    "ClientClosedError",
+    "RequestEvent",
+    "ResponseEvent",
+    "RetryEvent",
     "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",

@@ -155,7 +155,7 @@ async def test_soak_mixed_operations_under_faults():
             await settle()
             leaked = client_tasks() - before
             held = acquired_connections(client)
-            tokens_left = client._pool.budget.tokens
+            tokens_left = client._shared.budget.tokens
         elapsed = time.perf_counter() - started
         requests = server.requests
         state = server.segments()
@@ -219,7 +219,7 @@ async def test_outage_spends_the_retry_budget_then_fails_fast_and_recovers():
         # A crowd first, 10 at a time ...
         for _ in range(20):
             await asyncio.gather(*(call() for _ in range(10)))
-        assert 0 == client._pool.budget.tokens
+        assert 0 == client._shared.budget.tokens
         # ... then, the budget spent, every call is exactly one request.
         for _ in range(100):
             before = len(server.requests)

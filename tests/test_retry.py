@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 import math
 
 import attrs
@@ -12,10 +13,15 @@ from hypothesis import strategies as st
 
 from segments_async._retry import (
     RETRYABLE_STATUSES,
+    Action,
+    Call,
+    Decision,
     Failure,
+    Outcome,
     RetryBudget,
     RetryPolicy,
     backoff_delay,
+    decide,
     outcome_unknown,
     parse_retry_after,
     retry_delay,
@@ -27,7 +33,14 @@ NOW = 1445412480.0
 JUST_BELOW_ONE = math.nextafter(1.0, 0.0)
 
 IDEMPOTENT = ["GET", "PUT", "DELETE"]
-NON_STATUS_FAILURES = [f for f in Failure if f is not Failure.STATUS]
+RETRYABLE_FAILURES = [
+    Failure.CONNECT,
+    Failure.DISCONNECT,
+    Failure.TIMEOUT,
+    Failure.TRUNCATED,
+    Failure.PROTOCOL,
+]
+NEVER_RETRIED_FAILURES = [f for f in Failure if f not in RETRYABLE_FAILURES]
 RETRYABLE = [408, 429, 500, 502, 503, 504]
 NOT_RETRYABLE = [200, 204, 302, 400, 401, 403, 404, 409, 413, 418, 422, 501, 505, 599]
 
@@ -98,103 +111,131 @@ def test_retryable_statuses():
     assert frozenset(RETRYABLE) == RETRYABLE_STATUSES
 
 
+def answer(status: int, **headers: str) -> Outcome:
+    """An attempt that got an HTTP answer."""
+    return Outcome(status, headers)
+
+
+def failed(failure: Failure, *, sent: bool = True, resent: bool = False) -> Outcome:
+    """An attempt that got no usable answer."""
+    return Outcome(failure=failure, sent=sent, resent=resent)
+
+
 class TestRetryReason:
     @pytest.mark.parametrize("method", IDEMPOTENT)
-    @pytest.mark.parametrize("failure", NON_STATUS_FAILURES)
+    @pytest.mark.parametrize("failure", RETRYABLE_FAILURES)
     @pytest.mark.parametrize("retry_post", [False, True])
     def test_idempotent_transport_failures(self, method, failure, retry_post):
-        """GET, PUT and DELETE retry every transport failure, named by its value."""
+        """GET, PUT and DELETE retry every retryable failure, named by its value."""
         policy = RetryPolicy(retry_post=retry_post)
 
-        assert failure.value == retry_reason(policy, method, failure)
+        assert failure.value == retry_reason(policy, method, failed(failure))
+
+    @pytest.mark.parametrize("method", [*IDEMPOTENT, "POST"])
+    @pytest.mark.parametrize("failure", NEVER_RETRIED_FAILURES)
+    @pytest.mark.parametrize("retry_post", [False, True])
+    def test_never_retried_failures(self, method, failure, retry_post):
+        """TLS trouble, a body too large, a spent deadline and a closed client are final."""
+        policy = RetryPolicy(retry_post=retry_post)
+
+        assert retry_reason(policy, method, failed(failure)) is None
 
     @pytest.mark.parametrize("method", IDEMPOTENT)
     @pytest.mark.parametrize("status", RETRYABLE)
     def test_idempotent_retryable_status(self, method, status):
         """GET, PUT and DELETE retry every retryable status."""
-        assert f"HTTP {status}" == retry_reason(RetryPolicy(), method, Failure.STATUS, status)
+        assert f"HTTP {status}" == retry_reason(RetryPolicy(), method, answer(status))
 
     @pytest.mark.parametrize("method", [*IDEMPOTENT, "POST"])
-    @pytest.mark.parametrize("status", [*NOT_RETRYABLE, None])
+    @pytest.mark.parametrize("status", NOT_RETRYABLE)
     @pytest.mark.parametrize("retry_post", [False, True])
     def test_status_not_retryable(self, method, status, retry_post):
-        """No method retries a status that is not retryable (nor a status failure without one)."""
+        """No method retries a status that is not retryable."""
         policy = RetryPolicy(retry_post=retry_post)
 
-        assert retry_reason(policy, method, Failure.STATUS, status) is None
+        assert retry_reason(policy, method, answer(status)) is None
 
     def test_post_connect(self):
         """POST is retried when the connection was never established."""
-        assert Failure.CONNECT.value == retry_reason(RetryPolicy(), "POST", Failure.CONNECT)
+        assert Failure.CONNECT.value == retry_reason(RetryPolicy(), "POST", failed(Failure.CONNECT))
+
+    @pytest.mark.parametrize("failure", [Failure.TIMEOUT, Failure.DISCONNECT])
+    def test_post_never_sent(self, failure):
+        """POST is retried when the attempt ended before the request was written."""
+        outcome = failed(failure, sent=False)
+
+        assert failure.value == retry_reason(RetryPolicy(), "POST", outcome)
 
     @pytest.mark.parametrize(
         "failure", [Failure.DISCONNECT, Failure.TIMEOUT, Failure.TRUNCATED, Failure.PROTOCOL]
     )
     def test_post_maybe_acted(self, failure):
         """POST is not retried after a failure where the server may have acted."""
-        assert retry_reason(RetryPolicy(), "POST", failure) is None
+        assert retry_reason(RetryPolicy(), "POST", failed(failure)) is None
 
     def test_post_429(self):
         """POST is retried on 429: the server refused it without acting."""
-        assert "HTTP 429" == retry_reason(RetryPolicy(), "POST", Failure.STATUS, 429)
+        assert "HTTP 429" == retry_reason(RetryPolicy(), "POST", answer(429))
+
+    def test_post_429_after_a_silent_resend(self):
+        """A 429 to aiohttp's silent second send: the first send may have created it."""
+        assert retry_reason(RetryPolicy(), "POST", Outcome(429, resent=True)) is None
 
     @pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
     def test_post_maybe_acted_statuses(self, status):
         """POST is not retried on other retryable statuses: a proxy's 503 may follow an act."""
-        assert retry_reason(RetryPolicy(), "POST", Failure.STATUS, status) is None
+        assert retry_reason(RetryPolicy(), "POST", answer(status)) is None
 
-    @pytest.mark.parametrize("failure", NON_STATUS_FAILURES)
+    @pytest.mark.parametrize("failure", RETRYABLE_FAILURES)
     def test_post_opt_in_transport(self, failure):
-        """With retry_post=True, POST retries every transport failure."""
-        assert failure.value == retry_reason(RetryPolicy(retry_post=True), "POST", failure)
+        """With retry_post=True, POST retries every retryable failure."""
+        assert failure.value == retry_reason(RetryPolicy(retry_post=True), "POST", failed(failure))
 
     @pytest.mark.parametrize("status", RETRYABLE)
     def test_post_opt_in_status(self, status):
         """With retry_post=True, POST retries every retryable status."""
         policy = RetryPolicy(retry_post=True)
 
-        assert f"HTTP {status}" == retry_reason(policy, "POST", Failure.STATUS, status)
-
-    @pytest.mark.parametrize(
-        ("failure", "status"),
-        [(f, None) for f in NON_STATUS_FAILURES]
-        + [(Failure.STATUS, s) for s in [*RETRYABLE, *NOT_RETRYABLE]],
-    )
-    def test_post_only_where_the_server_cannot_have_acted(self, failure, status):
-        """A default POST is retried iff retryable and never connected or answered 429."""
-        retryable = retry_reason(RetryPolicy(), "GET", failure, status) is not None
-        expected = retryable and (failure is Failure.CONNECT or status == 429)
-        if expected:
-            assert not outcome_unknown(failure, status)
-
-        assert expected == (retry_reason(RetryPolicy(), "POST", failure, status) is not None)
+        assert f"HTTP {status}" == retry_reason(policy, "POST", answer(status))
 
     def test_max_retries_zero_does_not_change_reason(self):
-        """retry_reason says whether a failure is retryable; counting is the caller's job."""
-        assert "timeout" == retry_reason(RetryPolicy(max_retries=0), "GET", Failure.TIMEOUT)
+        """retry_reason says whether an outcome is retryable; counting is decide's job."""
+        policy = RetryPolicy(max_retries=0)
+
+        assert "timeout" == retry_reason(policy, "GET", failed(Failure.TIMEOUT))
 
 
 class TestOutcomeUnknown:
-    def test_connect(self):
-        """A request that never connected cannot have been acted on."""
-        assert outcome_unknown(Failure.CONNECT) is False
+    @pytest.mark.parametrize("failure", [Failure.CONNECT, Failure.TLS, Failure.QUEUE_TIMEOUT])
+    def test_never_sent(self, failure):
+        """A request that never connected (or never left the queue) cannot have been acted on."""
+        assert outcome_unknown(failed(failure)) is False
 
     @pytest.mark.parametrize(
         "failure", [Failure.DISCONNECT, Failure.TIMEOUT, Failure.TRUNCATED, Failure.PROTOCOL]
     )
     def test_after_sending(self, failure):
         """Failures after the request may have been sent leave the outcome unknown."""
-        assert outcome_unknown(failure) is True
+        assert outcome_unknown(failed(failure)) is True
+
+    @pytest.mark.parametrize("failure", [Failure.TIMEOUT, Failure.DISCONNECT, Failure.CLOSED])
+    def test_not_written(self, failure):
+        """An attempt that ended before the request was written is known not to have acted."""
+        assert outcome_unknown(failed(failure, sent=False)) is False
 
     @pytest.mark.parametrize("status", [500, 502, 503, 504])
     def test_acted_statuses(self, status):
         """500, 502, 503 and 504 leave the outcome unknown."""
-        assert outcome_unknown(Failure.STATUS, status) is True
+        assert outcome_unknown(answer(status)) is True
 
-    @pytest.mark.parametrize("status", [400, 401, 404, 408, 409, 422, 429, None])
+    @pytest.mark.parametrize("status", [200, 400, 401, 404, 408, 409, 422, 429])
     def test_known_statuses(self, status):
-        """Other statuses (and no status) say the server did not act."""
-        assert outcome_unknown(Failure.STATUS, status) is False
+        """Other statuses say the server did (or did not) act, knowably."""
+        assert outcome_unknown(answer(status)) is False
+
+    def test_silent_resend(self):
+        """aiohttp's silent second send means the first may have been acted on."""
+        assert outcome_unknown(Outcome(404, resent=True)) is True
 
 
 class TestBackoffDelay:
@@ -293,13 +334,16 @@ class TestParseRetryAfter:
             "1.5.",
             "0x10",
             "\u0663",  # ARABIC-INDIC DIGIT THREE: isdigit(), but not ASCII
-            "9" * 400,  # overflows a float to inf
             "Wed, 32 Oct 2015 07:28:00 GMT",
         ],
     )
     def test_unreadable(self, value):
         """A missing or unreadable value is None."""
         assert parse_retry_after(value, NOW) is None
+
+    def test_too_many_digits_is_too_long(self):
+        """A number too large for a float is infinite seconds: too long, not unreadable."""
+        assert math.inf == parse_retry_after("9" * 400, NOW)
 
     def test_date_in_future(self):
         """An HTTP date is read relative to now."""
@@ -376,7 +420,7 @@ class TestRetryBudget:
 
     @pytest.mark.parametrize(
         "failure",
-        [Failure.CONNECT, Failure.DISCONNECT, Failure.TRUNCATED, Failure.PROTOCOL, Failure.STATUS],
+        [Failure.CONNECT, Failure.DISCONNECT, Failure.TRUNCATED, Failure.PROTOCOL, None],
     )
     def test_retry_cost(self, failure):
         """A retry after anything but a timeout takes 5 tokens."""
@@ -396,11 +440,11 @@ class TestRetryBudget:
         """A full bucket pays for exactly 100 retries, then refuses without going negative."""
         budget = RetryBudget()
 
-        costs = [budget.acquire(Failure.STATUS) for _ in range(100)]
+        costs = [budget.acquire(None) for _ in range(100)]
 
         assert [5] * 100 == costs
         assert 0 == budget.tokens
-        assert budget.acquire(Failure.STATUS) is None
+        assert budget.acquire(None) is None
         assert 0 == budget.tokens
 
     def test_exhausted_after_50_timeouts(self):
@@ -414,9 +458,9 @@ class TestRetryBudget:
     def test_refuses_when_short(self):
         """A retry the bucket cannot fully pay for is refused and takes nothing."""
         budget = RetryBudget(capacity=8)
-        budget.acquire(Failure.STATUS)
+        budget.acquire(None)
 
-        assert budget.acquire(Failure.STATUS) is None
+        assert budget.acquire(None) is None
         assert 3 == budget.tokens
 
     def test_timeout_refused_while_retry_paid(self):
@@ -429,7 +473,7 @@ class TestRetryBudget:
     def test_success_refunds_one(self):
         """A call that succeeds at once puts back one token."""
         budget = RetryBudget()
-        budget.acquire(Failure.STATUS)
+        budget.acquire(None)
 
         budget.record_success(None)
 
@@ -447,7 +491,7 @@ class TestRetryBudget:
     def test_success_after_retry_refunds_its_cost(self):
         """A call that succeeds after a retry puts back what its last retry took."""
         budget = RetryBudget()
-        budget.acquire(Failure.STATUS)
+        budget.acquire(None)
         cost = budget.acquire(Failure.TIMEOUT)
 
         budget.record_success(cost)
@@ -457,15 +501,15 @@ class TestRetryBudget:
     def test_recovers_after_exhaustion(self):
         """Successes refill a spent bucket until retries are affordable again."""
         budget = RetryBudget()
-        while budget.acquire(Failure.STATUS) is not None:
+        while budget.acquire(None) is not None:
             pass
 
         for _ in range(4):
             budget.record_success(None)
-        assert budget.acquire(Failure.STATUS) is None
+        assert budget.acquire(None) is None
 
         budget.record_success(None)
-        assert 5 == budget.acquire(Failure.STATUS)
+        assert 5 == budget.acquire(None)
 
     def test_custom_costs(self):
         """Capacity and costs can be configured."""
@@ -484,3 +528,275 @@ class TestRetryBudget:
         with pytest.raises(AttributeError):
             budget.retry_costs = 1  # type: ignore[attr-defined]
         assert 5 == budget.retry_cost
+
+
+def decide_once(
+    outcome: Outcome,
+    *,
+    method: str = "GET",
+    policy: RetryPolicy | None = None,
+    budget: RetryBudget | None = None,
+    call: Call | None = None,
+    draw: float = 0.5,
+    remaining: float | None = None,
+) -> Decision:
+    """The decision after one attempt (the call's first, unless a call is given)."""
+    call = call if call is not None else Call(method, "/v2.3/data/segments")
+    call.attempts += 1
+    return decide(
+        policy or RetryPolicy(),
+        budget or RetryBudget(),
+        call,
+        outcome,
+        draw=draw,
+        now=NOW,
+        remaining=remaining,
+    )
+
+
+#: The README's retry table, row by row: (outcome, GET/PUT/DELETE, POST).
+RETRY_TABLE = [
+    pytest.param(failed(Failure.CONNECT), Action.RETRY, Action.RETRY, id="never connected"),
+    pytest.param(
+        failed(Failure.TIMEOUT, sent=False), Action.RETRY, Action.RETRY, id="timed out unsent"
+    ),
+    pytest.param(answer(429), Action.RETRY, Action.RETRY, id="429"),
+    pytest.param(failed(Failure.DISCONNECT), Action.RETRY, Action.RAISE, id="connection lost"),
+    pytest.param(failed(Failure.TIMEOUT), Action.RETRY, Action.RAISE, id="timeout"),
+    pytest.param(failed(Failure.TRUNCATED), Action.RETRY, Action.RAISE, id="body cut short"),
+    pytest.param(failed(Failure.PROTOCOL), Action.RETRY, Action.RAISE, id="malformed HTTP"),
+    *(
+        pytest.param(answer(status), Action.RETRY, Action.RAISE, id=str(status))
+        for status in (408, 500, 502, 503, 504)
+    ),
+    *(
+        pytest.param(answer(status), Action.ANSWER, Action.ANSWER, id=str(status))
+        for status in (200, 204, 400, 401, 403, 404, 409, 422, 501)
+    ),
+    pytest.param(failed(Failure.TLS, sent=False), Action.RAISE, Action.RAISE, id="TLS failure"),
+    pytest.param(failed(Failure.TOO_LARGE), Action.RAISE, Action.RAISE, id="body too large"),
+    pytest.param(failed(Failure.CLOSED), Action.RAISE, Action.RAISE, id="client closed"),
+]
+
+
+class TestDecide:
+    @pytest.mark.parametrize(("outcome", "idempotent", "post"), RETRY_TABLE)
+    @pytest.mark.parametrize("method", IDEMPOTENT)
+    def test_table_idempotent(self, outcome, idempotent, post, method):
+        """GET, PUT and DELETE follow the README's retry table (a first attempt's 404 too)."""
+        assert idempotent == decide_once(outcome, method=method).action
+
+    @pytest.mark.parametrize(("outcome", "idempotent", "post"), RETRY_TABLE)
+    def test_table_post(self, outcome, idempotent, post):
+        """POST follows the README's retry table."""
+        assert post == decide_once(outcome, method="POST").action
+
+    @pytest.mark.parametrize(("outcome", "idempotent", "post"), RETRY_TABLE)
+    def test_table_post_opted_in(self, outcome, idempotent, post):
+        """With retry_post=True, POST retries whatever GET retries."""
+        policy = RetryPolicy(retry_post=True)
+
+        assert idempotent == decide_once(outcome, method="POST", policy=policy).action
+
+    def test_retry_names_reason_and_delay(self):
+        """A retry carries its reason, the jittered delay and a WARNING to log."""
+        decision = decide_once(answer(503), draw=0.5)
+
+        assert (Action.RETRY, "HTTP 503", 0.25) == (
+            decision.action,
+            decision.reason,
+            decision.delay,
+        )
+        assert logging.WARNING == decision.log_level
+        assert "retrying GET /v2.3/data/segments after HTTP 503 in 0.250s (retry 1 of 2)" == (
+            decision.log_message
+        )
+
+    def test_retries_stop_at_max_retries(self):
+        """The third failure of a call with max_retries=2 is raised."""
+        call = Call("GET", "/x")
+        actions = [decide_once(answer(503), call=call).action for _ in range(3)]
+
+        assert [Action.RETRY, Action.RETRY, Action.RAISE] == actions
+
+    def test_max_retries_zero(self):
+        """RetryPolicy(max_retries=0) raises the first failure."""
+        decision = decide_once(answer(503), policy=RetryPolicy(max_retries=0))
+
+        assert Action.RAISE == decision.action
+
+    def test_backoff_grows_per_retry(self):
+        """The n-th retry waits draw * min(backoff_max, backoff_initial * 2**n)."""
+        call = Call("GET", "/x")
+        policy = RetryPolicy(max_retries=4, backoff_initial=1.0, backoff_max=3.0)
+        delays = [
+            decide_once(failed(Failure.CONNECT), call=call, policy=policy, draw=0.5).delay
+            for _ in range(4)
+        ]
+
+        assert [0.5, 1.0, 1.5, 1.5] == delays
+
+    def test_retry_after_wins_over_backoff(self):
+        """A Retry-After within the cap is the delay."""
+        decision = decide_once(answer(429, **{"Retry-After": "7"}))
+
+        assert (Action.RETRY, 7.0) == (decision.action, decision.delay)
+
+    def test_retry_after_date(self):
+        """A Retry-After date is read against now."""
+        decision = decide_once(answer(503, **{"Retry-After": http_date(NOW + 12)}))
+
+        assert 12.0 == decision.delay
+
+    def test_retry_after_above_cap_is_raised_with_a_warning(self):
+        """A Retry-After above retry_after_max is not waited for, and that is logged."""
+        decision = decide_once(answer(429, **{"Retry-After": "120"}))
+
+        assert (Action.RAISE, logging.WARNING) == (decision.action, decision.log_level)
+        assert "asks to wait 120s, longer than retry_after_max=60s" in decision.log_message
+
+    def test_retry_after_too_many_digits(self):
+        """A Retry-After of 400 digits is too long, not unreadable (which would back off)."""
+        decision = decide_once(answer(429, **{"Retry-After": "9" * 400}))
+
+        assert Action.RAISE == decision.action
+        assert "longer than retry_after_max" in decision.log_message
+
+    def test_unreadable_retry_after_backs_off(self):
+        """An unreadable Retry-After is ignored: the backoff applies."""
+        decision = decide_once(answer(503, **{"Retry-After": "soon"}), draw=0.5)
+
+        assert (Action.RETRY, 0.25) == (decision.action, decision.delay)
+
+    def test_malformed_answer_is_retried_at_once(self):
+        """A garbled answer is not a sign of load: no backoff."""
+        assert 0.0 == decide_once(failed(Failure.PROTOCOL), draw=0.9).delay
+
+    def test_deadline_expired_after_a_timeout(self):
+        """A timeout with no time left is the deadline running out."""
+        decision = decide_once(failed(Failure.TIMEOUT), remaining=0.0)
+
+        assert (Action.RAISE, True) == (decision.action, decision.deadline)
+
+    def test_deadline_expired_while_queued(self):
+        """Running out of time while waiting for a connection is the deadline too."""
+        decision = decide_once(failed(Failure.QUEUE_TIMEOUT, sent=False), remaining=0.0)
+
+        assert (Action.RAISE, True) == (decision.action, decision.deadline)
+
+    def test_no_time_left_raises_the_answer(self):
+        """A retryable answer with no time left is raised as what it is."""
+        decision = decide_once(answer(503), remaining=0.0)
+
+        assert (Action.RAISE, False) == (decision.action, decision.deadline)
+
+    def test_backoff_beyond_the_deadline_is_not_waited(self):
+        """A retry that could not start before the deadline is not made."""
+        decision = decide_once(answer(503), draw=0.9, remaining=0.2)
+
+        assert Action.RAISE == decision.action
+        assert "would outlast the deadline" in decision.log_message
+
+    def test_retry_after_beyond_the_deadline_gives_up_at_once(self):
+        """A Retry-After longer than the time left gives up at once."""
+        decision = decide_once(answer(429, **{"Retry-After": "5"}), remaining=4.0)
+
+        assert Action.RAISE == decision.action
+
+    def test_backoff_within_the_deadline(self):
+        """A retry that can start before the deadline is made."""
+        decision = decide_once(answer(503), draw=0.5, remaining=0.3)
+
+        assert (Action.RETRY, 0.25) == (decision.action, decision.delay)
+
+    def test_delete_404_after_unknown_outcome_is_success(self):
+        """A DELETE answered 404 after an attempt whose outcome was unknown succeeded."""
+        call = Call("DELETE", "/x")
+        decide_once(failed(Failure.TIMEOUT), call=call)
+
+        assert Action.DELETED == decide_once(answer(404), call=call).action
+
+    def test_delete_404_after_silent_resend_is_success(self):
+        """A 404 to aiohttp's silent second send: the first send deleted it."""
+        assert Action.DELETED == decide_once(Outcome(404, resent=True), method="DELETE").action
+
+    @pytest.mark.parametrize(
+        "first",
+        [
+            failed(Failure.CONNECT),
+            failed(Failure.TIMEOUT, sent=False),
+            failed(Failure.QUEUE_TIMEOUT, sent=False),
+            answer(429),
+            answer(408),
+        ],
+    )
+    def test_delete_404_after_a_known_outcome_is_not_found(self, first):
+        """After attempts that certainly did nothing, a 404 means there was no such segment."""
+        call = Call("DELETE", "/x")
+        decide_once(first, call=call, remaining=None)
+
+        assert Action.ANSWER == decide_once(answer(404), call=call).action
+
+    def test_delete_404_first_attempt_is_not_found(self):
+        """A first attempt's 404 is a NotFoundError to read."""
+        assert Action.ANSWER == decide_once(answer(404), method="DELETE").action
+
+    @pytest.mark.parametrize("method", ["GET", "PUT", "POST"])
+    def test_404_rule_is_for_delete_only(self, method):
+        """Other methods' 404 after an unknown outcome is an answer to read."""
+        call = Call(method, "/x")
+        decide_once(failed(Failure.TIMEOUT), call=call, policy=RetryPolicy(retry_post=True))
+
+        assert Action.ANSWER == decide_once(answer(404), call=call).action
+
+    def test_unknown_outcome_is_remembered(self):
+        """maybe_acted is set by an attempt that may have acted, and only by such."""
+        call = Call("POST", "/x")
+        decide_once(failed(Failure.CONNECT), call=call)
+        assert call.maybe_acted is False
+        decide_once(failed(Failure.TIMEOUT), call=call)
+        assert call.maybe_acted is True
+
+    def test_budget_spent_raises_and_warns_once(self):
+        """A dry budget raises, with a WARNING the first time and DEBUG after."""
+        budget = RetryBudget(capacity=4)
+        first = decide_once(answer(503), budget=budget)
+        second = decide_once(answer(503), budget=budget)
+
+        assert (Action.RAISE, Action.RAISE) == (first.action, second.action)
+        assert (logging.WARNING, logging.DEBUG) == (first.log_level, second.log_level)
+        assert "retry budget is spent" in first.log_message
+
+    def test_budget_warning_rearms_after_a_retry(self):
+        """Once a retry is paid again, the next exhaustion warns again."""
+        budget = RetryBudget(capacity=5)
+        decide_once(answer(503), budget=budget)  # pays 5
+        decide_once(answer(503), budget=budget)  # dry: warns
+        budget.record_success(5)
+        decide_once(answer(503), budget=budget)  # pays again: re-arms
+
+        assert logging.WARNING == decide_once(answer(503), budget=budget).log_level
+
+    def test_retry_spends_the_budget(self):
+        """A retry takes its cost, remembered as the call's last cost."""
+        budget = RetryBudget()
+        call = Call("GET", "/x")
+        decide_once(failed(Failure.TIMEOUT), call=call, budget=budget)
+
+        assert (490, 10) == (budget.tokens, call.last_cost)
+
+    def test_answer_after_retry_refunds_its_cost(self):
+        """An answer after a retry puts the retry's cost back."""
+        budget = RetryBudget()
+        call = Call("GET", "/x")
+        decide_once(failed(Failure.TIMEOUT), call=call, budget=budget)
+        decide_once(answer(200), call=call, budget=budget)
+
+        assert 500 == budget.tokens
+
+    def test_never_sent_attempt_costs_a_retry_but_is_not_unknown(self):
+        """A POST that timed out unsent is retried: it cannot have created anything."""
+        call = Call("POST", "/x")
+        decision = decide_once(failed(Failure.TIMEOUT, sent=False), call=call)
+
+        assert (Action.RETRY, False) == (decision.action, call.maybe_acted)

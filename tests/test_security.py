@@ -166,7 +166,7 @@ async def test_token_is_set_per_request_not_on_the_session():
     async with FakeSegmentsServer(token=TOKEN) as server:
         async with SegmentsClient(server.base_url, TOKEN) as client:
             await client.segments.list()
-            session = client._pool.session
+            session = client._shared.transport.session
             assert session is not None
             assert "Authorization" not in session.headers
         async with aiohttp.ClientSession() as borrowed:
@@ -307,7 +307,7 @@ async def test_ids_that_would_change_the_path_are_refused_before_sending(segment
             await client.segments.update(segment_id, "EMEA")
         with pytest.raises(ValueError, match="UUID"):
             await client.segments.delete(segment_id)
-        assert client._pool.session is None  # not even a session was opened
+        assert client._shared.transport.session is None  # not even a session was opened
     assert [] == server.requests
     assert 0 == server.connections
 

@@ -1,0 +1,446 @@
+"""The only aiohttp code: the session and its pool, one attempt, aiohttp's errors -> ours.
+
+``Transport.send`` makes one attempt and returns a plain ``Outcome`` (status, headers, body,
+or how it failed, and whether the request may have reached the server); it never retries
+and never raises for what the server or the network did. Above it, the call loop decides.
+
+Three things here exist because of how aiohttp works:
+
+- The wait for a pooled connection happens in a ``Gate`` of our own, before aiohttp sees
+  the request: aiohttp's timeout would count that wait as part of the attempt, and a call
+  that never left the pool would look like one whose outcome is unknown.
+- A per-request middleware (``_SendProbe``) counts the real sends (aiohttp silently sends
+  an idempotent request again when a pooled connection turns out dead) and notes whether
+  the request was written at all.
+- aiohttp's frames hold the request's headers, token included: no exception that leaves
+  this module references them (a fresh ``CancelledError`` is raised in place of theirs,
+  and our errors chain only tracebackless causes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+import aiohttp
+from aiohttp import ClientRequest, ClientResponse
+from aiohttp.client_middlewares import ClientHandlerType
+from yarl import URL
+
+from ._errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    ClientClosedError,
+    SegmentsError,
+)
+from ._flow import Gate
+from ._options import RequestHeaders
+from ._retry import Failure, Outcome
+from ._wire import MAX_RESPONSE_BYTES
+
+__all__ = ["Transport"]
+
+
+class _SendProbe:
+    """A per-attempt aiohttp middleware: how often the request was sent, and if at all."""
+
+    __slots__ = ("sends", "written")
+
+    def __init__(self) -> None:
+        self.sends = 0
+        self.written = False
+
+    @property
+    def maybe_written(self) -> bool:
+        """False only if the request certainly never reached a socket.
+
+        A probe that never ran (a mock that bypasses aiohttp's pipeline) knows nothing,
+        so it says "maybe".
+        """
+        return self.written or self.sends == 0
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        self.sends += 1
+        try:
+            return await handler(request)
+        finally:
+            # aiohttp sets request.response once the request's head is handed to the socket.
+            if getattr(request, "response", None) is not None:
+                self.written = True
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+_NO_MIDDLEWARES: Final = ()
+
+
+class Transport:
+    """The connection pool of one client and its views, and the sending of one attempt."""
+
+    __slots__ = (
+        "_active",
+        "_borrowed",
+        "_closing",
+        "_gate",
+        "_loop",
+        "_proxy",
+        "_session",
+        "closed",
+        "max_connections",
+    )
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None,
+        max_connections: int,
+        proxy: URL | None,
+    ) -> None:
+        self._session = session
+        self._borrowed = session is not None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if session is not None:
+            # The session's own loop; aiohttp has no public accessor but the deprecated one.
+            self._loop = getattr(session, "_loop", None)
+            limit = session.connector.limit if session.connector is not None else 0
+            max_connections = min(max_connections, limit) if limit else max_connections
+        self.max_connections = max_connections
+        self._gate = Gate(max_connections)
+        self._proxy = proxy
+        self.closed = False
+        # Tasks inside a call, and those aclose() cancelled: see ``enter`` and ``closed_under``.
+        self._active: dict[asyncio.Task[object], int] = {}
+        self._closing: set[asyncio.Task[object]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Transport max_connections={self.max_connections} closed={self.closed}>"
+
+    @property
+    def opened(self) -> bool:
+        """Whether a session exists (an owned one is made on first use)."""
+        return self._session is not None
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The session in use, if any."""
+        return self._session
+
+    def _open(self) -> aiohttp.ClientSession:
+        running = asyncio.get_running_loop()
+        session = self._session
+        if session is None:
+            self._loop = running
+            session = self._session = aiohttp.ClientSession(
+                # Our Gate bounds the connections; an aiohttp limit would add a second,
+                # hidden wait inside the attempt's timeout.
+                connector=aiohttp.TCPConnector(limit=0),
+                # Cookies have no place in a Bearer-token API, and a jar would let one
+                # tenant's responses steer another's requests through a shared pool.
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        elif self._loop is not running:
+            raise RuntimeError(
+                "this SegmentsClient's connection pool belongs to another event loop: "
+                "create the client inside the loop that uses it (e.g. in your app's lifespan)"
+            )
+        return session
+
+    # ----------------------------------------------------------------------- lifecycle
+
+    def enter(self) -> asyncio.Task[object] | None:
+        """Note that the current task is inside a call, so that ``aclose`` can end it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._active[task] = self._active.get(task, 0) + 1
+        return task
+
+    def leave(self, task: asyncio.Task[object] | None) -> None:
+        """The call that ``enter`` returned ``task`` for is over."""
+        if task is None:
+            return
+        depth = self._active.pop(task, 1) - 1
+        if depth:
+            self._active[task] = depth
+
+    def closed_under(self, task: asyncio.Task[object] | None) -> bool:
+        """After a ``CancelledError``: True if ``aclose`` caused it (and it is now undone).
+
+        A task that the caller cancelled as well stays cancelled: then this is False and
+        the ``CancelledError`` must propagate.
+        """
+        if task is None or task not in self._closing:
+            return False
+        self._closing.discard(task)
+        task.uncancel()
+        return task.cancelling() == 0
+
+    async def aclose(self) -> None:
+        """End every call in progress with ``ClientClosedError``, then close the pool."""
+        if self.closed:
+            return
+        running = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not running:
+            raise RuntimeError(
+                "aclose() was called from another event loop than the one this "
+                "SegmentsClient's pool belongs to: close it inside that loop"
+            )
+        self.closed = True
+        current = asyncio.current_task()
+        for task in self._active:
+            if task is not current and not task.done():
+                self._closing.add(task)
+                task.cancel()
+        # Let the calls meet their cancellation and give their connections back first.
+        await asyncio.sleep(0)
+        session, self._session = self._session, None
+        if session is not None and not self._borrowed:
+            await session.close()
+
+    # ----------------------------------------------------------------------- one attempt
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: RequestHeaders,
+        body: bytes | None,
+        *,
+        attempt_timeout: aiohttp.ClientTimeout,
+        until: float | None,
+    ) -> Outcome:
+        """Make one attempt: wait for a connection (until ``until``, loop time), send, read."""
+        if self.closed:
+            return _closed(method, url, sent=False)
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._open()  # the first use, or a clear error about loops
+        if not self._gate.try_acquire():
+            waited = await self._wait_for_connection(method, url, until)
+            if waited is not None:
+                return waited
+        try:
+            return await self._exchange(session, method, url, headers, body, attempt_timeout)
+        finally:
+            self._gate.release()
+
+    async def _wait_for_connection(
+        self, method: str, url: str, until: float | None
+    ) -> Outcome | None:
+        if until is None:
+            await self._gate.acquire()
+            return None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout_at(until):
+                await self._gate.acquire()
+        except TimeoutError:
+            waited = loop.time() - started
+            error = APITimeoutError(
+                f"no connection free within {waited:.3g}s (the call's deadline); "
+                f"the pool of {self.max_connections} is busy",
+                method=method,
+                url=url,
+            )
+            return Outcome(failure=Failure.QUEUE_TIMEOUT, error=error, sent=False)
+        return None
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        headers: RequestHeaders,
+        body: bytes | None,
+        attempt_timeout: aiohttp.ClientTimeout,
+    ) -> Outcome:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        # GET is read-only: whether it was sent changes nothing, so it needs no probe.
+        probe = None if method == "GET" else _SendProbe()
+        failure: Failure
+        error: SegmentsError
+        status: int | None = None
+        cancelled: tuple[object, ...] | None = None
+        try:
+            async with session.request(
+                method,
+                URL(url, encoded=True),
+                data=body,
+                headers=headers.plain if body is None else headers.json,
+                timeout=attempt_timeout,
+                allow_redirects=False,
+                raise_for_status=False,
+                auto_decompress=True,
+                middlewares=_NO_MIDDLEWARES if probe is None else (probe,),
+                proxy=self._proxy,
+            ) as response:
+                status = response.status
+                raw = await _read_body(response)
+                return Outcome(
+                    status,
+                    response.headers,
+                    raw,
+                    resent=probe is not None and probe.sends > 1,
+                    elapsed=loop.time() - started,
+                )
+        except aiohttp.ClientError as exc:
+            failure, error = _map_client_error(exc, method, url)
+        except TimeoutError:
+            failure = Failure.TIMEOUT
+            error = _timeout_error(
+                attempt_timeout, method, url, written=probe is None or probe.written
+            )
+        except _TooLarge:
+            failure = Failure.TOO_LARGE
+            error = _too_large_error(status, method, url)
+        except asyncio.CancelledError as exc:
+            cancelled = exc.args
+        written = probe is None or probe.maybe_written
+        if cancelled is not None:
+            if not self.closed_under(asyncio.current_task()):
+                # A fresh one: aiohttp's, with its traceback, holds the request headers.
+                raise asyncio.CancelledError(*cancelled)
+            return _closed(method, url, sent=written and method != "GET")
+        if self.closed:
+            # The pool went away under the attempt: say so, not "connection lost".
+            return _closed(method, url, sent=written and method != "GET")
+        return Outcome(
+            status,
+            failure=failure,
+            error=error,
+            sent=written and failure not in (Failure.CONNECT, Failure.TLS),
+            resent=probe is not None and probe.sends > 1,
+            elapsed=loop.time() - started,
+        )
+
+
+def _closed(method: str, url: str, *, sent: bool) -> Outcome:
+    if sent:
+        message = "the client was closed while the request was in flight; it may have been done"
+    else:
+        message = "the client was closed before the request was sent"
+    error = ClientClosedError(message, method=method, url=url)
+    return Outcome(failure=Failure.CLOSED, error=error, sent=sent)
+
+
+async def _read_body(response: ClientResponse) -> bytes:
+    """The whole body, refusing one larger than ``MAX_RESPONSE_BYTES``.
+
+    An uncompressed body with a Content-Length is read in one go (aiohttp reads exactly
+    that many bytes); anything else is counted as it is inflated, so that a small gzip
+    bomb cannot grow past the limit in memory.
+    """
+    limit = MAX_RESPONSE_BYTES
+    length = response.content_length
+    if length is not None:
+        if length > limit:
+            raise _TooLarge(response.status)
+        if "Content-Encoding" not in response.headers:
+            return await response.read()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(response.status)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large_error(status: int | None, method: str, url: str) -> SegmentsError:
+    return APIResponseValidationError(
+        f"response body larger than {MAX_RESPONSE_BYTES} bytes; not read",
+        method=method,
+        url=url,
+        status_code=status or 0,
+    )
+
+
+def _timeout_error(
+    timeout: aiohttp.ClientTimeout, method: str, url: str, *, written: bool
+) -> APITimeoutError:
+    total = timeout.total
+    after = f" after {total:g}s" if total else ""
+    if not written:
+        return APITimeoutError(
+            f"request timed out{after} before it was sent", method=method, url=url
+        )
+    return APITimeoutError(f"request timed out{after}", method=method, url=url)
+
+
+def _map_client_error(
+    exc: aiohttp.ClientError, method: str, url: str
+) -> tuple[Failure, SegmentsError]:
+    """Our exception for aiohttp's, and how the attempt failed.
+
+    The cause chained to ours has no traceback (aiohttp's frames hold the request headers,
+    token included). ``ClientResponseError`` is not chained at all (its ``request_info``
+    holds those headers), nor are connector errors (their connection key can hold a
+    proxy's credentials): their ``OSError`` is chained instead.
+    """
+    failure: Failure
+    error: SegmentsError
+    cause: BaseException | None = exc
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
+        failure = Failure.CONNECT if connecting else Failure.TIMEOUT
+        error = APITimeoutError(
+            "timed out connecting" if connecting else "timed out reading the response",
+            method=method,
+            url=url,
+        )
+    elif isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+        # Certificate trouble does not go away by retrying, and must not be papered over.
+        failure = Failure.TLS
+        error = APIConnectionError(f"TLS failure: {exc}", method=method, url=url)
+        cause = getattr(exc, "os_error", None)
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        failure = Failure.CONNECT
+        error = APIConnectionError(f"cannot connect: {exc.os_error}", method=method, url=url)
+        cause = exc.os_error
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        failure = Failure.TRUNCATED
+        error = APIConnectionError("the response body was cut short", method=method, url=url)
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        failure = Failure.PROTOCOL
+        error = APIConnectionError(
+            f"malformed HTTP response: {_first_line(exc.message)}", method=method, url=url
+        )
+        cause = None
+    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        failure = Failure.DISCONNECT
+        error = APIConnectionError(
+            "the server closed the connection before answering", method=method, url=url
+        )
+    else:
+        failure = Failure.DISCONNECT
+        error = APIConnectionError(
+            f"connection failed: {type(exc).__name__}", method=method, url=url
+        )
+    error.__cause__ = _without_tracebacks(cause)
+    error.__suppress_context__ = True
+    return failure, error
+
+
+def _without_tracebacks(exc: BaseException | None) -> BaseException | None:
+    """``exc`` and every exception chained to it, stripped of their tracebacks."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        node.__traceback__ = None
+        pending += (node.__cause__, node.__context__)
+    return exc
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:200] if text.strip() else "unreadable"
