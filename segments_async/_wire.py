@@ -40,7 +40,7 @@ def segment_path(segment_id: object) -> str:
     a ``urn:`` prefix and more), so no input can change the path that is requested.
     """
     if isinstance(segment_id, uuid.UUID):
-        return f"{SEGMENTS_PATH}/{segment_id}"
+        return f"{SEGMENTS_PATH}/{_uuid_text(segment_id)}"
     if isinstance(segment_id, str) and _UUID_RE.fullmatch(segment_id):
         # str.lower, not the value's own: a str subclass cannot rewrite what is sent.
         return f"{SEGMENTS_PATH}/{str.lower(segment_id)}"
@@ -48,6 +48,19 @@ def segment_path(segment_id: object) -> str:
         f"segment_id must be a UUID (a str like '7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2' "
         f"or a uuid.UUID), got {short_repr(segment_id)}"
     )
+
+
+#: The 128-bit value slot of ``uuid.UUID``: read through it, a subclass's ``int`` property
+#: or ``__str__`` cannot change what is sent.
+_UUID_INT: Final = uuid.UUID.__dict__["int"]
+
+
+def _uuid_text(value: uuid.UUID) -> str:
+    number = _UUID_INT.__get__(value)
+    if number.__class__ is not int or not 0 <= number < 1 << 128:
+        raise ValueError(f"segment_id is not a valid UUID: {short_repr(value)}")
+    digits = f"{number:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def check_positive_int(name: str, value: object) -> int:
