@@ -13,6 +13,7 @@ from typing import Any, Final, TypeVar
 
 import cattrs
 import orjson
+from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.preconf.orjson import OrjsonConverter, make_converter
 from multidict import CIMultiDict
@@ -46,31 +47,32 @@ _T = TypeVar("_T")
 # --------------------------------------------------------------------------- converter
 
 
+def _json_type(value: object) -> str:
+    """The JSON name of a decoded value's type, for messages about the wire."""
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        value.__class__, "number"
+    )
+
+
 def _strict_str(value: Any, _: type) -> str:
     if value.__class__ is str:
         return value
-    raise TypeError(f"expected a string, got {type(value).__name__}")
+    raise TypeError(f"expected a string, got {_json_type(value)}")
 
 
 def _strict_int(value: Any, _: type) -> int:
     # bool is an int subclass and a float would be truncated: neither is a page number.
     if value.__class__ is int:
         return value
-    raise TypeError(f"expected an integer, got {type(value).__name__}")
-
-
-#: Python attribute name -> wire name, where they differ.
-_WIRE_NAMES: Final = {
-    "current_page": "currentPage",
-    "per_page": "perPage",
-    "last_page": "lastPage",
-}
+    raise TypeError(f"expected an integer, got {_json_type(value)}")
 
 
 def _require_list(value: Any) -> None:
     # cattrs iterates whatever it is given: a string or an object would become a list.
     if value.__class__ is not list:
-        raise TypeError(f"expected a list, got {type(value).__name__}")
+        raise TypeError(f"expected an array, got {_json_type(value)}")
 
 
 def _strict_list(conv: OrjsonConverter, list_type: Any) -> Callable[[Any, Any], Any]:
@@ -83,61 +85,102 @@ def _strict_list(conv: OrjsonConverter, list_type: Any) -> Callable[[Any, Any], 
     return structure
 
 
-# Setting a frozen, slotted instance's slots directly is what attrs' own __init__ does
-# (through object.__setattr__); tests check that Segment has no validator or converter
-# that this would skip, and that both paths build equal objects.
+def _objects_only(structure: Callable[[Any, Any], _T]) -> Callable[[Any, Any], _T]:
+    """``structure``, refusing anything but a JSON object.
+
+    cattrs would index a string or a list by each field name in turn and blame the
+    first field; the value itself is what is wrong.
+    """
+
+    def structure_object(value: Any, type_: Any) -> _T:
+        if value.__class__ is not dict:
+            raise TypeError(f"expected an object, got {_json_type(value)}")
+        return structure(value, type_)
+
+    return structure_object
+
+
+# attrs' frozen __init__ sets each slot through object.__setattr__, bound anew per call;
+# the slots' own descriptors do the same in two thirds of the time, and __init__ would
+# make a whole page's decoding about 30% slower (measured: benchmarks/README.md). Tests
+# check that Segment has no validator, converter or hook this would skip, and that both
+# build equal objects.
 _new_object = object.__new__
 _set_segment_id = Segment.__dict__["id"].__set__
 _set_segment_name = Segment.__dict__["name"].__set__
 
 
-def _fast_segment_list(value: Any, _: Any) -> list[Segment]:
-    """A page's items on the hot path: one loop, the same strict checks, no per-field calls.
+def _segment_list(conv: OrjsonConverter) -> Callable[[Any, Any], list[Segment]]:
+    """A page's items, the hot path of the library: one plain loop.
 
-    Any failure (a non-list, a non-object item, a missing key, a non-string) raises, and
-    the explaining converter, built by cattrs alone, then names the field.
+    An item the loop cannot take as it is goes through the converter's strict
+    ``Segment`` hook alone, which builds it or explains it; the items after it are
+    never looked at, so a page of bad items fails as fast as a good page decodes.
     """
-    _require_list(value)
-    segments: list[Segment] = []
-    append = segments.append
-    for item in value:
-        segment_id = item["id"]
-        name = item["name"]
-        if segment_id.__class__ is not str or name.__class__ is not str:
-            raise TypeError("expected a string")
-        segment = _new_object(Segment)
-        _set_segment_id(segment, segment_id)
-        _set_segment_name(segment, name)
-        append(segment)
-    return segments
+    structure_segment = conv.get_structure_hook(Segment)
+
+    def structure_items(value: Any, _: Any) -> list[Segment]:
+        _require_list(value)
+        segments: list[Segment] = []
+        for index, item in enumerate(value):
+            try:
+                segment_id = item["id"]
+                name = item["name"]
+            except (KeyError, TypeError):  # a key missing, or not an object at all
+                segment_id = name = None
+            if segment_id.__class__ is str and name.__class__ is str:
+                segment = _new_object(Segment)
+                _set_segment_id(segment, segment_id)
+                _set_segment_name(segment, name)
+                segments.append(segment)
+                continue
+            try:
+                segments.append(structure_segment(item, Segment))
+            except (cattrs.ClassValidationError, TypeError) as exc:
+                # What cattrs' own list hook raises, for this one item.
+                note = f"Structuring list[Segment] @ index {index}"
+                exc.add_note(IterableValidationNote(note, index, Segment))
+                raise IterableValidationError(
+                    "While structuring list[Segment]", [exc], list[Segment]
+                ) from None
+        return segments
+
+    return structure_items
 
 
-def _make_converter(*, detailed_validation: bool) -> OrjsonConverter:
-    """The one converter configuration for every wire shape.
+#: Python attribute name -> wire name, where they differ.
+_WIRE_NAMES: Final = {
+    "current_page": "currentPage",
+    "per_page": "perPage",
+    "last_page": "lastPage",
+}
+
+
+def _configure_converter(conv: OrjsonConverter) -> None:
+    """The one configuration for every wire shape.
 
     Scalars and lists are checked, not coerced: cattrs would turn a numeric name into a
     string, truncate a float page number and make a list of a string's characters,
     hiding a server bug behind plausible data.
     """
-    conv = make_converter(detailed_validation=detailed_validation, forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(Segment, _objects_only(make_dict_structure_fn(Segment, conv)))
     overrides = {attr: override(rename=wire) for attr, wire in _WIRE_NAMES.items()}
-    overrides["items"] = override(
-        struct_hook=_strict_list(conv, list[Segment]) if detailed_validation else _fast_segment_list
-    )
+    overrides["items"] = override(struct_hook=_segment_list(conv))
     overrides["filters"] = override(struct_hook=_strict_list(conv, list[Any]))
     conv.register_structure_hook(
         SegmentPage,
-        make_dict_structure_fn(SegmentPage, conv, **overrides),  # type: ignore[arg-type]
+        _objects_only(make_dict_structure_fn(SegmentPage, conv, **overrides)),  # type: ignore[arg-type]
     )
-    return conv
 
 
-#: Detailed validation off on the hot path (about twice as fast) ...
-_converter: Final = _make_converter(detailed_validation=False)
-#: ... and on, only to name the offending field once a body has failed.
-_explaining_converter: Final = _make_converter(detailed_validation=True)
+#: Detailed validation on: a failure carries the path to the offending value.
+_converter: Final = make_converter(detailed_validation=True, forbid_extra_keys=False)
+_configure_converter(_converter)
+#: Looked up once rather than dispatched on every decode.
+_structure_segment: Final = _converter.get_structure_hook(Segment)
+_structure_page: Final = _converter.get_structure_hook(SegmentPage)
 
 
 class InvalidResponse(Exception):
@@ -176,75 +219,49 @@ def _envelope_result(body: bytes) -> Any:
     raise InvalidResponse("'success' must be true or false", field="success", body=data)
 
 
-#: The hot path's structure functions, looked up once rather than dispatched per call.
-_fast_hooks: Final[dict[type, Callable[[Any, type], Any]]] = {
-    cls: _converter.get_structure_hook(cls) for cls in (Segment, SegmentPage)
-}
-
-
-def _structure(result: Any, cls: type[_T]) -> _T:
+def _structure(result: Any, structure: Callable[[Any, type[_T]], _T], cls: type[_T]) -> _T:
     try:
-        return _fast_hooks[cls](result, cls)  # type: ignore[no-any-return]
-    except Exception:  # noqa: S110 - any failure is a malformed body: explained below
-        pass
-    try:
-        _explaining_converter.structure(result, cls)
-    except Exception as exc:
-        field, message = _explain(exc, result)
+        return structure(result, cls)
+    except (cattrs.BaseValidationError, TypeError) as exc:
+        field, message = _explain(exc)
         raise InvalidResponse(message, field=field, body=None) from None
-    # Only reachable if the two converters disagree, which would be a bug here.
-    raise InvalidResponse("response does not match the expected shape", field="result")
 
 
-_PATH_RE: Final = re.compile(r"^(?P<message>.*) @ \$(?P<path>.*)$")
-_STEP_RE: Final = re.compile(r"\.(\w+)|\[(\d+)\]")
+def _explain(exc: Exception) -> tuple[str, str]:
+    """(path under ``result``, in wire names, and message) of the first failure in ``exc``."""
+    path = "result"
+    while isinstance(exc, cattrs.BaseValidationError):
+        exc, step = _first_failure(exc)
+        path += step
+    if isinstance(exc, KeyError):
+        return path, "missing field"
+    return path, str(exc)
 
 
-def _explain(exc: BaseException, result: Any) -> tuple[str, str]:
-    """(field path under ``result``, in wire names, and message) of the first error."""
-    path = ""
-    message = str(exc) or type(exc).__name__
-    if isinstance(exc, cattrs.BaseValidationError):
-        for line in cattrs.transform_error(exc):
-            match = _PATH_RE.match(line)
-            if match:
-                path, message = match["path"], match["message"]
-                break
-    # cattrs blames a value that is not an object on the object's first field; walk the
-    # path through the body to blame the value itself.
-    node, where = result, "result"
-    for step in _STEP_RE.finditer(path):
-        if step[1] is not None:
-            if node.__class__ is not dict:
-                return where, f"expected an object, got {_json_type(node)}"
-            name = _WIRE_NAMES.get(step[1], step[1])
-            where = f"{where}.{name}"
-            node = node.get(name)
-        else:
-            index = int(step[2])
-            if node.__class__ is not list or index >= len(node):
-                break
-            where = f"{where}[{index}]"
-            node = node[index]
-    return where, message
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        value.__class__, "number"
-    )
+def _first_failure(group: cattrs.BaseValidationError) -> tuple[Exception, str]:
+    """A cattrs group's first failure, and the step down the path that its note names."""
+    if isinstance(group, cattrs.ClassValidationError):
+        attributes, _ = group.group_exceptions()
+        if attributes:
+            exc, attribute = attributes[0]
+            return exc, "." + _WIRE_NAMES.get(attribute.name, attribute.name)
+    elif isinstance(group, IterableValidationError):
+        elements, _ = group.group_exceptions()
+        if elements:
+            exc, element = elements[0]
+            return exc, f"[{element.index}]"
+    # A failure without a note (a class refusing its structured values) adds no step.
+    return group.exceptions[0], ""
 
 
 def decode_segment_page(body: bytes) -> SegmentPage:
     """A list answer's body as a ``SegmentPage``; ``InvalidResponse`` if malformed."""
-    return _structure(_envelope_result(body), SegmentPage)
+    return _structure(_envelope_result(body), _structure_page, SegmentPage)
 
 
 def decode_segment(body: bytes) -> Segment:
     """A create or update answer's body as a ``Segment``; ``InvalidResponse`` if malformed."""
-    return _structure(_envelope_result(body), Segment)
+    return _structure(_envelope_result(body), _structure_segment, Segment)
 
 
 def decode_delete(body: bytes) -> None:
