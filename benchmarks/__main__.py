@@ -19,13 +19,13 @@ from typing import Any
 
 import attrs
 
-from . import _adaptive, _crud, _decode, _pagination, _report, _rss
+from . import _adaptive, _bulk, _crud, _decode, _pagination, _report, _rss
 from ._common import Skipped, cpu_plan, load_ours, machine_facts
 from ._peer import Peer, generated_peer
 from ._profile import profile_ours
 from ._server import serve
 
-SECTIONS = ("a", "b", "c", "d", "e")
+SECTIONS = ("a", "b", "c", "d", "e", "f")
 
 
 @attrs.frozen
@@ -38,6 +38,9 @@ class Config:
     c_repeats: int
     d_calls: int
     e_plan: _adaptive.Plan
+    f_count: int
+    f_rss_sizes: tuple[int, int]
+    f_rss_repeats: int
 
     @classmethod
     def make(cls, smoke: bool, rounds: int | None, e_rounds: int | None = None) -> Config:
@@ -52,7 +55,9 @@ class Config:
                 rounds=e_rounds or 1,
                 timeout=15.0,
             )
-            return cls(True, rounds or 2, 1_000, 200, (300, 3_000), 1, 20, e_plan)
+            return cls(
+                True, rounds or 2, 1_000, 200, (300, 3_000), 1, 20, e_plan, 300, (300, 3_000), 1
+            )
         e_plan = _adaptive.Plan(
             capacity=16,
             service=0.010,
@@ -61,7 +66,19 @@ class Config:
             rounds=e_rounds or 3,
             timeout=60.0,
         )
-        return cls(False, rounds or 7, 20_000, 2_000, (50_000, 500_000), 3, 500, e_plan)
+        return cls(
+            False,
+            rounds or 7,
+            20_000,
+            2_000,
+            (50_000, 500_000),
+            3,
+            500,
+            e_plan,
+            20_000,
+            (20_000, 200_000),
+            1,  # one 200,000-create run takes 25-50 s; the growth barely moves between runs
+        )
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -128,7 +145,7 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         base_url = ""
-        if "a" in only or "d" in only:
+        if "a" in only or "d" in only or "f" in only:
             base_url = stack.enter_context(serve(config.a_total, server_cpu))
         if "a" in only:
             _progress(f"[a] pagination, {config.rounds} rounds ...")
@@ -149,6 +166,11 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
             plan = config.e_plan
             _progress(f"[e] adaptive concurrency, {plan.rounds} rounds, up to a minute a run ...")
             sections["e"] = asyncio.run(_adaptive.bench(plan, server_cpu, _progress))
+        if "f" in only:
+            _progress(f"[f] bulk create, {config.rounds} rounds, then peak RSS ...")
+            sections["f"] = _bulk.bench(
+                base_url, config.f_count, config.rounds, config.f_rss_sizes, config.f_rss_repeats
+            )
     doc["sections"] = sections
     doc["elapsed_s"] = time.perf_counter() - started
     doc["targets"] = _report.targets(doc)

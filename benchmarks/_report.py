@@ -11,6 +11,7 @@ HEADINGS = {
     "c": "[c] Peak RSS while iterating",
     "d": "[d] Per-call latency",
     "e": "[e] Adaptive concurrency",
+    "f": "[f] Bulk create",
 }
 
 Doc = dict[str, Any]
@@ -99,6 +100,7 @@ def targets(doc: Doc) -> list[dict[str, Any]]:
             smoke,
         ),
         *_targets_e(doc, smoke),
+        *_targets_f(doc, smoke),
     ]
 
 
@@ -173,6 +175,28 @@ def _targets_e(doc: Doc, smoke: str) -> list[dict[str, Any]]:
             None if quota is None else len(quota["errors"]),
             lambda v: v == 0,
             "",
+            smoke,
+        ),
+    ]
+
+
+def _targets_f(doc: Doc, smoke: str) -> list[dict[str, Any]]:
+    sizes = _get(doc, "sections", "f", "rss", "sizes") or ["small", "large"]
+    return [
+        _target(
+            "f create_many >= 0.90x raw aiohttp throughput",
+            _get(doc, "sections", "f", "throughput", "ours_throughput_ratio"),
+            lambda v: v >= 0.90,
+            "x",
+            smoke,
+        ),
+        _target(
+            f"f peak RSS growth {sizes[0]:,}->{sizes[1]:,} names < 16 MiB"
+            if all(isinstance(s, int) for s in sizes)
+            else "f peak RSS growth < 16 MiB",
+            _get(doc, "sections", "f", "rss", "contenders", "ours", "growth_mib"),
+            lambda v: v < 16.0,
+            " MiB",
             smoke,
         ),
     ]
@@ -295,12 +319,44 @@ def _section_e(section: Doc) -> list[str]:
     return lines + _problems(section)
 
 
+def _section_f(section: Doc) -> list[str]:
+    throughput, rss = section["throughput"], section["rss"]
+    lines = [
+        f"{HEADINGS['f']}: {throughput['count']:,} names, concurrency"
+        f" {throughput['concurrency']}, a fresh client per run, {throughput['rounds']} rounds",
+        f"  {'contender':<10} {'median s':>9} {'creates/s':>10} {'ours / raw':>11}",
+    ]
+    for name, stats in throughput["contenders"].items():
+        ratio = throughput["ours_throughput_ratio"] if name == "ours" else None
+        lines.append(
+            f"  {name:<10} {stats['median_s']:>9.3f} {stats['per_s']:>10,.0f} {_x(ratio):>11}"
+        )
+    lines.append("  'ours / raw': throughput, median per-round ratio (>1: ours faster)")
+    small, large = rss["sizes"]
+    lines += [
+        f"  Peak RSS: create_many fed by an async generator, fresh process per measurement,"
+        f" median of {rss['repeats']} (MiB, ru_maxrss)",
+        f"  {'contender':<10} {'baseline':>9} {f'peak {small:,}':>13} {f'peak {large:,}':>13}"
+        f" {'growth':>7} {f'VmHWM {large:,}':>14} {f'secs {large:,}':>13}",
+    ]
+    for name, stats in rss["contenders"].items():
+        lo, hi = stats[str(small)], stats[str(large)]
+        lines.append(
+            f"  {name:<10} {lo['baseline_mib']:>9.1f} {lo['peak_mib']:>13.1f}"
+            f" {hi['peak_mib']:>13.1f} {stats['growth_mib']:>7.2f} {hi['vm_hwm_mib']:>14.1f}"
+            f" {hi['seconds']:>13.2f}"
+        )
+    lines.append("  raw here streams from the generator and keeps only a count")
+    return lines + _problems(section)
+
+
 RENDERERS = {
     "a": _section_a,
     "b": _section_b,
     "c": _section_c,
     "d": _section_d,
     "e": _section_e,
+    "f": _section_f,
 }
 
 

@@ -15,6 +15,7 @@ HEADINGS = (
     "[c] Peak RSS while iterating",
     "[d] Per-call latency",
     "[e] Adaptive concurrency",
+    "[f] Bulk create",
 )
 
 for _module in ("httpx", "pydantic", "msgspec", "openapi_python_client"):
