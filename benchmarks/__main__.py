@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -18,13 +19,13 @@ from typing import Any
 
 import attrs
 
-from . import _crud, _decode, _pagination, _report, _rss
+from . import _adaptive, _bulk, _crud, _decode, _pagination, _report, _rss
 from ._common import Skipped, cpu_plan, load_ours, machine_facts
 from ._peer import Peer, generated_peer
 from ._profile import profile_ours
 from ._server import serve
 
-SECTIONS = ("a", "b", "c", "d")
+SECTIONS = ("a", "b", "c", "d", "e", "f")
 
 
 @attrs.frozen
@@ -36,12 +37,48 @@ class Config:
     c_sizes: tuple[int, int]
     c_repeats: int
     d_calls: int
+    e_plan: _adaptive.Plan
+    f_count: int
+    f_rss_sizes: tuple[int, int]
+    f_rss_repeats: int
 
     @classmethod
-    def make(cls, smoke: bool, rounds: int | None) -> Config:
+    def make(cls, smoke: bool, rounds: int | None, e_rounds: int | None = None) -> Config:
         if smoke:
-            return cls(True, rounds or 2, 1_000, 200, (300, 3_000), 1, 20)
-        return cls(False, rounds or 7, 20_000, 2_000, (50_000, 500_000), 3, 500)
+            # A quota of 500/s keeps the smoke run short; R/10 = 50 still leaves most of the
+            # 100 pages to the bucket's rate, so the quota is really met.
+            e_plan = _adaptive.Plan(
+                capacity=16,
+                service=0.005,
+                pages={"queue": 60, "reject": 60, "quota": 100},
+                rate=500.0,
+                rounds=e_rounds or 1,
+                timeout=15.0,
+            )
+            return cls(
+                True, rounds or 2, 1_000, 200, (300, 3_000), 1, 20, e_plan, 300, (300, 3_000), 1
+            )
+        e_plan = _adaptive.Plan(
+            capacity=16,
+            service=0.010,
+            pages={"queue": 2_000, "reject": 4_000, "quota": 1_000},
+            rate=200.0,
+            rounds=e_rounds or 3,
+            timeout=60.0,
+        )
+        return cls(
+            False,
+            rounds or 7,
+            20_000,
+            2_000,
+            (50_000, 500_000),
+            3,
+            500,
+            e_plan,
+            20_000,
+            (20_000, 200_000),
+            1,  # one 200,000-create run takes 25-50 s; the growth barely moves between runs
+        )
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +86,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks", description="segments_async against raw aiohttp and peers"
     )
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 7; smoke 2)")
+    parser.add_argument(
+        "--e-rounds", type=int, default=None, help="rounds of section e (default 3; smoke 1)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks it all runs")
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections, e.g. a,b")
     parser.add_argument("--json", action="store_true", help="print a JSON document instead")
@@ -63,6 +103,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown sections {unknown}; choose from {','.join(SECTIONS)}")
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    if args.e_rounds is not None and args.e_rounds < 1:
+        parser.error("--e-rounds must be >= 1")
     args.only = [s for s in SECTIONS if s in only]
     return args
 
@@ -90,6 +132,10 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
     server_cpu, client_cpu = cpu_plan()
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
+    # Unconfigured, the library's WARNING per retry would reach stderr through logging's
+    # last-resort handler: thousands of lines in section e. A handler that drops them
+    # keeps the records' cost, as in an application that logs somewhere.
+    logging.getLogger("segments_async").addHandler(logging.NullHandler())
     doc: dict[str, Any] = {
         "machine": machine_facts(server_cpu, client_cpu),
         "config": attrs.asdict(config) | {"sections": only},
@@ -99,7 +145,7 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         base_url = ""
-        if "a" in only or "d" in only:
+        if "a" in only or "d" in only or "f" in only:
             base_url = stack.enter_context(serve(config.a_total, server_cpu))
         if "a" in only:
             _progress(f"[a] pagination, {config.rounds} rounds ...")
@@ -116,6 +162,15 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
         if "d" in only:
             _progress(f"[d] per-call latency, {config.rounds} rounds ...")
             sections["d"] = asyncio.run(_crud.bench(base_url, config.rounds, config.d_calls))
+        if "e" in only:
+            plan = config.e_plan
+            _progress(f"[e] adaptive concurrency, {plan.rounds} rounds, up to a minute a run ...")
+            sections["e"] = asyncio.run(_adaptive.bench(plan, server_cpu, _progress))
+        if "f" in only:
+            _progress(f"[f] bulk create, {config.rounds} rounds, then peak RSS ...")
+            sections["f"] = _bulk.bench(
+                base_url, config.f_count, config.rounds, config.f_rss_sizes, config.f_rss_repeats
+            )
     doc["sections"] = sections
     doc["elapsed_s"] = time.perf_counter() - started
     doc["targets"] = _report.targets(doc)
@@ -140,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.profile:
         return profile(Config.make(args.smoke, args.rounds))
-    doc = run(Config.make(args.smoke, args.rounds), args.only)
+    doc = run(Config.make(args.smoke, args.rounds, args.e_rounds), args.only)
     if args.save:
         with open(args.save, "w", encoding="utf-8") as saved:
             json.dump(doc, saved, indent=2)

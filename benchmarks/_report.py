@@ -10,6 +10,8 @@ HEADINGS = {
     "b": "[b] Page decoding",
     "c": "[c] Peak RSS while iterating",
     "d": "[d] Per-call latency",
+    "e": "[e] Adaptive concurrency",
+    "f": "[f] Bulk create",
 }
 
 Doc = dict[str, Any]
@@ -25,9 +27,18 @@ def _get(doc: Doc, *path: str) -> Any:
 
 
 def _target(
-    name: str, value: Any, passes: Callable[[float], bool], unit: str, note: str = ""
+    name: str,
+    value: Any,
+    passes: Callable[[float], bool],
+    unit: str,
+    note: str = "",
+    failed: str | None = None,
 ) -> dict[str, Any]:
-    status = "n/a" if value is None else "PASS" if passes(value) else "FAIL"
+    """``failed``: why the target fails whatever the value (e.g. the contender failed)."""
+    if failed is not None:
+        status, note = "FAIL", "; ".join(n for n in (failed, note) if n)
+    else:
+        status = "n/a" if value is None else "PASS" if passes(value) else "FAIL"
     return {"target": name, "value": value, "unit": unit, "status": status, "note": note}
 
 
@@ -84,6 +95,106 @@ def targets(doc: Doc) -> list[dict[str, Any]]:
             if all(isinstance(s, int) for s in sizes)
             else "c peak RSS growth < 16 MiB",
             _get(doc, "sections", "c", "contenders", "ours", "growth_mib"),
+            lambda v: v < 16.0,
+            " MiB",
+            smoke,
+        ),
+        *_targets_e(doc, smoke),
+        *_targets_f(doc, smoke),
+    ]
+
+
+def _auto(doc: Doc, mode: str) -> tuple[Doc | None, str | None]:
+    """Section e's ``auto`` results in ``mode``, and why its targets fail outright."""
+    auto = _get(doc, "sections", "e", "modes", mode, "contenders", "auto")
+    if auto is None:
+        return None, None
+    if auto["errors"]:
+        return auto, f"auto: {auto['status']}"
+    return auto, None
+
+
+def _targets_e(doc: Doc, smoke: str) -> list[dict[str, Any]]:
+    e = _get(doc, "sections", "e") or {}
+    capacity = e.get("capacity", 16)
+    queue, queue_failed = _auto(doc, "queue")
+    reject, reject_failed = _auto(doc, "reject")
+    quota, quota_failed = _auto(doc, "quota")
+    ideal = _get(doc, "sections", "e", "modes", "quota", "ideal_s")
+    quota_ratio = None
+    if quota is not None and quota["median_s"] is not None and ideal:
+        quota_ratio = quota["median_s"] / ideal
+    return [
+        _target(
+            "e queue: auto time <= 1.25x the best fixed",
+            _get(doc, "sections", "e", "modes", "queue", "auto_over_best_fixed"),
+            lambda v: v <= 1.25,
+            "x",
+            smoke,
+            queue_failed,
+        ),
+        _target(
+            f"e queue: auto max outstanding <= 3x C ({3 * capacity})",
+            None if queue is None else queue["max_outstanding"],
+            lambda v: v <= 3 * capacity,
+            "",
+            smoke,
+        ),
+        _target(
+            "e reject: auto time <= 2x the best fixed",
+            _get(doc, "sections", "e", "modes", "reject", "auto_over_best_fixed"),
+            lambda v: v <= 2.0,
+            "x",
+            smoke,
+            reject_failed,
+        ),
+        _target(
+            "e reject: auto rejected <= 2% of requests",
+            None if reject is None else reject["rejected_pct"],
+            lambda v: v <= 2.0,
+            "%",
+            smoke,
+        ),
+        _target(
+            "e quota: auto time <= 1.2x ideal (pages / R)",
+            quota_ratio,
+            lambda v: v <= 1.2,
+            "x",
+            smoke,
+            quota_failed,
+        ),
+        _target(
+            "e quota: auto rejected <= 5% of requests",
+            None if quota is None else quota["rejected_pct"],
+            lambda v: v <= 5.0,
+            "%",
+            smoke,
+        ),
+        _target(
+            "e quota: auto never fails (failed runs)",
+            None if quota is None else len(quota["errors"]),
+            lambda v: v == 0,
+            "",
+            smoke,
+        ),
+    ]
+
+
+def _targets_f(doc: Doc, smoke: str) -> list[dict[str, Any]]:
+    sizes = _get(doc, "sections", "f", "rss", "sizes") or ["small", "large"]
+    return [
+        _target(
+            "f create_many >= 0.90x raw aiohttp throughput",
+            _get(doc, "sections", "f", "throughput", "ours_throughput_ratio"),
+            lambda v: v >= 0.90,
+            "x",
+            smoke,
+        ),
+        _target(
+            f"f peak RSS growth {sizes[0]:,}->{sizes[1]:,} names < 16 MiB"
+            if all(isinstance(s, int) for s in sizes)
+            else "f peak RSS growth < 16 MiB",
+            _get(doc, "sections", "f", "rss", "contenders", "ours", "growth_mib"),
             lambda v: v < 16.0,
             " MiB",
             smoke,
@@ -172,7 +283,81 @@ def _section_d(section: Doc) -> list[str]:
     return lines + _problems(section)
 
 
-RENDERERS = {"a": _section_a, "b": _section_b, "c": _section_c, "d": _section_d}
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _section_e(section: Doc) -> list[str]:
+    lines = [
+        f"{HEADINGS['e']}: iterate(per_page=100) against a server with a hidden capacity"
+        f" (queue/reject: C={section['capacity']}, S={section['service_s'] * 1000:g} ms;"
+        f" quota: R={section['rate']:g}/s, burst {section['burst']:g}, S as well),"
+        f" a fresh client with RetryPolicy() per run, {section['rounds']} rounds,"
+        f" a run cut off after {section['timeout_s']:g} s",
+        f"  {'mode':<7} {'pages':>6}  {'contender':<22} {'median s':>9} {'pages/s':>8}"
+        f" {'requests':>9} {'rejected':>9} {'rej %':>6} {'max out':>8}  result",
+    ]
+    for mode, data in section["modes"].items():
+        label, pages = mode, f"{data['pages']:,}"
+        for name, stats in data["contenders"].items():
+            lines.append(
+                f"  {label:<7} {pages:>6}  {name:<22} {_num(stats['median_s'], '.3f'):>9}"
+                f" {_num(stats['pages_per_s'], ',.0f'):>8} {stats['requests']:>9,.0f}"
+                f" {stats['rejected']:>9,.0f} {stats['rejected_pct']:>6.1f}"
+                f" {stats['max_outstanding']:>8}  {stats['status']}"
+            )
+            label, pages = "", ""
+        ratio = data["auto_over_best_fixed"]
+        lines.append(
+            f"  {'':<7} {'':>6}  ideal (server bound) {data['ideal_s']:.3f} s;"
+            f" auto / best fixed: {_x(ratio)}"
+        )
+    lines.append(
+        "  medians over rounds, except max out (the worst run); median s counts runs"
+        " that read every page; result: the error and how many runs it ended"
+    )
+    return lines + _problems(section)
+
+
+def _section_f(section: Doc) -> list[str]:
+    throughput, rss = section["throughput"], section["rss"]
+    lines = [
+        f"{HEADINGS['f']}: {throughput['count']:,} names, concurrency"
+        f" {throughput['concurrency']}, a fresh client per run, {throughput['rounds']} rounds",
+        f"  {'contender':<10} {'median s':>9} {'creates/s':>10} {'ours / raw':>11}",
+    ]
+    for name, stats in throughput["contenders"].items():
+        ratio = throughput["ours_throughput_ratio"] if name == "ours" else None
+        lines.append(
+            f"  {name:<10} {stats['median_s']:>9.3f} {stats['per_s']:>10,.0f} {_x(ratio):>11}"
+        )
+    lines.append("  'ours / raw': throughput, median per-round ratio (>1: ours faster)")
+    small, large = rss["sizes"]
+    lines += [
+        f"  Peak RSS: create_many fed by an async generator, fresh process per measurement,"
+        f" median of {rss['repeats']} (MiB, ru_maxrss)",
+        f"  {'contender':<10} {'baseline':>9} {f'peak {small:,}':>13} {f'peak {large:,}':>13}"
+        f" {'growth':>7} {f'VmHWM {large:,}':>14} {f'secs {large:,}':>13}",
+    ]
+    for name, stats in rss["contenders"].items():
+        lo, hi = stats[str(small)], stats[str(large)]
+        lines.append(
+            f"  {name:<10} {lo['baseline_mib']:>9.1f} {lo['peak_mib']:>13.1f}"
+            f" {hi['peak_mib']:>13.1f} {stats['growth_mib']:>7.2f} {hi['vm_hwm_mib']:>14.1f}"
+            f" {hi['seconds']:>13.2f}"
+        )
+    lines.append("  raw here streams from the generator and keeps only a count")
+    return lines + _problems(section)
+
+
+RENDERERS = {
+    "a": _section_a,
+    "b": _section_b,
+    "c": _section_c,
+    "d": _section_d,
+    "e": _section_e,
+    "f": _section_f,
+}
 
 
 def render(doc: Doc) -> str:
@@ -197,7 +382,12 @@ def render(doc: Doc) -> str:
     lines.append("Targets (informational)")
     for target in doc["targets"]:
         value = target["value"]
-        shown = "-" if value is None else f"{value:.2f}{target['unit']}"
+        if value is None:
+            shown = "-"
+        elif isinstance(value, int):
+            shown = f"{value}{target['unit']}"
+        else:
+            shown = f"{value:.2f}{target['unit']}"
         note = f"  ({target['note']})" if target["note"] else ""
         lines.append(f"  {target['status']:<4}  {target['target']:<52} {shown:>9}{note}")
     return "\n".join(lines)

@@ -14,6 +14,8 @@ HEADINGS = (
     "[b] Page decoding",
     "[c] Peak RSS while iterating",
     "[d] Per-call latency",
+    "[e] Adaptive concurrency",
+    "[f] Bulk create",
 )
 
 for _module in ("httpx", "pydantic", "msgspec", "openapi_python_client"):
@@ -21,7 +23,7 @@ for _module in ("httpx", "pydantic", "msgspec", "openapi_python_client"):
 
 
 def test_smoke_run_prints_every_section() -> None:
-    """`python -m benchmarks --smoke` exits 0 and prints all four sections."""
+    """`python -m benchmarks --smoke` exits 0 and prints every section."""
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke"],
         cwd=REPO_ROOT,

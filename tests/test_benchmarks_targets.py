@@ -1,0 +1,93 @@
+"""How the benchmark turns section e's and f's results into targets (pure, no run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks._adaptive import _auto_over_best_fixed, _status
+from benchmarks._report import targets
+
+
+def _run(seconds: float, error: str | None = None) -> dict[str, Any]:
+    return {"seconds": seconds, "error": error}
+
+
+def _auto(errors: list[str], **fields: Any) -> dict[str, Any]:
+    base = {
+        "errors": errors,
+        "status": "ok" if not errors else f"{errors[0]} after 2.0 s",
+        "median_s": 5.5,
+        "max_outstanding": 20,
+        "rejected_pct": 1.0,
+    }
+    return base | fields
+
+
+def _doc(mode: str, auto: dict[str, Any], ratio: float | None = 1.1) -> dict[str, Any]:
+    data = {"auto_over_best_fixed": ratio, "ideal_s": 5.0, "contenders": {"auto": auto}}
+    return {"config": {"smoke": False}, "sections": {"e": {"capacity": 16, "modes": {mode: data}}}}
+
+
+def _by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {target["target"]: target for target in targets(doc)}
+
+
+def test_auto_over_best_fixed_compares_within_each_round() -> None:
+    """Each round's auto time is divided by that round's fastest fixed time; then the median."""
+    rounds = [
+        {"2": _run(10.0), "16": _run(2.0), "auto": _run(2.2)},
+        {"2": _run(20.0), "16": _run(4.0), "auto": _run(6.0)},
+        {"2": _run(10.0), "16": _run(2.0, "RateLimitError"), "auto": _run(12.0)},
+    ]
+
+    ratio = _auto_over_best_fixed(rounds, ["2", "16"])
+
+    assert 1.2 == ratio  # median of 1.1, 1.5 and 1.2 (the failed 16 is no best)
+
+
+def test_auto_over_best_fixed_skips_rounds_where_auto_failed() -> None:
+    """A round whose auto run failed gives no ratio; none at all gives None."""
+    rounds = [{"16": _run(2.0), "auto": _run(1.0, "RateLimitError")}]
+
+    assert None is _auto_over_best_fixed(rounds, ["16"])
+
+
+def test_status_names_the_error_its_time_and_how_many_runs_it_ended() -> None:
+    """A failed contender's result says what, after how long, and in how many runs."""
+    runs = [_run(2.0, "RateLimitError"), _run(9.0), _run(4.0, "RateLimitError")]
+
+    assert "RateLimitError after 3.0 s (2/3 runs)" == _status(runs)
+    assert "ok" == _status([_run(1.0)])
+
+
+def test_a_failed_auto_fails_its_time_target_whatever_the_ratio() -> None:
+    """Auto's time target fails when any of its runs failed, even with a good ratio."""
+    found = _by_name(_doc("reject", _auto(["RateLimitError"]), ratio=1.1))
+
+    target = found["e reject: auto time <= 2x the best fixed"]
+    assert "FAIL" == target["status"]
+    assert "RateLimitError" in target["note"]
+
+
+def test_quota_targets_pass_for_a_clean_auto_near_the_ideal() -> None:
+    """5.5 s for a 5 s quota, 1 % rejected and no failure pass all three quota targets."""
+    found = _by_name(_doc("quota", _auto([])))
+
+    assert "PASS" == found["e quota: auto time <= 1.2x ideal (pages / R)"]["status"]
+    assert "PASS" == found["e quota: auto rejected <= 5% of requests"]["status"]
+    assert "PASS" == found["e quota: auto never fails (failed runs)"]["status"]
+
+
+def test_queue_target_fails_when_auto_floods_the_server() -> None:
+    """Holding more than 3x C requests at the server fails the queue target."""
+    found = _by_name(_doc("queue", _auto([], max_outstanding=49)))
+
+    assert "FAIL" == found["e queue: auto max outstanding <= 3x C (48)"]["status"]
+
+
+def test_skipped_auto_and_create_many_show_no_verdict() -> None:
+    """Without auto or create_many in the results, their targets are n/a, not FAIL."""
+    found = _by_name({"config": {"smoke": False}, "sections": {}})
+
+    verdicts = {t["status"] for name, t in found.items() if name.startswith(("e ", "f "))}
+    assert {"n/a"} == verdicts
