@@ -1,8 +1,10 @@
 """Flow control: how many requests may be in flight, and how fast they may start.
 
-``Gate`` is an ``asyncio.Semaphore`` whose capacity can change (the adaptive limit moves
-it) and whose waiters are served in arrival order. ``RateLimit`` puts a fixed ceiling on
-the request rate with aiolimiter. Neither does I/O; both are tested without a network.
+``AdaptiveLimit`` learns, from the answers, how many requests ``"auto"`` operations may
+keep in flight (and, against a quota, how fast they may start); it is pure: no clock, no
+I/O. ``Gate`` is an ``asyncio.Semaphore`` whose capacity can change and whose waiters are
+served in arrival order. ``RateLimit`` is the fixed ceiling of ``rate_limit=`` (aiolimiter).
+``Flow`` puts them together for the call loop: ``admit`` before an attempt, ``done`` after.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import asyncio
 import collections
 import contextlib
 import math
+from typing import Final
 
 from aiolimiter import AsyncLimiter
 
-__all__ = ["Gate", "RateLimit", "check_rate_limit"]
+from ._retry import Failure, Outcome
+
+__all__ = ["AdaptiveLimit", "Flow", "Gate", "RateLimit", "Ticket", "check_rate_limit"]
 
 
 class Gate:
@@ -126,49 +131,341 @@ class RateLimit:
         await self._limiter.acquire()
 
 
+# --------------------------------------------------------------------------- adaptive limit
+
+#: Where slow start begins, and where it hands over to the gentler growth.
+_INITIAL: Final = 4
+_SLOW_START_END: Final = 16
+#: Answers this much slower than the baseline end slow start: a queue is forming.
+_INFLATED: Final = 1.25
+#: Answers up to this many times the baseline are not yet queueing (Gradient2's tolerance).
+_TOLERANCE: Final = 1.5
+#: How fast the baseline may creep up, per second, so a lasting slowdown is learnt.
+_BASELINE_DRIFT: Final = 1.05
+#: After a refusal, the limit goes down to this share of the level that was refused.
+_DECREASE: Final = 0.5
+#: Round trips to stay below a refused level before probing it; doubled per failed probe.
+_PROBE_ROUND_TRIPS: Final = 100.0
+_PROBE_MAX_DOUBLINGS: Final = 6
+#: Pacing after a quota's refusal: start at this share of the rate the server answered,
+#: and grow back as CUBIC does (``_CUBIC_SCALE`` requests/s per s^3), like the AWS SDKs.
+_RATE_DECREASE: Final = 0.7
+_CUBIC_SCALE: Final = 0.4
+#: The slowest pace: one request every two seconds.
+_MIN_RATE: Final = 0.5
+#: Answers remembered to measure the rate the server sustains.
+_DELIVERIES: Final = 256
+#: Round trips shorter than this (a clock's granularity, a mock) count as this.
+_MIN_RTT: Final = 1e-4
+
+
+class AdaptiveLimit:
+    """How many requests ``"auto"`` operations may keep in flight, learnt from answers.
+
+    Pure: ``now`` (seconds, any monotonic clock) comes in, nothing is awaited. What it
+    does, each piece a known one:
+
+    - **Slow start** (TCP): from 4, one more per clean answer (doubling per round trip),
+      never beyond twice the level an answer proved, until 16 or until answers slow down.
+    - **Latency gradient** (Netflix's Gradient2): a baseline round trip (the fastest seen,
+      which may creep up 5 % a second) against a short average over about one window; past
+      1.5 times the baseline a queue is forming, and the limit shrinks towards
+      ``limit * gradient``; otherwise it grows by about the square root of the limit per
+      round trip.
+    - **Refusals** (429, 503, ``Retry-After``, timeouts): the limit halves from the level
+      the refused request was sent at, sending pauses for a round trip, and that level is
+      a ceiling: the limit stays below it for 100 round trips before probing it, and each
+      failed probe doubles the wait, so a ceiling just found is not probed again and again.
+    - **Quotas**: when a level that had been held for a while is refused, or even one
+      request at a time is, the server counts requests per second, not in flight. Then
+      requests are paced at 70 % of the rate the server answered, and the pace grows back
+      along CUBIC's curve, flat near the refused rate (the AWS SDKs' adaptive mode).
+
+    ``ticket(level)`` is taken when a request starts (``level``: requests in flight, it
+    included) and handed back to ``record`` with the answer; ``reserve(now)`` says how long
+    a request that may start must wait for the pace.
+    """
+
+    __slots__ = (
+        "_baseline",
+        "_baseline_at",
+        "_ceiling",
+        "_deliveries",
+        "_epoch",
+        "_limit",
+        "_next_start",
+        "_probe_at",
+        "_probe_round_trips",
+        "_probing_since",
+        "_rate",
+        "_rate_refused",
+        "_rate_since",
+        "_short",
+        "_slow_start",
+        "_sustained",
+        "maximum",
+    )
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self._limit = float(min(_INITIAL, maximum))
+        self._epoch = 0
+        self._slow_start = True
+        self._baseline: float | None = None
+        self._baseline_at = 0.0
+        self._short: float | None = None
+        self._ceiling: int | None = None
+        self._probe_at = 0.0
+        self._probe_round_trips = _PROBE_ROUND_TRIPS
+        self._probing_since: float | None = None
+        self._sustained = 0
+        self._deliveries: collections.deque[float] = collections.deque(maxlen=_DELIVERIES)
+        self._next_start = 0.0
+        self._rate: float | None = None
+        self._rate_refused = 0.0
+        self._rate_since = 0.0
+
+    @property
+    def limit(self) -> int:
+        """Requests that may be in flight now."""
+        return max(1, min(self.maximum, int(self._limit)))
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second, when a quota made the limit pace them; else None."""
+        return self._rate
+
+    @property
+    def ceiling(self) -> int | None:
+        """The level last refused, while the limit stays below it; else None."""
+        return self._ceiling
+
+    def ticket(self, level: int) -> Ticket:
+        """What ``record`` needs to know of a request that starts at ``level``."""
+        return Ticket(self._epoch, level)
+
+    def reserve(self, now: float) -> float:
+        """Seconds the request starting now must wait for the pace (usually 0)."""
+        start = max(now, self._next_start)
+        if self._rate is not None:
+            self._next_start = start + 1.0 / self._rate
+        return start - now
+
+    def record(self, ticket: Ticket, *, rtt: float | None, refused: bool, now: float) -> None:
+        """Learn from one answer: ``refused`` (overload), or clean after ``rtt`` seconds.
+
+        ``rtt`` None and not ``refused``: the answer says nothing about load.
+        """
+        if refused:
+            if ticket.epoch == self._epoch:  # older ones were sent before the last decrease
+                self._refused(ticket.level, now)
+        elif rtt is not None:
+            self._deliveries.append(now)
+            if self._ceiling is not None and ticket.level >= self._ceiling:
+                self._sustained += 1
+            self._answered(max(rtt, _MIN_RTT), ticket.level, now)
+
+    def _round_trip(self) -> float:
+        return self._baseline if self._baseline is not None else 0.01
+
+    def _refused(self, level: int, now: float) -> None:
+        self._epoch += 1
+        self._slow_start = False
+        self._next_start = max(self._next_start, now + self._round_trip())
+        held = self._ceiling is not None and self._sustained >= 2 * level
+        self._sustained = 0
+        if self._rate is not None or held or (level <= 1 and self._limit < 2):
+            self._pace(now)
+            return
+        failed_probe = self._ceiling is not None and level >= self._ceiling
+        if failed_probe and now >= self._probe_at:
+            doubled = self._probe_round_trips * 2
+            self._probe_round_trips = min(doubled, _PROBE_ROUND_TRIPS * 2**_PROBE_MAX_DOUBLINGS)
+        elif not failed_probe:
+            self._probe_round_trips = _PROBE_ROUND_TRIPS
+        self._ceiling = level
+        self._probing_since = None
+        self._probe_at = now + self._probe_round_trips * self._round_trip()
+        self._limit = max(1.0, math.floor(min(self._limit, level) * _DECREASE))
+
+    def _pace(self, now: float) -> None:
+        answered = self._rate if self._rate is not None else self._delivered_rate()
+        self._rate_refused = max(answered, _MIN_RATE)
+        self._rate = max(_MIN_RATE, _RATE_DECREASE * self._rate_refused)
+        self._rate_since = now
+
+    def _delivered_rate(self) -> float:
+        """Answers per second over the last answers remembered."""
+        deliveries = self._deliveries
+        if len(deliveries) < 2:
+            return float(len(deliveries))
+        return (len(deliveries) - 1) / max(deliveries[-1] - deliveries[0], self._round_trip())
+
+    def _grow_rate(self, now: float) -> None:
+        assert self._rate is not None
+        # CUBIC: back to the refused rate after k seconds, flat around it, then faster.
+        k = (self._rate_refused * (1 - _RATE_DECREASE) / _CUBIC_SCALE) ** (1 / 3)
+        elapsed = now - self._rate_since
+        cubic = _CUBIC_SCALE * (elapsed - k) ** 3 + self._rate_refused
+        self._rate = max(self._rate, cubic)
+        if self._rate > 2 * self._rate_refused and elapsed > 2 * k:
+            self._rate = None  # long past the refused rate without a refusal: unpaced
+
+    def _answered(self, rtt: float, level: int, now: float) -> None:
+        self._learn_baseline(rtt, now)
+        if self._rate is not None:
+            self._grow_rate(now)
+        limit = self._limit
+        alpha = 2.0 / (limit + 1.0)  # an average over about one window of answers
+        short = rtt if self._short is None else self._short + alpha * (rtt - self._short)
+        self._short = short
+        baseline = self._round_trip()
+        gradient = max(0.5, min(1.0, _TOLERANCE * baseline / short))
+        if gradient < 1.0 or rtt > _INFLATED * baseline:
+            self._slow_start = False
+        if gradient < 1.0:
+            new = limit + (limit * gradient - limit) * alpha
+        elif self._slow_start:
+            new = max(limit, min(limit + 1.0, 2.0 * level))
+            self._slow_start = new < _SLOW_START_END
+        else:
+            new = limit + math.sqrt(limit) / limit
+        cap = self._cap(level, now)
+        if self._rate is not None:
+            cap = min(cap, limit)  # paced: more in flight would only wait for the pace
+        self._limit = max(1.0, min(cap, new))
+
+    def _learn_baseline(self, rtt: float, now: float) -> None:
+        baseline = self._baseline
+        if baseline is None or rtt < baseline:
+            self._baseline = rtt
+        else:
+            drifted = baseline * _BASELINE_DRIFT ** max(0.0, now - self._baseline_at)
+            self._baseline = min(rtt, drifted)
+        self._baseline_at = now
+
+    def _cap(self, level: int, now: float) -> float:
+        ceiling = self._ceiling
+        if ceiling is None:
+            return float(self.maximum)
+        if now < self._probe_at:
+            return max(1, ceiling - 1) + 0.999
+        if level >= ceiling:
+            if self._probing_since is None:
+                self._probing_since = now
+            elif now - self._probing_since >= self._probe_round_trips * self._round_trip():
+                # The old ceiling held for a whole probe interval: it has moved.
+                self._ceiling = None
+                self._probing_since = None
+                self._probe_round_trips = _PROBE_ROUND_TRIPS
+                return float(self.maximum)
+        return ceiling + 0.999
+
+
+class Ticket:
+    """A request's start, as ``AdaptiveLimit`` needs to know it."""
+
+    __slots__ = ("epoch", "level")
+
+    def __init__(self, epoch: int, level: int) -> None:
+        self.epoch = epoch
+        self.level = level
+
+
+#: Answers that say "too much": the server is refusing load, or not keeping up.
+_OVERLOAD_STATUSES: Final = frozenset({429, 503})
+_OVERLOAD_FAILURES: Final = frozenset({Failure.TIMEOUT, Failure.DISCONNECT, Failure.CONNECT})
+
+
+def is_overload(outcome: Outcome) -> bool:
+    """Whether an attempt's outcome says the server is overloaded."""
+    if outcome.failure is not None:
+        return outcome.failure in _OVERLOAD_FAILURES
+    return outcome.status in _OVERLOAD_STATUSES or "Retry-After" in outcome.headers
+
+
+# --------------------------------------------------------------------------- the client's flow
+
+
 class Flow:
     """The client's flow control: its rate limit, and the adaptive limit of ``"auto"``.
 
-    ``admit`` is awaited before an attempt that is subject to either, ``done`` after it.
+    One per client, shared by its views and by every ``"auto"`` operation at once, since
+    the server's capacity is shared too. ``admit`` is awaited before an attempt that is
+    subject to either, ``done`` after it.
     """
 
-    __slots__ = ("_adaptive", "_rate")
+    __slots__ = ("_adaptive", "_gate", "_rate", "max_connections")
 
     def __init__(self, *, rate_limit: object, max_connections: int) -> None:
         per_second = check_rate_limit(rate_limit)
         self._rate = None if per_second is None else RateLimit(per_second)
-        self._adaptive = Gate(max_connections)
+        self.max_connections = max_connections
+        self._adaptive = AdaptiveLimit(max_connections)
+        self._gate = Gate(self._adaptive.limit)
 
     @property
     def rate_limit(self) -> float | None:
         """Requests per second, or None."""
         return None if self._rate is None else self._rate.per_second
 
-    def window(self) -> int:
-        """How many requests an ``"auto"`` operation may keep in flight now."""
-        return max(1, self._adaptive.capacity)
+    @property
+    def adaptive(self) -> AdaptiveLimit:
+        """What the adaptive limit has learnt."""
+        return self._adaptive
+
+    def auto_window(self) -> int:
+        """How many pages or items an ``"auto"`` operation may hold at once.
+
+        In flight or done and not yet consumed: twice the pool, so that a request waiting
+        out a ``Retry-After`` does not stall the others; how many are in flight at once is
+        the adaptive limit's to say.
+        """
+        return 2 * self.max_connections
 
     def describe(self) -> str:
         """What may hold requests back, for error messages."""
         parts = []
         if self._rate is not None:
             parts.append(f"rate_limit={self._rate.per_second:g}/s")
-        parts.append(f"adaptive limit {self._adaptive.capacity}")
+        parts.append(f"adaptive limit {self._adaptive.limit}")
         return ", ".join(parts)
 
-    async def admit(self, *, adaptive: bool, until: float | None) -> object | None:
-        """Wait until a request may start; None if ``until`` (loop time) came first."""
+    async def admit(self, *, adaptive: bool, until: float | None) -> Ticket | bool | None:
+        """Wait until a request may start; None if ``until`` (loop time) came first.
+
+        Returns a ``Ticket`` for an ``"auto"`` request (hand it to ``done``), else True.
+        """
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(until):
                 if self._rate is not None:
                     await self._rate.acquire()
-                if adaptive:
-                    await self._adaptive.acquire()
+                if not adaptive:
+                    return True
+                await self._gate.acquire()
+                try:
+                    delay = self._adaptive.reserve(loop.time())
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                except BaseException:
+                    self._gate.release()
+                    raise
         except TimeoutError:
             return None
-        return self._adaptive if adaptive else True
+        return self._adaptive.ticket(self._gate.in_use)
 
-    def done(self, ticket: object, outcome: object) -> None:
-        """The attempt that ``admit`` let start has ended."""
-        if ticket is self._adaptive:
-            self._adaptive.release()
+    def done(self, ticket: Ticket | bool, outcome: Outcome) -> None:
+        """The attempt that ``admit`` let start has ended with ``outcome``."""
+        if not isinstance(ticket, Ticket):
+            return
+        adaptive = self._adaptive
+        adaptive.record(
+            ticket,
+            rtt=outcome.elapsed if outcome.failure is None else None,
+            refused=is_overload(outcome),
+            now=asyncio.get_running_loop().time(),
+        )
+        # Learn first, then give the place back: a refusal must close it, not hand it on.
+        self._gate.capacity = adaptive.limit
+        self._gate.release()

@@ -12,12 +12,20 @@ import collections
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+)
 from typing import Any, Literal, Protocol, TypeVar, final
 
 from . import _decode, _wire
+from ._bulk import ordered_results
 from ._errors import APIResponseValidationError
-from ._models import Segment, SegmentPage
+from ._models import BulkResult, Segment, SegmentPage
 from ._paging import PageError, Pages
 
 __all__ = ["Concurrency", "Requester", "SegmentsResource", "Window"]
@@ -25,6 +33,7 @@ __all__ = ["Concurrency", "Requester", "SegmentsResource", "Window"]
 logger = logging.getLogger("segments_async")
 
 _T = TypeVar("_T")
+_I = TypeVar("_I")
 
 #: A fixed number of requests in flight, or ``"auto"`` to let the client learn it.
 Concurrency = int | Literal["auto"]
@@ -45,9 +54,19 @@ class Requester(Protocol):
 
 
 class Window(Protocol):
-    """How many requests an ``"auto"`` operation may keep in flight right now."""
+    """How many pages or items an ``"auto"`` operation may hold (the client's ``Flow``)."""
 
-    def window(self) -> int: ...
+    max_connections: int
+
+    def auto_window(self) -> int: ...
+
+
+def _check_inputs(name: str, inputs: object) -> None:
+    """An iterable or async iterable of inputs, and not a string (an iterable of letters)."""
+    if isinstance(inputs, str | bytes) or not isinstance(inputs, Iterable | AsyncIterable):
+        raise TypeError(
+            f"{name} must be an iterable or async iterable of inputs, got {type(inputs).__name__}"
+        )
 
 
 def check_concurrency(value: object) -> Concurrency:
@@ -103,6 +122,86 @@ class SegmentsResource:
         path = _wire.segment_path(segment_id)
         await self._request("DELETE", path, _decode.decode_delete)
 
+    # ----------------------------------------------------------------------- bulk
+
+    def create_many(
+        self, names: Iterable[str] | AsyncIterable[str], *, concurrency: Concurrency = 16
+    ) -> AsyncGenerator[BulkResult[Segment], None]:
+        """Create a segment per name; a ``BulkResult`` per name, in input order.
+
+        ``names`` may be any iterable or async iterable, consumed lazily. A name that is
+        refused before sending (not a ``str``) fails only itself; a failed create whose
+        outcome is unknown (it may exist) has ``outcome_unknown``. No name is sent twice
+        unless the client's ``RetryPolicy(retry_post=True)`` says so.
+        """
+        checked = check_concurrency(concurrency)
+        _check_inputs("names", names)
+        adaptive = checked == "auto"
+
+        async def create(name: str) -> Segment:
+            body = _wire.name_body(name)
+            path = _wire.SEGMENTS_PATH
+            return await self._request(
+                "POST", path, _decode.decode_segment, body, adaptive=adaptive
+            )
+
+        return self._bulk(names, create, checked, may_create=True)
+
+    def update_many(
+        self,
+        changes: Iterable[tuple[str | uuid.UUID, str]] | AsyncIterable[tuple[str | uuid.UUID, str]],
+        *,
+        concurrency: Concurrency = 16,
+    ) -> AsyncGenerator[BulkResult[Segment], None]:
+        """Rename segments from ``(segment_id, name)`` pairs; a result per pair, in order."""
+        checked = check_concurrency(concurrency)
+        _check_inputs("changes", changes)
+        adaptive = checked == "auto"
+
+        async def update(change: tuple[str | uuid.UUID, str]) -> Segment:
+            if not isinstance(change, tuple | list) or len(change) != 2:
+                raise TypeError(
+                    f"each change must be a (segment_id, name) pair, got {_wire.short_repr(change)}"
+                )
+            segment_id, name = change
+            path = _wire.segment_path(segment_id)
+            body = _wire.name_body(name)
+            return await self._request("PUT", path, _decode.decode_segment, body, adaptive=adaptive)
+
+        return self._bulk(changes, update, checked)
+
+    def delete_many(
+        self,
+        segment_ids: Iterable[str | uuid.UUID] | AsyncIterable[str | uuid.UUID],
+        *,
+        concurrency: Concurrency = 16,
+    ) -> AsyncGenerator[BulkResult[None], None]:
+        """Delete segments by id; a result per id, in order (a 404 is that id's error)."""
+        checked = check_concurrency(concurrency)
+        _check_inputs("segment_ids", segment_ids)
+        adaptive = checked == "auto"
+
+        async def delete(segment_id: str | uuid.UUID) -> None:
+            path = _wire.segment_path(segment_id)
+            await self._request("DELETE", path, _decode.decode_delete, adaptive=adaptive)
+
+        return self._bulk(segment_ids, delete, checked)
+
+    def _bulk(
+        self,
+        inputs: Iterable[_I] | AsyncIterable[_I],
+        call: Callable[[_I], Awaitable[_T]],
+        concurrency: Concurrency,
+        *,
+        may_create: bool = False,
+    ) -> AsyncGenerator[BulkResult[_T], None]:
+        if concurrency == "auto":
+            # As many workers as the pool; the adaptive limit says how many are in flight.
+            workers, window = self._window.max_connections, self._window.auto_window()
+        else:
+            workers, window = int(concurrency), 2 * int(concurrency)
+        return ordered_results(inputs, call, workers=workers, window=window, may_create=may_create)
+
     # ----------------------------------------------------------------------- pagination
 
     def iter_pages(
@@ -113,8 +212,9 @@ class SegmentsResource:
         Page ``start_page`` comes first and tells the server's real ``perPage`` and
         ``lastPage``. Then at most ``concurrency`` requests are in flight, counting the one
         the iterator is waiting on, so at most ``concurrency`` pages are held whatever the
-        total; ``concurrency=1`` fetches each page when it is asked for, and ``"auto"``
-        follows the client's adaptive limit. The server's page metadata is checked (see
+        total; ``concurrency=1`` fetches each page when it is asked for. ``"auto"`` keeps
+        as many in flight as the client's adaptive limit allows, and holds at most twice
+        ``max_connections`` pages. The server's page metadata is checked (see
         the README). Leaving the loop early cancels what is in flight; for cleanup at a
         precise point, wrap the generator in ``contextlib.aclosing``. A page that fails
         raises from the iterator after the others are cancelled. Each page is one call
@@ -175,16 +275,19 @@ class SegmentsResource:
             return
         # Ask for the size the server uses, so that its lastPage stays true.
         per_page = pages.per_page
-        # Tasks for the pages after the one awaited next: with that one, at most the window
-        # is in flight, and while the consumer holds a page, one fewer are fetched ahead.
-        # A window of 1 makes no task: each page is awaited directly, as a plain loop would.
+        # Tasks for the pages after the one awaited next: with that one, at most `window`
+        # pages are in flight or held, and while the consumer holds a page, one fewer are
+        # fetched ahead. A window of 1 makes no task: each page is awaited directly, as a
+        # plain loop would. For "auto" the window is wider than what is in flight (the
+        # adaptive limit says that), so a page waiting out a Retry-After stalls nothing.
+        window = self._window.auto_window() if adaptive else int(concurrency)
         in_flight: collections.deque[asyncio.Task[SegmentPage]] = collections.deque()
         loop = asyncio.get_running_loop()
         number = start_page + 1
         try:
             while number <= pages.last:
                 current = in_flight.popleft() if in_flight else None
-                ahead = (self._window.window() if adaptive else int(concurrency)) - 1
+                ahead = window - 1
                 following = number + 1 + len(in_flight)
                 while len(in_flight) < ahead and following <= pages.last:
                     query = _wire.list_query(following, per_page)

@@ -1,0 +1,326 @@
+"""Bulk create, update and delete, driven through the in-memory fake of the I/O seam."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from segments_async import (
+    APIConnectionError,
+    AuthenticationError,
+    BulkResult,
+    ClientClosedError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RetryPolicy,
+    Segment,
+    SegmentsClient,
+)
+from segments_async._retry import Failure
+
+from .fakes import FakeTransport, Sent, install
+
+BASE_URL = "https://api.segments.test"
+TOKEN = "tok-3f9a7c1d5e"
+ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"
+NO_RETRY = RetryPolicy(max_retries=0)
+
+
+@pytest.fixture
+async def client():
+    async with SegmentsClient(BASE_URL, TOKEN, retry=NO_RETRY) as c:
+        yield c
+
+
+def created(sent: Sent, number: int) -> None:
+    """Answer a create with a segment whose id encodes ``number``."""
+    name = sent.body.decode()[9:-2] if sent.body else ""
+    segment = {"id": f"00000000-0000-4000-8000-{number:012d}", "name": name}
+    sent.answer(200, {"success": True, "result": segment})
+
+
+async def answer_all(fake: FakeTransport, stop: asyncio.Event) -> None:
+    """Answer every create as it comes, until ``stop`` is set."""
+    number = itertools.count()
+    while not stop.is_set():
+        created(await fake.next(), next(number))
+
+
+async def collect(generator) -> list[BulkResult]:
+    return [result async for result in generator]
+
+
+class TestOrderAndWindow:
+    async def test_results_in_input_order_whatever_the_answer_order(self, client):
+        """Answers in reverse order still come out in input order."""
+        fake = install(client)
+        results = asyncio.create_task(collect(client.segments.create_many(["a", "b", "c", "d"])))
+        sends = [await fake.next() for _ in range(4)]
+        for number, sent in reversed(list(enumerate(sends))):
+            created(sent, number)
+
+        got = await results
+        assert [0, 1, 2, 3] == [r.index for r in got]
+        assert ["a", "b", "c", "d"] == [r.value.name for r in got]
+        assert ["a", "b", "c", "d"] == [r.input for r in got]
+
+    async def test_at_most_concurrency_in_flight(self, client):
+        """With concurrency=3, a fourth request waits for one of three to end."""
+        fake = install(client)
+        gen = client.segments.create_many((f"n{i}" for i in range(10)), concurrency=3)
+        first = asyncio.create_task(anext(gen))
+        for _ in range(3):
+            await fake.next()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+        assert 3 == len(fake.pending())
+        for number, sent in enumerate(fake.pending()):
+            created(sent, number)
+        assert 0 == (await first).index
+        await gen.aclose()
+
+    async def test_held_results_are_bounded(self, client):
+        """A stuck first item lets at most 2x concurrency inputs be pulled."""
+        fake = install(client)
+        pulled = itertools.count()
+
+        def names():
+            for i in range(1000):
+                next(pulled)
+                yield f"n{i}"
+
+        gen = client.segments.create_many(names(), concurrency=2)
+        head = asyncio.create_task(anext(gen))
+        stuck = await fake.next()
+        for number in range(10):  # answer everything but the first
+            sent = await asyncio.wait_for(fake.next(), 0.5) if number < 3 else None
+            if sent is None:
+                break
+            created(sent, number + 1)
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+        assert 4 == next(pulled)  # 4 pulled: 2 x concurrency
+        created(stuck, 0)
+        assert 0 == (await head).index
+        await gen.aclose()
+
+    async def test_async_iterable_input(self, client):
+        """An async generator of names is consumed lazily and in order."""
+        fake = install(client)
+        stop = asyncio.Event()
+        responder = asyncio.create_task(answer_all(fake, stop))
+
+        async def names():
+            for i in range(50):
+                await asyncio.sleep(0)
+                yield f"n{i}"
+
+        got = await collect(client.segments.create_many(names(), concurrency=8))
+        stop.set()
+        responder.cancel()
+        assert [f"n{i}" for i in range(50)] == [r.value.name for r in got]
+
+    async def test_empty_input(self, client):
+        """No inputs, no results, no requests."""
+        fake = install(client)
+
+        assert [] == await collect(client.segments.create_many([]))
+        assert [] == fake.sent
+
+
+class TestPerItemFailures:
+    async def test_bad_items_fail_alone_unsent(self, client):
+        """A non-str name is its own TypeError; the others are created; it is never sent."""
+        fake = install(client)
+        stop = asyncio.Event()
+        responder = asyncio.create_task(answer_all(fake, stop))
+        got = await collect(client.segments.create_many(["a", 7, "c"]))
+        stop.set()
+        responder.cancel()
+
+        assert [True, False, True] == [r.ok for r in got]
+        assert isinstance(got[1].error, TypeError)
+        assert 2 == len(fake.sent)
+
+    async def test_bad_ids_fail_alone(self, client):
+        """An id that is not a UUID is its own ValueError in delete_many."""
+        fake = install(client)
+        results = asyncio.create_task(collect(client.segments.delete_many([ID, "../x"])))
+        (await fake.next()).answer(204)
+
+        got = await results
+        assert [True, False] == [r.ok for r in got]
+        assert isinstance(got[1].error, ValueError)
+
+    @pytest.mark.parametrize("change", [("only-one",), "ab", None, (ID, "n", "x")])
+    async def test_malformed_changes_fail_alone(self, client, change):
+        """update_many wants (segment_id, name) pairs; anything else fails alone."""
+        fake = install(client)
+        got = await collect(client.segments.update_many([change]))
+
+        assert isinstance(got[0].error, TypeError)
+        assert [] == fake.sent
+
+    async def test_outcome_unknown_only_where_a_create_may_have_happened(self, client):
+        """A create whose answer was lost is outcome_unknown; a refused one is not."""
+        fake = install(client)
+        results = asyncio.create_task(collect(client.segments.create_many(["lost", "refused"])))
+        lost, refused = await fake.next(), await fake.next()
+        lost.fail(Failure.DISCONNECT)
+        refused.answer(422, {"success": False, "error": {"message": "bad name"}})
+
+        got = await results
+        assert [True, False] == [r.outcome_unknown for r in got]
+        assert isinstance(got[0].error, APIConnectionError)
+
+    async def test_update_failures_are_never_outcome_unknown(self, client):
+        """outcome_unknown is about creates only."""
+        fake = install(client)
+        results = asyncio.create_task(collect(client.segments.update_many([(ID, "x")])))
+        (await fake.next()).fail(Failure.DISCONNECT)
+
+        assert [False] == [r.outcome_unknown for r in await results]
+
+    async def test_delete_404_is_a_failure(self, client):
+        """A 404 on a first delete is that id's NotFoundError."""
+        fake = install(client)
+        results = asyncio.create_task(collect(client.segments.delete_many([ID])))
+        (await fake.next()).answer(404, {"success": False, "error": {"message": "no"}})
+
+        assert isinstance((await results)[0].error, NotFoundError)
+
+    async def test_delete_404_after_unknown_outcome_is_success(self):
+        """The DELETE-404 rule holds per item."""
+        retry = RetryPolicy(backoff_initial=0, backoff_max=0)
+        async with SegmentsClient(BASE_URL, TOKEN, retry=retry) as client:
+            fake = install(client)
+            results = asyncio.create_task(collect(client.segments.delete_many([ID])))
+            (await fake.next()).fail(Failure.TIMEOUT)
+            (await fake.next()).answer(404, {"success": False})
+
+            assert [True] == [r.ok for r in await results]
+
+
+class TestStopping:
+    @pytest.mark.parametrize(
+        ("status", "error"), [(401, AuthenticationError), (403, PermissionDeniedError)]
+    )
+    async def test_auth_failure_stops_after_in_flight_end(self, client, status, error):
+        """A 401/403 stops pulling inputs; the in-flight results come out, then it raises."""
+        fake = install(client)
+        gen = client.segments.create_many((f"n{i}" for i in range(100)), concurrency=2)
+        got: list[BulkResult] = []
+
+        async def consume() -> None:
+            async for result in gen:
+                got.append(result)
+
+        consumer = asyncio.create_task(consume())
+        first, second = await fake.next(), await fake.next()
+        first.answer(status, {"success": False})
+        await asyncio.sleep(0)
+        created(second, 1)
+
+        with pytest.raises(error):
+            await consumer
+        assert [0, 1] == [r.index for r in got]
+        assert 2 == len(fake.sent)
+
+    async def test_hook_error_propagates_and_cancels_the_rest(self):
+        """An exception from a hook is not a per-item failure: it is raised, the rest cancelled."""
+        calls = itertools.count(1)
+
+        def hook(event):
+            if next(calls) == 3:
+                raise RuntimeError("hook failed")
+
+        async with SegmentsClient(
+            BASE_URL, TOKEN, retry=NO_RETRY, event_hooks={"request": [hook]}
+        ) as client:
+            fake = install(client)
+            gen = client.segments.create_many([f"n{i}" for i in range(10)], concurrency=2)
+            results = asyncio.create_task(collect(gen))
+            first = await fake.next()
+            await fake.next()
+            created(first, 0)  # its worker moves on: the third request's hook raises
+
+            with pytest.raises(RuntimeError, match="hook failed"):
+                await results
+            assert 0 == fake.in_flight
+            assert 2 == len(fake.sent)
+
+    async def test_leaving_early_cancels_in_flight(self, client):
+        """Breaking out cancels the requests in flight and leaves no task behind."""
+        fake = install(client)
+        gen = client.segments.create_many((f"n{i}" for i in range(100)), concurrency=4)
+        consumer = asyncio.create_task(anext(gen))
+        sends = [await fake.next() for _ in range(4)]
+        created(sends[0], 0)
+        assert 0 == (await consumer).index
+        await gen.aclose()
+
+        assert all(sent.future.cancelled() or sent.future.done() for sent in sends)
+        assert 0 == fake.in_flight
+        assert {asyncio.current_task()} == {task for task in asyncio.all_tasks() if not task.done()}
+
+    async def test_close_raises_client_closed(self, client):
+        """aclose() under a bulk operation ends it with ClientClosedError."""
+        fake = install(client)
+        results = asyncio.create_task(collect(client.segments.create_many(["a", "b"])))
+        await fake.next()
+        await fake.next()
+        await client.aclose()
+
+        with pytest.raises(ClientClosedError):
+            await results
+
+
+class TestArguments:
+    @pytest.mark.parametrize("bad", ["abc", b"abc", 42, None])
+    def test_inputs_must_be_iterable_not_a_string(self, client, bad):
+        """A str (an iterable of letters) or a non-iterable is a TypeError at the call."""
+        with pytest.raises(TypeError, match="iterable"):
+            client.segments.create_many(bad)
+
+    @pytest.mark.parametrize("bad", [0, -1, "fast"])
+    def test_bad_concurrency(self, client, bad):
+        """concurrency below 1 or an unknown word is a ValueError at the call."""
+        with pytest.raises(ValueError, match="concurrency"):
+            client.segments.delete_many([ID], concurrency=bad)
+
+    async def test_auto_concurrency(self, client):
+        """concurrency='auto' works for bulk operations."""
+        fake = install(client)
+        stop = asyncio.Event()
+        responder = asyncio.create_task(answer_all(fake, stop))
+        got = await collect(client.segments.create_many(["a", "b"], concurrency="auto"))
+        stop.set()
+        responder.cancel()
+
+        assert [Segment, Segment] == [type(r.value) for r in got]
+
+
+def test_bulk_result_ok():
+    """ok is True exactly when there is no error."""
+    assert BulkResult(0, "a", value=None).ok is True
+    assert (
+        BulkResult(
+            0, "a", error=InternalServerError("x", method="POST", url="u", status_code=500)
+        ).ok
+        is False
+    )
+
+
+async def test_nothing_is_sent_before_iteration(client):
+    """Creating a bulk generator sends nothing; only iterating it does."""
+    fake = install(client)
+    gen = client.segments.create_many(["a"])
+    await asyncio.sleep(0)
+
+    assert [] == fake.sent
+    await gen.aclose()
