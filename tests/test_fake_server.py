@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import os
 import re
 import sys
@@ -369,6 +370,158 @@ async def test_bad_page_parameters_are_400(
     answer = await call(http, "GET", server.segments_url, params=params)
     assert answer.status == 400
     assert answer.error_code == "invalid_query"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=18446744073709551616",
+        "per_page=18446744073709551616",
+        f"page={2**31}",
+        f"per_page={2**31}",
+        "page=" + "9" * 5000,
+        "page=1&page=2",
+        "per_page=5&per_page=5",
+        "page=%FF",
+        "page=",
+    ],
+    ids=[
+        "page-2**64", "per-page-2**64", "page-2**31", "per-page-2**31", "page-5000-digits",
+        "page-twice", "per-page-twice", "page-not-utf8", "page-empty",
+    ],
+)  # fmt: skip
+async def test_out_of_range_or_repeated_query_is_400(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession, query: str
+) -> None:
+    """Huge, repeated or empty page/per_page values are a 400 invalid_query, never a 500."""
+    answer = await call(http, "GET", f"{server.segments_url}?{query}")
+    assert 400 == answer.status
+    assert "invalid_query" == answer.error_code
+
+
+async def test_largest_page_is_answered(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """page and per_page up to 2**31 - 1 are accepted (per_page is clamped as usual)."""
+    largest = 2**31 - 1
+    params = {"page": str(largest), "per_page": str(largest)}
+    answer = await call(http, "GET", server.segments_url, params=params)
+    assert 200 == answer.status
+    assert (largest, 100, []) == tuple(
+        answer.json()["result"][key] for key in ("currentPage", "perPage", "items")
+    )
+
+
+async def test_oversized_body_is_a_json_413(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """A body over 1 MiB is a 413 in the error envelope; nothing is created."""
+    body = io.BytesIO(b'{"name": "' + b"x" * (1024 * 1024) + b'"}')
+    answer = await call(
+        http, "POST", server.segments_url, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert 413 == answer.status
+    assert "application/json" == answer.headers["Content-Type"]
+    assert "payload_too_large" == answer.error_code
+    assert {} == server.segments()
+
+
+async def test_body_of_exactly_the_limit_is_read(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """A body of exactly 1 MiB is read (and refused for its content, not its size)."""
+    body = b'{"name": "' + b"x" * (1024 * 1024 - 12) + b'"}'
+    assert 1024 * 1024 == len(body)
+    answer = await call(
+        http, "POST", server.segments_url, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert 422 == answer.status
+
+
+async def raw_exchange(server: FakeSegmentsServer, request: bytes) -> tuple[bytes, bytes]:
+    """Send raw bytes on a fresh connection; the answer's head and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(request)
+        raw = await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /v2.3/data/%E0%A4%A segments HTTP/1.1",
+        b"GET * HTTP/1.1",
+        b"G@T /v2.3/data/segments HTTP/1.1",
+        b"GET /v2.3/data/segments HTTP/1.1\r\nX-Long: " + b"a" * 9000,
+    ],
+    ids=["space-in-target", "asterisk", "bad-method", "long-header"],
+)
+async def test_malformed_http_is_a_json_400(
+    server: FakeSegmentsServer, request_line: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests aiohttp cannot parse still get the error envelope, and the connection closes."""
+    head, body = await raw_exchange(
+        server, request_line + b"\r\nHost: x\r\nAccept: application/json\r\n\r\n"
+    )
+    assert b" 400 " in head.split(b"\r\n")[0]
+    assert b"Content-Type: application/json" in head
+    assert "bad_request" == orjson.loads(body)["error"]["code"]
+
+
+async def test_a_bug_in_the_fake_is_a_json_500(
+    server: FakeSegmentsServer,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception inside the fake answers a JSON 500 internal_error, and is logged."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("segments_async.testing._server.dispatch", broken)
+    answer = await call(http, "GET", server.segments_url)
+    assert 500 == answer.status
+    assert "internal_error" == answer.error_code
+    assert any("boom" in str(record.exc_info) for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v2.3/data/segments/%ZZ"),
+        ("PUT", "/v2.3/data/segments/%ZZ"),
+        ("PUT", "/v2.3/data/segments/%FF%FE"),
+        ("DELETE", "/v2.3/data/segments/a%2Fb"),
+        ("GET", "//v2.3/data/segments"),
+        ("GET", "/v2.3/data/segments/../segments"),
+        ("HEAD", "/v2.3/data/segments"),
+        ("OPTIONS", "/v2.3/data/segments"),
+        ("TRACE", "/v2.3/data/segments"),
+        ("BREW", "/v2.3/data/segments"),
+        ("GET", "/v2.3/data/segments%3Fpage=1"),
+    ],
+)
+async def test_odd_requests_get_the_envelope(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession, method: str, path: str
+) -> None:
+    """Odd paths, percent-encodings and methods are a 4xx with the error envelope."""
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.token}\r\n"
+        "Accept: application/json\r\nContent-Type: application/json\r\n"
+        'Content-Length: 13\r\nConnection: close\r\n\r\n{"name": "n"}'
+    )
+    head, body = await raw_exchange(server, request.encode())
+    status = int(head.split(b" ", 2)[1])
+    assert 400 <= status < 500
+    assert b"Content-Type: application/json" in head
+    if method != "HEAD":
+        assert orjson.loads(body)["success"] is False
 
 
 # CRUD

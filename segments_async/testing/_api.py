@@ -5,25 +5,35 @@ from __future__ import annotations
 import math
 import random
 import uuid
-from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 import attrs
 import orjson
+from multidict import MultiMapping
 
 __all__ = [
     "DELETE_SPEC_BODY",
+    "MAX_BODY_BYTES",
+    "MAX_PAGE",
     "SEGMENTS_PATH",
     "Reply",
     "Store",
     "Tenant",
     "dispatch",
     "error_reply",
+    "status_error_code",
+    "status_phrase",
 ]
 
 SEGMENTS_PATH = "/v2.3/data/segments"
 MAX_NAME_LENGTH = 255
 DEFAULT_PER_PAGE = 20
+# The largest page and per_page accepted (a signed 32-bit int, as many real APIs use);
+# a larger value is a 400 rather than a number the server cannot represent.
+MAX_PAGE = 2**31 - 1
+# The largest request body read (aiohttp's default client_max_size); more is a 413.
+MAX_BODY_BYTES = 1024 * 1024
 # The body the spec shows for a DELETE's 204; sent only when the server is asked to.
 DELETE_SPEC_BODY = b'{"success":true,"result":[]}'
 
@@ -42,6 +52,23 @@ class Reply:
     body: bytes = b""
     content_type: str | None = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+
+
+def status_phrase(status: int) -> str:
+    """The reason phrase of a status: 404 -> ``Not Found``."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def status_error_code(status: int) -> str:
+    """The snake_case error code of a status: 404 -> ``not_found``; ``error`` if unknown."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+    return phrase.lower().replace(" ", "_").replace("-", "_").replace("'", "")
 
 
 def error_reply(
@@ -153,16 +180,19 @@ def is_json_content_type(content_type: str | None) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
-def _positive_int(raw: str | None, default: int) -> int | None:
-    if raw is None:
+def _query_int(query: MultiMapping[str], key: str, default: int) -> int | None:
+    """A positive int of at most MAX_PAGE given at most once, the default if absent, or None."""
+    values = query.getall(key, [])
+    if not values:
         return default
-    if not (raw.isascii() and raw.isdigit()):
+    if len(values) > 1:
         return None
-    try:
-        value = int(raw)
-    except ValueError:  # longer than int() accepts from a string
+    raw = values[0]
+    # Compare as text first: int() of thousands of digits is slow, or refused.
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(MAX_PAGE)):
         return None
-    return value if value > 0 else None
+    value = int(raw)
+    return value if 0 < value <= MAX_PAGE else None
 
 
 def _canonical_id(raw: str) -> str | None:
@@ -217,7 +247,7 @@ def dispatch(
     tenant: Tenant | None,
     method: str,
     path: str,
-    query: Mapping[str, str],
+    query: MultiMapping[str],
     *,
     accept: str | None,
     content_type: str | None,
@@ -227,8 +257,9 @@ def dispatch(
     """Answer one request as the Segments API would, changing ``tenant``'s state.
 
     Checks, first failure wins: route (404/405), auth (401), Accept (406), Content-Type
-    of POST/PUT (415), GET query (400 ``invalid_query``), segment id (404), JSON body
-    (400), name (422).
+    of POST/PUT (415), GET query (400 ``invalid_query``: ``page``/``per_page`` not an
+    integer in 1..MAX_PAGE, or repeated), segment id (404), JSON body (400), name (422).
+    ``per_page`` above ``max_per_page`` is clamped, as real APIs do.
     """
     segment_id, routing_error = _route(method, path)
     if routing_error is not None:
@@ -267,11 +298,15 @@ def dispatch(
     return _ok(row)
 
 
-def _list(tenant: Tenant, query: Mapping[str, str], max_per_page: int) -> Reply:
-    page = _positive_int(query.get("page"), 1)
-    per_page = _positive_int(query.get("per_page"), DEFAULT_PER_PAGE)
+def _list(tenant: Tenant, query: MultiMapping[str], max_per_page: int) -> Reply:
+    page = _query_int(query, "page", 1)
+    per_page = _query_int(query, "per_page", DEFAULT_PER_PAGE)
     if page is None or per_page is None:
-        return error_reply(400, "invalid_query", "page and per_page must be positive integers")
+        return error_reply(
+            400,
+            "invalid_query",
+            f"page and per_page must be given at most once, as integers in 1..{MAX_PAGE}",
+        )
     per_page = min(per_page, max_per_page)
     total = len(tenant)
     return _ok(

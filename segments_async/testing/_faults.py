@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 import re
-from http import HTTPStatus
 from typing import Literal
 
 import attrs
+
+from ._api import status_error_code
 
 __all__ = ["Fault", "FaultKind", "FaultRule"]
 
@@ -106,11 +107,7 @@ class Fault:
 
     def error_code(self) -> str:
         """The snake_case error code sent with a ``status`` fault's default body."""
-        try:
-            phrase = HTTPStatus(self.status_code or 500).phrase
-        except ValueError:
-            return "error"
-        return phrase.lower().replace(" ", "_").replace("-", "_").replace("'", "")
+        return status_error_code(self.status_code or 500)
 
 
 @attrs.define(eq=False)

@@ -18,9 +18,12 @@ Tenants are isolated: ``server.add_tenant()`` returns the token of a new, empty 
 The same ``seed`` gives the same segment names and ids, and the same sequence of
 probabilistic faults for the same sequence of requests.
 
-Errors follow the API's envelope, ``{"success": false, "error": {"code", "message"}}``;
-the order of checks is documented on ``_api.dispatch``. A bad ``page``/``per_page`` is a
-400 ``invalid_query``.
+Every error is in the API's envelope, ``{"success": false, "error": {"code", "message"}}``,
+with ``Content-Type: application/json``; the order of checks is documented on
+``_api.dispatch``. A ``page``/``per_page`` that is not an integer in 1..2**31-1, or that
+is repeated, is a 400 ``invalid_query``; a body over 1 MiB is a 413 ``payload_too_large``;
+a request aiohttp cannot parse is a 400 ``bad_request`` and a bug in the fake a 500
+``internal_error`` (logged), both also in the envelope.
 
 Faults: the first active rule (in injection order) whose method and path match, and
 whose probability draw (if any) succeeds, applies; a rule with ``times`` is consumed
@@ -45,7 +48,6 @@ import secrets
 import socket
 import struct
 from email.utils import formatdate
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
 
@@ -55,7 +57,18 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._api import DELETE_SPEC_BODY, SEGMENTS_PATH, Reply, Store, Tenant, dispatch, error_reply
+from ._api import (
+    DELETE_SPEC_BODY,
+    MAX_BODY_BYTES,
+    SEGMENTS_PATH,
+    Reply,
+    Store,
+    Tenant,
+    dispatch,
+    error_reply,
+    status_error_code,
+    status_phrase,
+)
 from ._faults import Fault, FaultRule
 
 __all__ = ["FakeSegmentsServer", "RecordedRequest"]
@@ -147,11 +160,48 @@ class _RawResponse(web.StreamResponse):
         return None
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+class _EnvelopeRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering its own errors in the API's envelope.
+
+    aiohttp answers a request it cannot parse (bad request line, header too long) and an
+    exception escaping the handler with a text/plain page of its own; a careful API
+    answers those in its JSON envelope too.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # The parent logs the error and refuses if a response was already under way.
+        super().handle_error(request, status, exc, message)
+        # aiohttp's message can quote the raw request, Authorization header included.
+        if status == 500:
+            reply = error_reply(500, "internal_error", "The fake server failed; see its log")
+        elif status == 400:
+            reply = error_reply(400, "bad_request", "The request is not valid HTTP/1.1")
+        else:
+            reply = error_reply(status, status_error_code(status), status_phrase(status))
+        response = _json_response(reply)
+        response.force_close()
+        return response
+
+
+class _EnvelopeServer(web.Server):
+    """A low-level aiohttp server whose connections answer errors in the envelope."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+def _json_response(reply: Reply) -> web.Response:
+    headers = CIMultiDict(reply.headers)
+    headers.setdefault(hdrs.SERVER, _SERVER_HEADER)
+    if reply.content_type is not None:
+        headers[hdrs.CONTENT_TYPE] = reply.content_type
+    return web.Response(status=reply.status, body=reply.body or None, headers=headers)
 
 
 def _raw_http(
@@ -164,7 +214,7 @@ def _raw_http(
 ) -> bytes:
     """Serialize a response by hand: the status line, headers, and ``body``."""
     version = request.version
-    lines = [f"HTTP/{version.major}.{version.minor} {reply.status} {_phrase(reply.status)}"]
+    lines = [f"HTTP/{version.major}.{version.minor} {reply.status} {status_phrase(reply.status)}"]
     if reply.content_type is not None or content_length:
         lines.append(f"Content-Type: {reply.content_type or 'application/json'}")
     lines.append(f"Content-Length: {content_length}")
@@ -216,7 +266,7 @@ class FakeSegmentsServer:
             raise RuntimeError("this FakeSegmentsServer is closed")
         if self._runner is not None:
             return
-        server = web.Server(self._handle, access_log=None)
+        server = _EnvelopeServer(self._handle, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         try:
@@ -369,7 +419,11 @@ class FakeSegmentsServer:
         return token
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.read()
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            message = f"The request body is larger than {MAX_BODY_BYTES} bytes"
+            return _json_response(error_reply(413, "payload_too_large", message))
         token = self._token_of(request.headers.get(hdrs.AUTHORIZATION))
         fault = self._pick_fault(request.method, request.path)
         self._requests.append(
@@ -411,11 +465,7 @@ class FakeSegmentsServer:
                 keep_alive=request.keep_alive,
             )
             return _RawResponse(raw, keep_alive=request.keep_alive)
-        headers = CIMultiDict(reply.headers)
-        headers.setdefault(hdrs.SERVER, _SERVER_HEADER)
-        if reply.content_type is not None:
-            headers[hdrs.CONTENT_TYPE] = reply.content_type
-        return web.Response(status=reply.status, body=reply.body or None, headers=headers)
+        return _json_response(reply)
 
     async def _apply(
         self, fault: Fault, request: web.BaseRequest, token: str | None, body: bytes
@@ -469,6 +519,6 @@ def _status_reply(fault: Fault) -> Reply:
         headers = (("Retry-After", text),)
     if fault.body is not None:
         return Reply(status, fault.body, content_type=fault.content_type, headers=headers)
-    message = f"Injected fault: {status} {_phrase(status)}"
+    message = f"Injected fault: {status} {status_phrase(status)}"
     reply = error_reply(status, fault.error_code(), message, headers)
     return attrs.evolve(reply, content_type=fault.content_type)
