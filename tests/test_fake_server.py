@@ -171,6 +171,48 @@ def test_add_tenant_refuses_a_duplicate_token() -> None:
         server.add_tenant("t")
 
 
+BAD_TOKENS = ["", "a b", " tok", "tok\t", "t\u00e9", "tok\x00", "tok\n"]
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_tokens_the_client_refuses_are_refused(token: str) -> None:
+    """add_tenant() and token= take only what the client sends: printable ASCII, no space."""
+    server = FakeSegmentsServer()
+    with pytest.raises(ValueError, match="token"):
+        server.add_tenant(token)
+    with pytest.raises(ValueError, match="token"):
+        FakeSegmentsServer(token=token)
+    with pytest.raises(TypeError, match="token"):
+        server.add_tenant(b"tok")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        ("Bearer {token}", 200),
+        ("bearer {token}", 200),
+        ("BEARER {token}", 200),
+        ("Bearer  {token}", 401),
+        ("Bearer\t{token}", 401),
+        ("Bearer {token} {token}", 401),
+        ("Bearer {token}x", 401),
+        ("Bearer{token}", 401),
+        ("Bearer", 401),
+        ("Token {token}", 401),
+    ],
+)
+async def test_authorization_must_be_exactly_bearer_and_the_token(
+    server: FakeSegmentsServer, authorization: str, status: int
+) -> None:
+    """Only ``Bearer <token>`` (any case of the scheme, one space) authenticates."""
+    headers = {"Authorization": authorization.format(token=server.token)}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        answer = await call(http, "GET", server.segments_url)
+    assert status == answer.status
+    if status == 401:
+        assert None is server.requests[-1].token
+
+
 # Content negotiation and validation
 
 
@@ -276,16 +318,32 @@ async def test_name_of_255_characters_is_accepted(
     assert answer.status == 200
 
 
-@pytest.mark.parametrize("segment_id", [str(uuid.uuid4()), "not-a-uuid", "0" * 31 + "g"])
+@pytest.mark.parametrize(
+    "segment_id", [str(uuid.uuid4()), "not-a-uuid", "0" * 31 + "g", "{%s}", "urn:uuid:%s", "hex"]
+)
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
 async def test_unknown_segment_is_404(
     server: FakeSegmentsServer, http: aiohttp.ClientSession, method: str, segment_id: str
 ) -> None:
-    """An unknown id, or one that is not a UUID, is 404."""
-    server.seed(2)
+    """An unknown id, or a known one not in the canonical 8-4-4-4-12 form, is 404."""
+    known = next(iter(server.seed(2)))
+    if segment_id == "hex":
+        segment_id = known.replace("-", "")
+    segment_id = segment_id.replace("%s", known)
     answer = await call(http, method, item_url(server, segment_id), json={"name": "n"})
     assert answer.status == 404
     assert answer.error_code == "segment_not_found"
+    assert 2 == len(server.segments())
+
+
+async def test_canonical_id_is_case_insensitive(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """An upper-case canonical id names the same segment."""
+    (segment_id,) = server.seed(1)
+    answer = await call(http, "PUT", item_url(server, segment_id.upper()), json={"name": "n"})
+    assert 200 == answer.status
+    assert {segment_id: "n"} == server.segments()
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -20,6 +21,8 @@ __all__ = [
     "Reply",
     "Store",
     "Tenant",
+    "bearer_token",
+    "check_token",
     "dispatch",
     "error_reply",
     "status_error_code",
@@ -37,6 +40,11 @@ MAX_BODY_BYTES = 1024 * 1024
 # The body the spec shows for a DELETE's 204; sent only when the server is asked to.
 DELETE_SPEC_BODY = b'{"success":true,"result":[]}'
 
+# The only id form the client sends; uuid.UUID() would also take braces, urn:uuid: and
+# 32 bare hex digits, which a careful server answers 404 like any unknown id.
+_CANONICAL_ID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE | re.ASCII
+)
 _JSON_TYPES = frozenset({"application/json", "application/*", "*/*"})
 _NAME_WORDS = (
     "EMEA", "DACH", "APAC", "LATAM", "Nordics", "Benelux", "Iberia", "Baltics",
@@ -196,8 +204,36 @@ def _query_int(query: MultiMapping[str], key: str, default: int) -> int | None:
 
 
 def _canonical_id(raw: str) -> str | None:
+    return raw.lower() if _CANONICAL_ID.fullmatch(raw) else None
+
+
+def check_token(token: object) -> str:
+    """A tenant's token, refused as the client refuses it: ValueError, TypeError.
+
+    A token is a non-empty string of printable ASCII without spaces, so that
+    ``Bearer <token>`` is a valid header. The message never repeats the token.
+    """
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, got {type(token).__name__}")
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        raise ValueError(
+            "token must be a non-empty ASCII string without spaces or control characters"
+        )
+    return token
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme in any case), or None.
+
+    Exactly one space separates scheme and token; anything else is no token.
+    """
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
     try:
-        return str(uuid.UUID(raw))
+        return check_token(token)
     except ValueError:
         return None
 

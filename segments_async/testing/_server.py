@@ -64,6 +64,8 @@ from ._api import (
     Reply,
     Store,
     Tenant,
+    bearer_token,
+    check_token,
     dispatch,
     error_reply,
     status_error_code,
@@ -249,7 +251,7 @@ class FakeSegmentsServer:
         # Not for security: the point is reproducibility.
         self._store = Store(random.Random(f"data:{seed}"))  # noqa: S311
         self._fault_rng = random.Random(f"faults:{seed}")  # noqa: S311
-        self._token = token if token is not None else secrets.token_urlsafe(24)
+        self._token = secrets.token_urlsafe(24) if token is None else check_token(token)
         self._store.tenants[self._token] = Tenant()
         self._rules: list[FaultRule] = []
         self._requests: list[RecordedRequest] = []
@@ -324,9 +326,12 @@ class FakeSegmentsServer:
         return self._token
 
     def add_tenant(self, token: str | None = None) -> str:
-        """Create an empty, isolated tenant; returns its token."""
-        if token is None:
-            token = secrets.token_urlsafe(24)
+        """Create an empty, isolated tenant; returns its token (random if None).
+
+        A token must be what the client sends: non-empty printable ASCII without spaces
+        (else ValueError), and not another tenant's.
+        """
+        token = secrets.token_urlsafe(24) if token is None else check_token(token)
         if token in self._store.tenants:
             raise ValueError("a tenant with this token exists")
         self._store.tenants[token] = Tenant()
@@ -410,13 +415,8 @@ class FakeSegmentsServer:
     # Serving
 
     def _token_of(self, authorization: str | None) -> str | None:
-        if authorization is None:
-            return None
-        scheme, _, credentials = authorization.partition(" ")
-        token = credentials.strip()
-        if scheme.lower() != "bearer" or token not in self._store.tenants:
-            return None
-        return token
+        token = bearer_token(authorization)
+        return token if token in self._store.tenants else None
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
