@@ -146,7 +146,7 @@ async def test_tenants_are_isolated(
     server: FakeSegmentsServer, http: aiohttp.ClientSession
 ) -> None:
     """A tenant neither sees nor touches another tenant's segments."""
-    mine = server.seed(3)
+    mine = server.add_segments(3)
     other = server.add_tenant("other-token")
     assert other == "other-token"
     victim = next(iter(mine))
@@ -261,7 +261,7 @@ async def test_post_and_put_require_json_content_type(
     status: int,
 ) -> None:
     """POST and PUT bodies must be declared application/json, else 415."""
-    (segment_id,) = server.seed(1)
+    (segment_id,) = server.add_segments(1)
     headers = {} if content_type is None else {"Content-Type": content_type}
     skip = ["Content-Type"] if content_type is None else []
     body = b'{"name": "n"}'
@@ -302,7 +302,7 @@ async def test_invalid_name_is_422(
     server: FakeSegmentsServer, http: aiohttp.ClientSession, payload: dict[str, Any]
 ) -> None:
     """A name that is not a non-blank string of at most 255 characters is 422."""
-    (segment_id,) = server.seed(1)
+    (segment_id,) = server.add_segments(1)
     created = await call(http, "POST", server.segments_url, json=payload)
     updated = await call(http, "PUT", item_url(server, segment_id), json=payload)
     assert (created.status, updated.status) == (422, 422)
@@ -326,7 +326,7 @@ async def test_unknown_segment_is_404(
     server: FakeSegmentsServer, http: aiohttp.ClientSession, method: str, segment_id: str
 ) -> None:
     """An unknown id, or a known one not in the canonical 8-4-4-4-12 form, is 404."""
-    known = next(iter(server.seed(2)))
+    known = next(iter(server.add_segments(2)))
     if segment_id == "hex":
         segment_id = known.replace("-", "")
     segment_id = segment_id.replace("%s", known)
@@ -340,7 +340,7 @@ async def test_canonical_id_is_case_insensitive(
     server: FakeSegmentsServer, http: aiohttp.ClientSession
 ) -> None:
     """An upper-case canonical id names the same segment."""
-    (segment_id,) = server.seed(1)
+    (segment_id,) = server.add_segments(1)
     answer = await call(http, "PUT", item_url(server, segment_id.upper()), json={"name": "n"})
     assert 200 == answer.status
     assert {segment_id: "n"} == server.segments()
@@ -381,7 +381,7 @@ async def test_pages_cover_every_segment_in_order(
     server: FakeSegmentsServer, http: aiohttp.ClientSession
 ) -> None:
     """Pages of 20 list 45 segments in insertion order; the page past the end is empty."""
-    seeded = server.seed(45)
+    seeded = server.add_segments(45)
     pages = [
         (await call(http, "GET", server.segments_url, params={"page": n, "per_page": 20})).json()
         for n in (1, 2, 3, 4)
@@ -401,7 +401,7 @@ async def test_list_defaults_and_empty_tenant(
 ) -> None:
     """page=1 and per_page=20 by default; an empty tenant has lastPage 1."""
     empty = (await call(http, "GET", server.segments_url)).json()["result"]
-    server.seed(25)
+    server.add_segments(25)
     default = (await call(http, "GET", server.segments_url)).json()["result"]
     assert (empty["lastPage"], empty["total"], empty["items"]) == (1, 0, [])
     assert (default["currentPage"], default["perPage"], len(default["items"])) == (1, 20, 20)
@@ -410,7 +410,7 @@ async def test_list_defaults_and_empty_tenant(
 async def test_per_page_is_clamped_to_max_per_page() -> None:
     """per_page above max_per_page is clamped, and lastPage follows the clamped value."""
     async with FakeSegmentsServer(max_per_page=10) as server:
-        server.seed(25)
+        server.add_segments(25)
         async with aiohttp.ClientSession(headers=auth(server.token)) as http:
             answer = await call(http, "GET", server.segments_url, params={"per_page": 500})
     result = answer.json()["result"]
@@ -610,15 +610,35 @@ async def test_create_update_delete(
     assert server.segments() == {}
 
 
+def test_seed_method_is_a_deprecated_alias_of_add_segments() -> None:
+    """server.seed(n) still adds n segments, with a DeprecationWarning naming add_segments."""
+    old, new = FakeSegmentsServer(seed=3), FakeSegmentsServer(seed=3)
+    token = old.add_tenant("t2")
+    with pytest.warns(DeprecationWarning, match="add_segments"):
+        created = old.seed(4, token=token)
+    assert new.add_segments(4) == created
+    assert created == old.segments(token)
+
+
+def test_add_segments_checks_its_count() -> None:
+    """A negative or non-int count is refused."""
+    server = FakeSegmentsServer()
+    with pytest.raises(ValueError, match="count"):
+        server.add_segments(-1)
+    with pytest.raises(TypeError, match="count"):
+        server.add_segments(2.0)  # type: ignore[arg-type]
+    assert {} == server.segments()
+
+
 def test_seed_is_deterministic() -> None:
     """The same seed gives the same segments; another seed does not."""
     one, same, other = FakeSegmentsServer(seed=1), FakeSegmentsServer(seed=1), FakeSegmentsServer()
-    seeded = one.seed(50)
-    assert seeded == same.seed(50)
-    assert seeded != other.seed(50)
+    seeded = one.add_segments(50)
+    assert seeded == same.add_segments(50)
+    assert seeded != other.add_segments(50)
     assert all(uuid.UUID(segment_id).version == 4 for segment_id in seeded)
     token = one.add_tenant()
-    assert len(one.seed(3, token=token)) == 3
+    assert len(one.add_segments(3, token=token)) == 3
     assert len(one.segments(token)) == 3
     assert len(one.segments()) == 50
 
@@ -648,7 +668,7 @@ async def raw_delete_then_list(server: FakeSegmentsServer, segment_id: str) -> b
 async def test_delete_body_is_written_on_the_wire(delete_body: bool, body: bytes) -> None:
     """With delete_body=True the 204 really carries the spec's body, and keep-alive holds."""
     async with FakeSegmentsServer(delete_body=delete_body) as server:
-        (segment_id,) = server.seed(1)
+        (segment_id,) = server.add_segments(1)
         raw = await raw_delete_then_list(server, segment_id)
         assert server.segments() == {}
     head, _, rest = raw.partition(b"\r\n\r\n")
@@ -801,7 +821,7 @@ async def test_method_and_path_select_requests(
     server: FakeSegmentsServer, http: aiohttp.ClientSession
 ) -> None:
     """method, a path prefix, or a path pattern limit which requests a fault hits."""
-    (segment_id,) = server.seed(1)
+    (segment_id,) = server.add_segments(1)
     server.inject(Fault.status(500), method="post")
     server.inject(Fault.status(501), path=re.compile(r"/segments/[0-9a-f-]{36}$"))
     server.inject(Fault.status(502), path="/v2.3/data/segments")

@@ -45,7 +45,7 @@ async def test_client_reads_the_fakes_errors(segments_client, segments_server):
 async def test_tenants_are_isolated_through_the_client(segments_server):
     """Two tokens see two sets of segments."""
     other = segments_server.add_tenant()
-    segments_server.seed(5)
+    segments_server.add_segments(5)
     async with (
         SegmentsClient(segments_server.base_url, segments_server.token) as mine,
         SegmentsClient(segments_server.base_url, other) as theirs,
@@ -56,7 +56,7 @@ async def test_tenants_are_isolated_through_the_client(segments_server):
 
 async def test_clamped_per_page_is_followed(segments_client, segments_server):
     """The fake clamps per_page to 100; iterate still returns every segment once."""
-    seeded = segments_server.seed(345)
+    seeded = segments_server.add_segments(345)
 
     first = await segments_client.segments.list(per_page=1000)
     names = [s.name async for s in segments_client.segments.iterate(per_page=1000)]
@@ -68,7 +68,7 @@ async def test_clamped_per_page_is_followed(segments_client, segments_server):
 async def test_delete_with_a_body_on_204_over_the_wire():
     """The spec's 204-with-body: delete succeeds and the pool stays usable."""
     async with FakeSegmentsServer(delete_body=True) as server:
-        server.seed(3)
+        server.add_segments(3)
         async with SegmentsClient(server.base_url, server.token) as client:
             victim = next(iter(server.segments()))
             assert await client.segments.delete(victim) is None

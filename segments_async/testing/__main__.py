@@ -47,7 +47,7 @@ async def _serve(args: argparse.Namespace) -> None:
         max_per_page=args.max_per_page,
         delete_body=args.delete_body,
     ) as server:
-        server.seed(args.seed)
+        server.add_segments(args.seed)
         print(f"SEGMENTS_BASE_URL={server.base_url}", flush=True)
         print(f"SEGMENTS_API_TOKEN={server.token}", flush=True)
         await stop.wait()

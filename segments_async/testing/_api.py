@@ -149,7 +149,7 @@ class Store:
         """A UUID4 string drawn from the seeded RNG."""
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
-    def seed(self, tenant: Tenant, count: int) -> dict[str, str]:
+    def add_segments(self, tenant: Tenant, count: int) -> dict[str, str]:
         """Add ``count`` generated segments to ``tenant``; returns them, id -> name."""
         created: dict[str, str] = {}
         start = len(tenant) + 1

@@ -5,7 +5,7 @@ Usage::
     from segments_async.testing import FakeSegmentsServer, Fault
 
     async with FakeSegmentsServer(seed=0) as server:    # 127.0.0.1, a free port
-        server.seed(1000)                               # 1000 deterministic segments
+        server.add_segments(1000)                               # 1000 deterministic segments
         client = SegmentsClient(base_url=server.base_url, token=server.token,
                                 allow_insecure_http=True)
         server.inject(Fault.status(503, retry_after=1), method="GET", times=2)
@@ -47,6 +47,7 @@ import re
 import secrets
 import socket
 import struct
+import warnings
 from email.utils import formatdate
 from types import TracebackType
 from typing import Any, Self
@@ -343,11 +344,27 @@ class FakeSegmentsServer:
             raise KeyError("no tenant with this token")
         return tenant
 
-    def seed(self, count: int, *, token: str | None = None) -> dict[str, str]:
-        """Add ``count`` deterministic segments to a tenant; returns them, id -> name."""
+    def add_segments(self, count: int, *, token: str | None = None) -> dict[str, str]:
+        """Add ``count`` deterministic segments to a tenant (default tenant if None).
+
+        Returns them, id -> name, in order. The names and ids follow from the ``seed=``
+        given to the server and from what was added before.
+        """
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise TypeError(f"count must be an int, got {type(count).__name__}")
         if count < 0:
             raise ValueError("count must be >= 0")
-        return self._store.seed(self._tenant(token), count)
+        return self._store.add_segments(self._tenant(token), count)
+
+    def seed(self, count: int, *, token: str | None = None) -> dict[str, str]:
+        """Deprecated alias of :meth:`add_segments`, to be removed in the next release."""
+        warnings.warn(
+            "FakeSegmentsServer.seed(n) is deprecated: use add_segments(n); "
+            "seed= in the constructor remains the RNG seed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.add_segments(count, token=token)
 
     def segments(self, token: str | None = None) -> dict[str, str]:
         """A copy of a tenant's segments (default tenant if None), id -> name, in order."""
