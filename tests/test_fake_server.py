@@ -901,6 +901,52 @@ async def test_requests_are_recorded(
     assert server.requests == []
 
 
+async def test_request_log_is_a_ring_buffer_with_counters() -> None:
+    """Only the last record_requests requests are kept; the counters count them all."""
+    async with FakeSegmentsServer(record_requests=3) as server:
+        server.inject(Fault.status(503), method="POST")
+        async with aiohttp.ClientSession(headers=auth(server.token)) as http:
+            for page in range(1, 5):
+                await call(http, "GET", server.segments_url, params={"page": str(page)})
+            await call(http, "POST", server.segments_url, json={"name": "n"})
+        kept = server.requests
+        server.clear_requests()
+        counts = server.counts
+    assert 3 == server.record_requests
+    assert [("GET", {"page": "3"}), ("GET", {"page": "4"}), ("POST", {})] == [
+        (r.method, r.query) for r in kept
+    ]
+    assert [] == server.requests
+    assert (5, 2) == (counts.total, counts.unrecorded)
+    assert {"GET": 4, "POST": 1} == counts.by_method
+    assert {200: 4, 503: 1} == counts.by_status
+    assert {"status": 1} == counts.by_fault
+
+
+async def test_record_requests_0_keeps_none_but_counts() -> None:
+    """record_requests=0 records nothing; resets count as faults, not as statuses."""
+    async with FakeSegmentsServer(record_requests=0) as server:
+        server.inject(Fault.reset_before())
+        async with aiohttp.ClientSession(headers=auth(server.token)) as http:
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await call(http, "POST", server.segments_url, json={"name": "n"})
+            await call(http, "DELETE", item_url(server, str(uuid.UUID(int=7))))
+        counts = server.counts
+    assert [] == server.requests
+    assert (2, 2) == (counts.total, counts.unrecorded)
+    assert {404: 1} == counts.by_status
+    assert {"reset_before": 1} == counts.by_fault
+
+
+def test_record_requests_is_checked() -> None:
+    """record_requests is an int >= 0; the default keeps 1000."""
+    assert 1000 == FakeSegmentsServer().record_requests
+    with pytest.raises(ValueError, match="record_requests"):
+        FakeSegmentsServer(record_requests=-1)
+    with pytest.raises(TypeError, match="record_requests"):
+        FakeSegmentsServer(record_requests=True)
+
+
 # Standalone
 
 

@@ -5,6 +5,14 @@ runs the server standalone.
 """
 
 from ._faults import Fault, FaultKind, FaultRule
-from ._server import FakeSegmentsServer, RecordedRequest
+from ._log import RecordedRequest, RequestCounts
+from ._server import FakeSegmentsServer
 
-__all__ = ["FakeSegmentsServer", "Fault", "FaultKind", "FaultRule", "RecordedRequest"]
+__all__ = [
+    "FakeSegmentsServer",
+    "Fault",
+    "FaultKind",
+    "FaultRule",
+    "RecordedRequest",
+    "RequestCounts",
+]

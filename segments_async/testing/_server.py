@@ -12,7 +12,8 @@ Usage::
         server.inject(Fault.reset_after(), method="POST", probability=0.1)
         ...
         server.segments()        # id -> name, the default tenant's state
-        server.requests          # every request received, with the fault applied to it
+        server.requests          # the last 1000 requests, with the fault applied to each
+        server.counts.by_status  # counters of every request: {200: 97, 503: 2}
 
 Tenants are isolated: ``server.add_tenant()`` returns the token of a new, empty one.
 The same ``seed`` gives the same segment names and ids, and the same sequence of
@@ -50,10 +51,9 @@ import struct
 import warnings
 from email.utils import formatdate
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import attrs
-import orjson
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -73,8 +73,9 @@ from ._api import (
     status_phrase,
 )
 from ._faults import Fault, FaultRule
+from ._log import DEFAULT_RECORD_REQUESTS, RecordedRequest, RequestCounts, RequestLog
 
-__all__ = ["FakeSegmentsServer", "RecordedRequest"]
+__all__ = ["FakeSegmentsServer"]
 
 _SERVER_HEADER = "FakeSegmentsServer"
 _NOT_JSON_BODY = b"<p>this is not JSON</p>\n"
@@ -83,28 +84,6 @@ _NGINX_502 = (
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
-
-
-@attrs.frozen
-class RecordedRequest:
-    """A request as the server received it, and the fault applied to it (if any).
-
-    ``path`` is percent-decoded, ``raw_path`` as sent; ``token`` is the tenant's token,
-    or None when the request carried no known token.
-    """
-
-    method: str
-    path: str
-    raw_path: str
-    query: dict[str, str]
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    token: str | None
-    fault: Fault | None
-
-    def json(self) -> Any:
-        """The body, decoded as JSON."""
-        return orjson.loads(self.body)
 
 
 class _Disconnect(web.StreamResponse):
@@ -230,7 +209,19 @@ def _raw_http(
 
 
 class FakeSegmentsServer:
-    """An in-process Segments API on loopback, for tests; an async context manager."""
+    """An in-process Segments API on loopback, for tests; an async context manager.
+
+    - ``host``, ``port``: where to listen; port 0 (the default) picks a free one.
+    - ``token``: the default tenant's token (random if None); like every token, it must
+      be non-empty printable ASCII without spaces, as the client requires.
+    - ``seed``: the RNG seed of the generated data and of probabilistic faults.
+    - ``max_per_page``: ``per_page`` above it is clamped, as the real API does (100).
+    - ``delete_body``: send the spec's JSON body with a DELETE's 204.
+    - ``record_requests``: how many of the latest requests ``requests`` keeps (1000, a
+      ring buffer of about 2.5 KB a request; 0 keeps none). ``counts`` counts every
+      request whatever this is, so a long run (the standalone mode) stays in bounded
+      memory.
+    """
 
     def __init__(
         self,
@@ -241,9 +232,11 @@ class FakeSegmentsServer:
         seed: int = 0,
         max_per_page: int = 100,
         delete_body: bool = False,
+        record_requests: int = DEFAULT_RECORD_REQUESTS,
     ) -> None:
         if max_per_page < 1:
             raise ValueError("max_per_page must be >= 1")
+        self._log = RequestLog(record_requests)
         self._host = host
         self._requested_port = port
         self._max_per_page = max_per_page
@@ -255,7 +248,6 @@ class FakeSegmentsServer:
         self._token = secrets.token_urlsafe(24) if token is None else check_token(token)
         self._store.tenants[self._token] = Tenant()
         self._rules: list[FaultRule] = []
-        self._requests: list[RecordedRequest] = []
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
         self._closed = False
@@ -412,12 +404,22 @@ class FakeSegmentsServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, oldest first (a copy)."""
-        return list(self._requests)
+        """The last ``record_requests`` requests received, oldest first (a copy)."""
+        return self._log.entries()
+
+    @property
+    def record_requests(self) -> int:
+        """How many of the latest requests ``requests`` keeps."""
+        return self._log.capacity
+
+    @property
+    def counts(self) -> RequestCounts:
+        """Counters of every request since the server was created (a snapshot)."""
+        return self._log.counts()
 
     def clear_requests(self) -> None:
-        """Forget the recorded requests."""
-        self._requests.clear()
+        """Forget the recorded requests; ``counts`` keeps counting."""
+        self._log.clear()
 
     def _pick_fault(self, method: str, path: str) -> Fault | None:
         fault = None
@@ -435,15 +437,14 @@ class FakeSegmentsServer:
         token = bearer_token(authorization)
         return token if token in self._store.tenants else None
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            message = f"The request body is larger than {MAX_BODY_BYTES} bytes"
-            return _json_response(error_reply(413, "payload_too_large", message))
-        token = self._token_of(request.headers.get(hdrs.AUTHORIZATION))
-        fault = self._pick_fault(request.method, request.path)
-        self._requests.append(
+    def _record(
+        self, request: web.BaseRequest, body: bytes, token: str | None, fault: Fault | None
+    ) -> None:
+        self._log.count(request.method, fault)
+        if not self._log.capacity:
+            self._log.skip()
+            return
+        self._log.append(
             RecordedRequest(
                 method=request.method,
                 path=request.path,
@@ -455,6 +456,17 @@ class FakeSegmentsServer:
                 fault=fault,
             )
         )
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        token = self._token_of(request.headers.get(hdrs.AUTHORIZATION))
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._record(request, b"", token, None)
+            message = f"The request body is larger than {MAX_BODY_BYTES} bytes"
+            return self._respond(request, error_reply(413, "payload_too_large", message))
+        fault = self._pick_fault(request.method, request.path)
+        self._record(request, body, token, fault)
         if fault is None:
             return self._respond(request, self._process(request, token, body))
         return await self._apply(fault, request, token, body)
@@ -473,6 +485,7 @@ class FakeSegmentsServer:
         )
 
     def _respond(self, request: web.BaseRequest, reply: Reply) -> web.StreamResponse:
+        self._log.count_status(reply.status)
         if reply.status == 204 and self._delete_body and request.method == "DELETE":
             raw = _raw_http(
                 request,
