@@ -21,6 +21,7 @@ from multidict import CIMultiDictProxy
 
 import segments_async.testing
 from segments_async.testing import FakeSegmentsServer, Fault
+from segments_async.testing._limits import TokenBucket
 
 pytest_plugins = ["segments_async.testing.pytest_plugin"]
 
@@ -873,6 +874,151 @@ def test_inject_validates_its_arguments() -> None:
         Fault.status(99)
     with pytest.raises(ValueError, match="seconds"):
         Fault.latency(-1)
+
+
+# Capacity limits
+
+
+class Gate:
+    """Stands in for the latency fault's sleep: holds requests until opened."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.held = 0
+        self.full = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> bool:
+        self.held += 1
+        if self.held == self.expected:
+            self.full.set()
+        await self.opened.wait()
+        return False
+
+
+async def test_concurrency_limit_counts_requests_held_by_latency(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 2 requests held in a latency fault, a third is a 429 that creates nothing."""
+    limit = server.limit_concurrency(2)
+    server.inject(Fault.latency(1), method="POST", times=2)
+    get_fault = server.inject(Fault.status(500), method="GET")
+    gate = Gate(expected=2)
+    monkeypatch.setattr(server, "_sleep", gate.sleep)
+    held = [
+        asyncio.ensure_future(call(http, "POST", server.segments_url, json={"name": f"held {n}"}))
+        for n in range(2)
+    ]
+    await asyncio.wait_for(gate.full.wait(), timeout=10)
+    refused_post = await call(http, "POST", server.segments_url, json={"name": "refused"})
+    refused_get = await call(http, "GET", server.segments_url)
+    in_flight = limit.in_flight
+    gate.opened.set()
+    held_statuses = [answer.status for answer in await asyncio.gather(*held)]
+    later_get = await call(http, "GET", server.segments_url)
+
+    assert (429, 429) == (refused_post.status, refused_get.status)
+    assert "too_many_requests" == refused_post.error_code
+    assert "1" == refused_post.headers["Retry-After"]
+    assert "application/json" == refused_post.headers["Content-Type"]
+    assert [200, 200] == held_statuses
+    assert 500 == later_get.status  # the refused GET did not use up the GET fault
+    assert 1 == get_fault.hits
+    assert ["held 0", "held 1"] == sorted(server.segments().values())
+    assert (2, 3, 2, 0) == (in_flight, limit.admitted, limit.rejected, limit.in_flight)
+    assert 2 == server.counts.rejected_by_limit
+    assert [None, None, limit, limit, None] == [r.rejected_by for r in server.requests]
+
+
+async def test_concurrency_limit_frees_slots_on_close(
+    server: FakeSegmentsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot held by a request cut short by close() is freed."""
+    limit = server.limit_concurrency(1, method="POST")
+    server.inject(Fault.latency(30), method="POST")
+    async with aiohttp.ClientSession(headers=auth(server.token)) as http:
+        pending = asyncio.ensure_future(call(http, "POST", server.segments_url, json={"name": "n"}))
+        for _ in range(5000):  # until the request has arrived
+            if limit.in_flight:
+                break
+            await asyncio.sleep(0.001)
+        await server.close()
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await pending
+    assert (1, 0) == (limit.admitted, limit.in_flight)
+
+
+async def test_rate_limit_is_a_token_bucket_on_the_given_clock(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """2 a second with a burst of 2: the third POST at once is a 429; half a second buys one."""
+    now = [100.0]
+    limit = server.limit_rate(2, method="POST", clock=lambda: now[0])
+    statuses = []
+    for _ in range(3):
+        statuses.append((await call(http, "POST", server.segments_url, json={"name": "n"})).status)
+    statuses.append((await call(http, "GET", server.segments_url)).status)
+    now[0] += 0.5
+    for _ in range(2):
+        statuses.append((await call(http, "POST", server.segments_url, json={"name": "n"})).status)
+    limit.cancel()
+    statuses.append((await call(http, "POST", server.segments_url, json={"name": "n"})).status)
+    assert [200, 200, 429, 200, 200, 429, 200] == statuses
+    assert (2.0, 2.0, 3, 2) == (limit.per_second, limit.burst, limit.admitted, limit.rejected)
+    assert 4 == len(server.segments())
+
+
+async def test_rate_limit_burst_and_retry_after(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """burst= sets how many pass at once; retry_after=None drops the header.
+
+    The refused request takes nothing from the other limit it matches.
+    """
+    server.limit_rate(0.5, burst=3, retry_after=None, path="/v2.3/data/segments")
+    other = server.limit_concurrency(5)
+    answers = [await call(http, "GET", server.segments_url) for _ in range(4)]
+    assert [200, 200, 200, 429] == [answer.status for answer in answers]
+    assert "Retry-After" not in answers[3].headers
+    assert (3, 0) == (other.admitted, other.rejected)
+    server.clear_limits()
+    assert 200 == (await call(http, "GET", server.segments_url)).status
+
+
+def test_limits_check_their_arguments() -> None:
+    """Bad limits are refused when set."""
+    server = FakeSegmentsServer()
+    with pytest.raises(ValueError, match="max_in_flight"):
+        server.limit_concurrency(0)
+    with pytest.raises(TypeError, match="max_in_flight"):
+        server.limit_concurrency(True)
+    with pytest.raises(ValueError, match="rate"):
+        server.limit_rate(0)
+    with pytest.raises(ValueError, match="rate"):
+        server.limit_rate(float("nan"))
+    with pytest.raises(ValueError, match="burst"):
+        server.limit_rate(10, burst=0.5)
+    with pytest.raises(ValueError, match="retry_after"):
+        server.limit_concurrency(1, retry_after=-1)
+    with pytest.raises(ValueError, match="line breaks"):
+        server.limit_rate(1, retry_after="1\r\nX: y")
+
+
+def test_token_bucket_refills_up_to_its_burst() -> None:
+    """Tokens come at the rate, never above the burst, and a clock going back adds none."""
+    now = [0.0]
+    bucket = TokenBucket(rate=0.5, burst=1, clock=lambda: now[0])
+    taken = [bucket.try_take(), bucket.try_take()]
+    now[0] = 1.0
+    taken.append(bucket.try_take())  # half a token
+    now[0] = 2.0
+    taken.append(bucket.try_take())
+    now[0] = 1000.0
+    assert 1.0 == bucket.tokens
+    taken.extend([bucket.try_take(), bucket.try_take()])
+    now[0] = 0.0
+    assert 0.0 == bucket.tokens
+    assert [True, False, False, True, True, False] == taken
 
 
 # Request log

@@ -10,6 +10,7 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from ._faults import Fault
+from ._limits import CapacityLimit
 
 __all__ = ["DEFAULT_RECORD_REQUESTS", "RecordedRequest", "RequestCounts", "RequestLog"]
 
@@ -23,7 +24,8 @@ class RecordedRequest:
 
     ``path`` is percent-decoded, ``raw_path`` as sent; ``token`` is the tenant's token,
     or None when the request carried no known token. ``body`` is empty when it was over
-    the size limit (and so never read).
+    the size limit (and so never read). ``rejected_by`` is the capacity limit that
+    answered it 429, if one did (then no fault applied).
     """
 
     method: str
@@ -34,6 +36,7 @@ class RecordedRequest:
     body: bytes
     token: str | None
     fault: Fault | None
+    rejected_by: CapacityLimit | None = None
 
     def json(self) -> Any:
         """The body, decoded as JSON."""
@@ -52,6 +55,7 @@ class RequestCounts:
     - ``by_status``: the status of each answer sent whole (a reset or truncated answer
       counts under its fault kind only);
     - ``by_fault``: requests an injected fault applied to, by kind (``"latency"``, ...);
+    - ``rejected_by_limit``: requests a capacity limit answered 429;
     - ``unrecorded``: requests no longer (or never) in ``server.requests`` because of the
       log's bound; ``clear_requests()`` does not add to it.
     """
@@ -60,13 +64,22 @@ class RequestCounts:
     by_method: dict[str, int]
     by_status: dict[int, int]
     by_fault: dict[str, int]
+    rejected_by_limit: int
     unrecorded: int
 
 
 class RequestLog:
     """The last ``capacity`` requests (a ring buffer), and counters of every request."""
 
-    __slots__ = ("_by_fault", "_by_method", "_by_status", "_entries", "_total", "_unrecorded")
+    __slots__ = (
+        "_by_fault",
+        "_by_method",
+        "_by_status",
+        "_entries",
+        "_limited",
+        "_total",
+        "_unrecorded",
+    )
 
     def __init__(self, capacity: int) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int):
@@ -75,6 +88,7 @@ class RequestLog:
             raise ValueError("record_requests must be >= 0")
         self._entries: deque[RecordedRequest] = deque(maxlen=capacity)
         self._total = 0
+        self._limited = 0
         self._unrecorded = 0
         self._by_method: Counter[str] = Counter()
         self._by_status: Counter[int] = Counter()
@@ -85,9 +99,10 @@ class RequestLog:
         """How many requests are kept."""
         return self._entries.maxlen or 0
 
-    def count(self, method: str, fault: Fault | None) -> None:
-        """Count a request as it arrives."""
+    def count(self, method: str, fault: Fault | None, *, limited: bool = False) -> None:
+        """Count a request as it arrives (``limited``: a capacity limit refused it)."""
         self._total += 1
+        self._limited += limited
         self._by_method[method] += 1
         if fault is not None:
             self._by_fault[fault.kind] += 1
@@ -122,5 +137,6 @@ class RequestLog:
             by_method=dict(self._by_method),
             by_status=dict(self._by_status),
             by_fault=dict(self._by_fault),
+            rejected_by_limit=self._limited,
             unrecorded=self._unrecorded,
         )

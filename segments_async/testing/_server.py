@@ -14,6 +14,8 @@ Usage::
         server.segments()        # id -> name, the default tenant's state
         server.requests          # the last 1000 requests, with the fault applied to each
         server.counts.by_status  # counters of every request: {200: 97, 503: 2}
+        server.limit_concurrency(4)                     # a 5th request at once is a 429
+        server.limit_rate(50, clock=my_clock)           # a token bucket, 50 a second
 
 Tenants are isolated: ``server.add_tenant()`` returns the token of a new, empty one.
 The same ``seed`` gives the same segment names and ids, and the same sequence of
@@ -25,6 +27,15 @@ with ``Content-Type: application/json``; the order of checks is documented on
 is repeated, is a 400 ``invalid_query``; a body over 1 MiB is a 413 ``payload_too_large``;
 a request aiohttp cannot parse is a 400 ``bad_request`` and a bug in the fake a 500
 ``internal_error`` (logged), both also in the envelope.
+
+Capacity limits model a server with finite capacity, for testing bulk jobs:
+``server.limit_concurrency(n)`` answers 429 to a request while ``n`` others are in
+progress (a latency fault included), ``server.limit_rate(per_second, burst=None)`` to
+requests beyond a token bucket's rate. Both send ``Retry-After: 1`` (``retry_after=``)
+and the ``too_many_requests`` error, are active until ``.cancel()`` or
+``server.clear_limits()``, count ``.admitted`` / ``.rejected``, and take ``method=`` /
+``path=`` like ``inject``. Limits are checked before faults: a refused request changes
+nothing, draws no fault and takes nothing from other limits.
 
 Faults: the first active rule (in injection order) whose method and path match, and
 whose probability draw (if any) succeeds, applies; a rule with ``times`` is consumed
@@ -48,7 +59,9 @@ import re
 import secrets
 import socket
 import struct
+import time
 import warnings
+from collections.abc import Callable
 from email.utils import formatdate
 from types import TracebackType
 from typing import Self
@@ -73,6 +86,14 @@ from ._api import (
     status_phrase,
 )
 from ._faults import Fault, FaultRule
+from ._limits import (
+    CapacityLimit,
+    ConcurrencyLimit,
+    RateLimit,
+    RetryAfter,
+    admit,
+    retry_after_headers,
+)
 from ._log import DEFAULT_RECORD_REQUESTS, RecordedRequest, RequestCounts, RequestLog
 
 __all__ = ["FakeSegmentsServer"]
@@ -248,6 +269,7 @@ class FakeSegmentsServer:
         self._token = secrets.token_urlsafe(24) if token is None else check_token(token)
         self._store.tenants[self._token] = Tenant()
         self._rules: list[FaultRule] = []
+        self._limits: list[CapacityLimit] = []
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
         self._closed = False
@@ -397,10 +419,64 @@ class FakeSegmentsServer:
         return rule
 
     def clear_faults(self) -> None:
-        """Forget every injected fault."""
+        """Forget every injected fault (capacity limits stay: see ``clear_limits``)."""
         for rule in self._rules:
             rule.cancel()
         self._rules.clear()
+
+    # Capacity limits
+
+    def limit_concurrency(
+        self,
+        max_in_flight: int,
+        *,
+        retry_after: RetryAfter = 1,
+        method: str | None = None,
+        path: str | re.Pattern[str] | None = None,
+    ) -> ConcurrencyLimit:
+        """Answer 429 to a matching request while ``max_in_flight`` others are in progress.
+
+        A request is in progress from its admission (after its body is read) until its
+        answer, an injected latency included. The 429 carries ``Retry-After`` (seconds, a
+        string, or None for none) and the ``too_many_requests`` error; the request is not
+        processed. Active until ``.cancel()``; ``.admitted``, ``.rejected`` and
+        ``.in_flight`` count. ``method``/``path`` select requests as ``inject()`` does.
+        """
+        limit = ConcurrencyLimit(max_in_flight, retry_after=retry_after, method=method, path=path)
+        self._limits.append(limit)
+        return limit
+
+    def limit_rate(
+        self,
+        per_second: float,
+        *,
+        burst: float | None = None,
+        retry_after: RetryAfter = 1,
+        method: str | None = None,
+        path: str | re.Pattern[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RateLimit:
+        """Answer 429 to matching requests beyond ``per_second`` a second (a token bucket).
+
+        The bucket holds ``burst`` tokens (default: one second's worth, at least 1), starts
+        full, and gains ``per_second`` a second; each admitted request takes one. A test can
+        pass its own ``clock`` (seconds, like ``time.monotonic``) to drive it without
+        waiting. Otherwise like :meth:`limit_concurrency`.
+        """
+        limit = RateLimit(
+            per_second, burst=burst, retry_after=retry_after, method=method, path=path,
+            clock=clock,
+        )  # fmt: skip
+        self._limits.append(limit)
+        return limit
+
+    def clear_limits(self) -> None:
+        """Cancel every capacity limit."""
+        for limit in self._limits:
+            limit.cancel()
+        self._limits.clear()
+
+    # The request log
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -438,9 +514,15 @@ class FakeSegmentsServer:
         return token if token in self._store.tenants else None
 
     def _record(
-        self, request: web.BaseRequest, body: bytes, token: str | None, fault: Fault | None
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        token: str | None,
+        fault: Fault | None = None,
+        *,
+        rejected_by: CapacityLimit | None = None,
     ) -> None:
-        self._log.count(request.method, fault)
+        self._log.count(request.method, fault, limited=rejected_by is not None)
         if not self._log.capacity:
             self._log.skip()
             return
@@ -454,6 +536,7 @@ class FakeSegmentsServer:
                 body=body,
                 token=token,
                 fault=fault,
+                rejected_by=rejected_by,
             )
         )
 
@@ -462,14 +545,25 @@ class FakeSegmentsServer:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            self._record(request, b"", token, None)
+            self._record(request, b"", token)
             message = f"The request body is larger than {MAX_BODY_BYTES} bytes"
             return self._respond(request, error_reply(413, "payload_too_large", message))
-        fault = self._pick_fault(request.method, request.path)
-        self._record(request, body, token, fault)
-        if fault is None:
-            return self._respond(request, self._process(request, token, body))
-        return await self._apply(fault, request, token, body)
+        # Limits before faults: a refused request draws no fault and holds nothing.
+        admission = admit(self._limits, request.method, request.path)
+        limit = admission.rejected_by
+        if limit is not None:
+            self._record(request, body, token, rejected_by=limit)
+            return self._respond(request, limit.rejection())
+        try:
+            fault = self._pick_fault(request.method, request.path)
+            self._record(request, body, token, fault)
+            if fault is None:
+                return self._respond(request, self._process(request, token, body))
+            return await self._apply(fault, request, token, body)
+        finally:
+            # Released before aiohttp writes the answer: a client that has read its answer
+            # always finds the slot free again.
+            admission.release()
 
     def _process(self, request: web.BaseRequest, token: str | None, body: bytes) -> Reply:
         return dispatch(
@@ -542,11 +636,7 @@ class FakeSegmentsServer:
 
 def _status_reply(fault: Fault) -> Reply:
     status = fault.status_code or 500
-    headers: tuple[tuple[str, str], ...] = ()
-    if fault.retry_after is not None:
-        value = fault.retry_after
-        text = value if isinstance(value, str) else f"{value:g}"
-        headers = (("Retry-After", text),)
+    headers = retry_after_headers(fault.retry_after)
     if fault.body is not None:
         return Reply(status, fault.body, content_type=fault.content_type, headers=headers)
     message = f"Injected fault: {status} {status_phrase(status)}"
