@@ -7,6 +7,7 @@ import errno
 import io
 import os
 import re
+import socket
 import sys
 import time
 import uuid
@@ -21,6 +22,7 @@ from multidict import CIMultiDictProxy
 
 import segments_async.testing
 from segments_async.testing import FakeSegmentsServer, Fault
+from segments_async.testing.__main__ import main as standalone_main
 from segments_async.testing._limits import TokenBucket
 
 pytest_plugins = ["segments_async.testing.pytest_plugin"]
@@ -1096,13 +1098,18 @@ def test_record_requests_is_checked() -> None:
 # Standalone
 
 
-async def test_standalone_server() -> None:
-    """`python -m segments_async.testing` serves seeded data until SIGTERM, then exits 0."""
+def standalone(*args: str) -> Any:
+    """Start `python -m segments_async.testing ARGS` with piped stdout and stderr."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *sys.path])}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "segments_async.testing", "--port", "0", "--seed", "5",
-        stdout=asyncio.subprocess.PIPE, env=env,
+    return asyncio.create_subprocess_exec(
+        sys.executable, "-m", "segments_async.testing", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
+
+
+async def serve_and_count(args: list[str]) -> tuple[int, int, str]:
+    """Run the standalone server, count its segments, SIGTERM it: (total, status, stderr)."""
+    process = await standalone(*args)
     try:
         assert process.stdout is not None
         lines = [
@@ -1113,9 +1120,76 @@ async def test_standalone_server() -> None:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", settings["SEGMENTS_BASE_URL"])
         async with aiohttp.ClientSession(headers=auth(settings["SEGMENTS_API_TOKEN"])) as http:
             answer = await call(http, "GET", settings["SEGMENTS_BASE_URL"] + "/v2.3/data/segments")
-        assert answer.json()["result"]["total"] == 5
+        total: int = answer.json()["result"]["total"]
     finally:
         if process.returncode is None:
             process.terminate()
-        returncode = await asyncio.wait_for(process.wait(), timeout=10)
-    assert returncode == 0
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+    assert process.returncode is not None
+    return total, process.returncode, stderr.decode()
+
+
+async def test_standalone_server() -> None:
+    """The standalone server serves --segments N (or the deprecated --seed N) until SIGTERM."""
+    current, deprecated = await asyncio.gather(
+        serve_and_count(["--port", "0", "--segments", "5"]),
+        serve_and_count(["--seed", "2", "--random-seed", "9"]),
+    )
+    assert (5, 0, "") == current
+    total, returncode, stderr = deprecated
+    assert (2, 0) == (total, returncode)
+    assert [
+        "python -m segments_async.testing: warning: --seed N is deprecated, use --segments N"
+    ] == (stderr.splitlines())
+
+
+async def test_standalone_errors_are_one_line_and_exit_2() -> None:
+    """Bad options, and addresses it cannot listen on, are one line on stderr and status 2."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    cases = {
+        "--max-per-page": ["--max-per-page", "0"],
+        "--port": ["--port", "99999"],
+        "192.0.2.1 port 0: Cannot assign requested address": ["--host", "192.0.2.1"],
+        f"port {busy.getsockname()[1]}: Address already in use": [
+            "--port",
+            str(busy.getsockname()[1]),
+        ],
+    }
+    try:
+        processes = [await standalone(*args) for args in cases.values()]
+        outcomes = [
+            await asyncio.wait_for(process.communicate(), timeout=20) for process in processes
+        ]
+    finally:
+        busy.close()
+    results = []
+    for process, (stdout, stderr) in zip(processes, outcomes, strict=True):
+        lines = stderr.decode().splitlines()
+        results.append((process.returncode, stdout, len(lines), lines[-1].split(": ")[1]))
+    assert [(2, b"", 1, "error")] * len(cases) == results
+    for mention, (_, stderr) in zip(cases, outcomes, strict=True):
+        assert mention in stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "mention"),
+    [
+        (["--segments", "-1"], "argument --segments: must be >= 0, got -1"),
+        (["--token", "a b"], "argument --token: token must be"),
+        (["--seed", "1", "--segments", "1"], "--seed is the deprecated spelling of --segments"),
+        (["--host", ""], "argument --host: must not be empty"),
+        (["--rate-limit", "0"], "argument --rate-limit: must be > 0"),
+        (["--segments", "1", "--seg", "2"], "unrecognized arguments: --seg"),
+    ],
+)
+def test_standalone_usage_errors_in_process(
+    args: list[str], mention: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Usage errors are one line naming the option, and exit 2, before anything is served."""
+    with pytest.raises(SystemExit) as caught:
+        standalone_main(args)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert 2 == caught.value.code
+    assert line.startswith(f"python -m segments_async.testing: error: {mention}")
