@@ -1086,6 +1086,16 @@ async def test_record_requests_0_keeps_none_but_counts() -> None:
     assert {"reset_before": 1} == counts.by_fault
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("port", 99999), ("port", -1), ("port", "80"), ("max_per_page", 0), ("max_per_page", 1.5)],
+)
+def test_constructor_checks_port_and_max_per_page(option: str, value: Any) -> None:
+    """A port outside 0..65535 or a max_per_page below 1 is a ValueError naming it."""
+    with pytest.raises(ValueError, match=option):
+        FakeSegmentsServer(**{option: value})
+
+
 def test_record_requests_is_checked() -> None:
     """record_requests is an int >= 0; the default keeps 1000."""
     assert 1000 == FakeSegmentsServer().record_requests

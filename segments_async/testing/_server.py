@@ -4,18 +4,17 @@ Usage::
 
     from segments_async.testing import FakeSegmentsServer, Fault
 
-    async with FakeSegmentsServer(seed=0) as server:    # 127.0.0.1, a free port
-        server.add_segments(1000)                               # 1000 deterministic segments
-        client = SegmentsClient(base_url=server.base_url, token=server.token,
-                                allow_insecure_http=True)
+    async with FakeSegmentsServer(seed=0) as server:  # 127.0.0.1, a free port
+        server.add_segments(1000)                     # 1000 deterministic segments
+        client = SegmentsClient(server.base_url, server.token)
         server.inject(Fault.status(503, retry_after=1), method="GET", times=2)
         server.inject(Fault.reset_after(), method="POST", probability=0.1)
+        server.limit_concurrency(4)                   # a 5th request at once is a 429
+        server.limit_rate(50, clock=my_clock)         # a token bucket, 50 a second
         ...
         server.segments()        # id -> name, the default tenant's state
         server.requests          # the last 1000 requests, with the fault applied to each
         server.counts.by_status  # counters of every request: {200: 97, 503: 2}
-        server.limit_concurrency(4)                     # a 5th request at once is a 429
-        server.limit_rate(50, clock=my_clock)           # a token bucket, 50 a second
 
 Tenants are isolated: ``server.add_tenant()`` returns the token of a new, empty one.
 The same ``seed`` gives the same segment names and ids, and the same sequence of
@@ -255,8 +254,10 @@ class FakeSegmentsServer:
         delete_body: bool = False,
         record_requests: int = DEFAULT_RECORD_REQUESTS,
     ) -> None:
-        if max_per_page < 1:
-            raise ValueError("max_per_page must be >= 1")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+        if isinstance(max_per_page, bool) or not isinstance(max_per_page, int) or max_per_page < 1:
+            raise ValueError(f"max_per_page must be an int >= 1, got {max_per_page!r}")
         self._log = RequestLog(record_requests)
         self._host = host
         self._requested_port = port
@@ -549,6 +550,8 @@ class FakeSegmentsServer:
             message = f"The request body is larger than {MAX_BODY_BYTES} bytes"
             return self._respond(request, error_reply(413, "payload_too_large", message))
         # Limits before faults: a refused request draws no fault and holds nothing.
+        if any(not limit.active for limit in self._limits):
+            self._limits = [limit for limit in self._limits if limit.active]
         admission = admit(self._limits, request.method, request.path)
         limit = admission.rejected_by
         if limit is not None:
