@@ -81,7 +81,7 @@ async def demo(segments: int, concurrency: int, out: TextIO) -> int:
     library_logger.setLevel(logging.WARNING)
     try:
         async with FakeSegmentsServer(seed=2026) as server:
-            server.seed(segments)
+            server.add_segments(segments)
             say(f"segments_async {__version__} demo")
             say(f"A fake Segments API is serving {segments:,} segments at {server.base_url}")
             say("(loopback only; every list request gets a simulated 4 ms network delay)")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import io
 import os
 import re
+import socket
 import sys
 import time
 import uuid
@@ -20,6 +22,8 @@ from multidict import CIMultiDictProxy
 
 import segments_async.testing
 from segments_async.testing import FakeSegmentsServer, Fault
+from segments_async.testing.__main__ import main as standalone_main
+from segments_async.testing._limits import TokenBucket
 
 pytest_plugins = ["segments_async.testing.pytest_plugin"]
 
@@ -145,7 +149,7 @@ async def test_tenants_are_isolated(
     server: FakeSegmentsServer, http: aiohttp.ClientSession
 ) -> None:
     """A tenant neither sees nor touches another tenant's segments."""
-    mine = server.seed(3)
+    mine = server.add_segments(3)
     other = server.add_tenant("other-token")
     assert other == "other-token"
     victim = next(iter(mine))
@@ -168,6 +172,48 @@ def test_add_tenant_refuses_a_duplicate_token() -> None:
     server = FakeSegmentsServer(token="t")
     with pytest.raises(ValueError, match="exists"):
         server.add_tenant("t")
+
+
+BAD_TOKENS = ["", "a b", " tok", "tok\t", "t\u00e9", "tok\x00", "tok\n"]
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_tokens_the_client_refuses_are_refused(token: str) -> None:
+    """add_tenant() and token= take only what the client sends: printable ASCII, no space."""
+    server = FakeSegmentsServer()
+    with pytest.raises(ValueError, match="token"):
+        server.add_tenant(token)
+    with pytest.raises(ValueError, match="token"):
+        FakeSegmentsServer(token=token)
+    with pytest.raises(TypeError, match="token"):
+        server.add_tenant(b"tok")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        ("Bearer {token}", 200),
+        ("bearer {token}", 200),
+        ("BEARER {token}", 200),
+        ("Bearer  {token}", 401),
+        ("Bearer\t{token}", 401),
+        ("Bearer {token} {token}", 401),
+        ("Bearer {token}x", 401),
+        ("Bearer{token}", 401),
+        ("Bearer", 401),
+        ("Token {token}", 401),
+    ],
+)
+async def test_authorization_must_be_exactly_bearer_and_the_token(
+    server: FakeSegmentsServer, authorization: str, status: int
+) -> None:
+    """Only ``Bearer <token>`` (any case of the scheme, one space) authenticates."""
+    headers = {"Authorization": authorization.format(token=server.token)}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        answer = await call(http, "GET", server.segments_url)
+    assert status == answer.status
+    if status == 401:
+        assert None is server.requests[-1].token
 
 
 # Content negotiation and validation
@@ -218,7 +264,7 @@ async def test_post_and_put_require_json_content_type(
     status: int,
 ) -> None:
     """POST and PUT bodies must be declared application/json, else 415."""
-    (segment_id,) = server.seed(1)
+    (segment_id,) = server.add_segments(1)
     headers = {} if content_type is None else {"Content-Type": content_type}
     skip = ["Content-Type"] if content_type is None else []
     body = b'{"name": "n"}'
@@ -259,7 +305,7 @@ async def test_invalid_name_is_422(
     server: FakeSegmentsServer, http: aiohttp.ClientSession, payload: dict[str, Any]
 ) -> None:
     """A name that is not a non-blank string of at most 255 characters is 422."""
-    (segment_id,) = server.seed(1)
+    (segment_id,) = server.add_segments(1)
     created = await call(http, "POST", server.segments_url, json=payload)
     updated = await call(http, "PUT", item_url(server, segment_id), json=payload)
     assert (created.status, updated.status) == (422, 422)
@@ -275,16 +321,32 @@ async def test_name_of_255_characters_is_accepted(
     assert answer.status == 200
 
 
-@pytest.mark.parametrize("segment_id", [str(uuid.uuid4()), "not-a-uuid", "0" * 31 + "g"])
+@pytest.mark.parametrize(
+    "segment_id", [str(uuid.uuid4()), "not-a-uuid", "0" * 31 + "g", "{%s}", "urn:uuid:%s", "hex"]
+)
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
 async def test_unknown_segment_is_404(
     server: FakeSegmentsServer, http: aiohttp.ClientSession, method: str, segment_id: str
 ) -> None:
-    """An unknown id, or one that is not a UUID, is 404."""
-    server.seed(2)
+    """An unknown id, or a known one not in the canonical 8-4-4-4-12 form, is 404."""
+    known = next(iter(server.add_segments(2)))
+    if segment_id == "hex":
+        segment_id = known.replace("-", "")
+    segment_id = segment_id.replace("%s", known)
     answer = await call(http, method, item_url(server, segment_id), json={"name": "n"})
     assert answer.status == 404
     assert answer.error_code == "segment_not_found"
+    assert 2 == len(server.segments())
+
+
+async def test_canonical_id_is_case_insensitive(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """An upper-case canonical id names the same segment."""
+    (segment_id,) = server.add_segments(1)
+    answer = await call(http, "PUT", item_url(server, segment_id.upper()), json={"name": "n"})
+    assert 200 == answer.status
+    assert {segment_id: "n"} == server.segments()
 
 
 @pytest.mark.parametrize(
@@ -322,7 +384,7 @@ async def test_pages_cover_every_segment_in_order(
     server: FakeSegmentsServer, http: aiohttp.ClientSession
 ) -> None:
     """Pages of 20 list 45 segments in insertion order; the page past the end is empty."""
-    seeded = server.seed(45)
+    seeded = server.add_segments(45)
     pages = [
         (await call(http, "GET", server.segments_url, params={"page": n, "per_page": 20})).json()
         for n in (1, 2, 3, 4)
@@ -342,7 +404,7 @@ async def test_list_defaults_and_empty_tenant(
 ) -> None:
     """page=1 and per_page=20 by default; an empty tenant has lastPage 1."""
     empty = (await call(http, "GET", server.segments_url)).json()["result"]
-    server.seed(25)
+    server.add_segments(25)
     default = (await call(http, "GET", server.segments_url)).json()["result"]
     assert (empty["lastPage"], empty["total"], empty["items"]) == (1, 0, [])
     assert (default["currentPage"], default["perPage"], len(default["items"])) == (1, 20, 20)
@@ -351,7 +413,7 @@ async def test_list_defaults_and_empty_tenant(
 async def test_per_page_is_clamped_to_max_per_page() -> None:
     """per_page above max_per_page is clamped, and lastPage follows the clamped value."""
     async with FakeSegmentsServer(max_per_page=10) as server:
-        server.seed(25)
+        server.add_segments(25)
         async with aiohttp.ClientSession(headers=auth(server.token)) as http:
             answer = await call(http, "GET", server.segments_url, params={"per_page": 500})
     result = answer.json()["result"]
@@ -369,6 +431,158 @@ async def test_bad_page_parameters_are_400(
     answer = await call(http, "GET", server.segments_url, params=params)
     assert answer.status == 400
     assert answer.error_code == "invalid_query"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=18446744073709551616",
+        "per_page=18446744073709551616",
+        f"page={2**31}",
+        f"per_page={2**31}",
+        "page=" + "9" * 5000,
+        "page=1&page=2",
+        "per_page=5&per_page=5",
+        "page=%FF",
+        "page=",
+    ],
+    ids=[
+        "page-2**64", "per-page-2**64", "page-2**31", "per-page-2**31", "page-5000-digits",
+        "page-twice", "per-page-twice", "page-not-utf8", "page-empty",
+    ],
+)  # fmt: skip
+async def test_out_of_range_or_repeated_query_is_400(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession, query: str
+) -> None:
+    """Huge, repeated or empty page/per_page values are a 400 invalid_query, never a 500."""
+    answer = await call(http, "GET", f"{server.segments_url}?{query}")
+    assert 400 == answer.status
+    assert "invalid_query" == answer.error_code
+
+
+async def test_largest_page_is_answered(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """page and per_page up to 2**31 - 1 are accepted (per_page is clamped as usual)."""
+    largest = 2**31 - 1
+    params = {"page": str(largest), "per_page": str(largest)}
+    answer = await call(http, "GET", server.segments_url, params=params)
+    assert 200 == answer.status
+    assert (largest, 100, []) == tuple(
+        answer.json()["result"][key] for key in ("currentPage", "perPage", "items")
+    )
+
+
+async def test_oversized_body_is_a_json_413(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """A body over 1 MiB is a 413 in the error envelope; nothing is created."""
+    body = io.BytesIO(b'{"name": "' + b"x" * (1024 * 1024) + b'"}')
+    answer = await call(
+        http, "POST", server.segments_url, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert 413 == answer.status
+    assert "application/json" == answer.headers["Content-Type"]
+    assert "payload_too_large" == answer.error_code
+    assert {} == server.segments()
+
+
+async def test_body_of_exactly_the_limit_is_read(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """A body of exactly 1 MiB is read (and refused for its content, not its size)."""
+    body = b'{"name": "' + b"x" * (1024 * 1024 - 12) + b'"}'
+    assert 1024 * 1024 == len(body)
+    answer = await call(
+        http, "POST", server.segments_url, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert 422 == answer.status
+
+
+async def raw_exchange(server: FakeSegmentsServer, request: bytes) -> tuple[bytes, bytes]:
+    """Send raw bytes on a fresh connection; the answer's head and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(request)
+        raw = await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /v2.3/data/%E0%A4%A segments HTTP/1.1",
+        b"GET * HTTP/1.1",
+        b"G@T /v2.3/data/segments HTTP/1.1",
+        b"GET /v2.3/data/segments HTTP/1.1\r\nX-Long: " + b"a" * 9000,
+    ],
+    ids=["space-in-target", "asterisk", "bad-method", "long-header"],
+)
+async def test_malformed_http_is_a_json_400(
+    server: FakeSegmentsServer, request_line: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests aiohttp cannot parse still get the error envelope, and the connection closes."""
+    head, body = await raw_exchange(
+        server, request_line + b"\r\nHost: x\r\nAccept: application/json\r\n\r\n"
+    )
+    assert b" 400 " in head.split(b"\r\n")[0]
+    assert b"Content-Type: application/json" in head
+    assert "bad_request" == orjson.loads(body)["error"]["code"]
+
+
+async def test_a_bug_in_the_fake_is_a_json_500(
+    server: FakeSegmentsServer,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception inside the fake answers a JSON 500 internal_error, and is logged."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("segments_async.testing._server.dispatch", broken)
+    answer = await call(http, "GET", server.segments_url)
+    assert 500 == answer.status
+    assert "internal_error" == answer.error_code
+    assert any("boom" in str(record.exc_info) for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v2.3/data/segments/%ZZ"),
+        ("PUT", "/v2.3/data/segments/%ZZ"),
+        ("PUT", "/v2.3/data/segments/%FF%FE"),
+        ("DELETE", "/v2.3/data/segments/a%2Fb"),
+        ("GET", "//v2.3/data/segments"),
+        ("GET", "/v2.3/data/segments/../segments"),
+        ("HEAD", "/v2.3/data/segments"),
+        ("OPTIONS", "/v2.3/data/segments"),
+        ("TRACE", "/v2.3/data/segments"),
+        ("BREW", "/v2.3/data/segments"),
+        ("GET", "/v2.3/data/segments%3Fpage=1"),
+    ],
+)
+async def test_odd_requests_get_the_envelope(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession, method: str, path: str
+) -> None:
+    """Odd paths, percent-encodings and methods are a 4xx with the error envelope."""
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.token}\r\n"
+        "Accept: application/json\r\nContent-Type: application/json\r\n"
+        'Content-Length: 13\r\nConnection: close\r\n\r\n{"name": "n"}'
+    )
+    head, body = await raw_exchange(server, request.encode())
+    status = int(head.split(b" ", 2)[1])
+    assert 400 <= status < 500
+    assert b"Content-Type: application/json" in head
+    if method != "HEAD":
+        assert orjson.loads(body)["success"] is False
 
 
 # CRUD
@@ -399,15 +613,35 @@ async def test_create_update_delete(
     assert server.segments() == {}
 
 
+def test_seed_method_is_a_deprecated_alias_of_add_segments() -> None:
+    """server.seed(n) still adds n segments, with a DeprecationWarning naming add_segments."""
+    old, new = FakeSegmentsServer(seed=3), FakeSegmentsServer(seed=3)
+    token = old.add_tenant("t2")
+    with pytest.warns(DeprecationWarning, match="add_segments"):
+        created = old.seed(4, token=token)
+    assert new.add_segments(4) == created
+    assert created == old.segments(token)
+
+
+def test_add_segments_checks_its_count() -> None:
+    """A negative or non-int count is refused."""
+    server = FakeSegmentsServer()
+    with pytest.raises(ValueError, match="count"):
+        server.add_segments(-1)
+    with pytest.raises(TypeError, match="count"):
+        server.add_segments(2.0)  # type: ignore[arg-type]
+    assert {} == server.segments()
+
+
 def test_seed_is_deterministic() -> None:
     """The same seed gives the same segments; another seed does not."""
     one, same, other = FakeSegmentsServer(seed=1), FakeSegmentsServer(seed=1), FakeSegmentsServer()
-    seeded = one.seed(50)
-    assert seeded == same.seed(50)
-    assert seeded != other.seed(50)
+    seeded = one.add_segments(50)
+    assert seeded == same.add_segments(50)
+    assert seeded != other.add_segments(50)
     assert all(uuid.UUID(segment_id).version == 4 for segment_id in seeded)
     token = one.add_tenant()
-    assert len(one.seed(3, token=token)) == 3
+    assert len(one.add_segments(3, token=token)) == 3
     assert len(one.segments(token)) == 3
     assert len(one.segments()) == 50
 
@@ -437,7 +671,7 @@ async def raw_delete_then_list(server: FakeSegmentsServer, segment_id: str) -> b
 async def test_delete_body_is_written_on_the_wire(delete_body: bool, body: bytes) -> None:
     """With delete_body=True the 204 really carries the spec's body, and keep-alive holds."""
     async with FakeSegmentsServer(delete_body=delete_body) as server:
-        (segment_id,) = server.seed(1)
+        (segment_id,) = server.add_segments(1)
         raw = await raw_delete_then_list(server, segment_id)
         assert server.segments() == {}
     head, _, rest = raw.partition(b"\r\n\r\n")
@@ -590,7 +824,7 @@ async def test_method_and_path_select_requests(
     server: FakeSegmentsServer, http: aiohttp.ClientSession
 ) -> None:
     """method, a path prefix, or a path pattern limit which requests a fault hits."""
-    (segment_id,) = server.seed(1)
+    (segment_id,) = server.add_segments(1)
     server.inject(Fault.status(500), method="post")
     server.inject(Fault.status(501), path=re.compile(r"/segments/[0-9a-f-]{36}$"))
     server.inject(Fault.status(502), path="/v2.3/data/segments")
@@ -644,6 +878,151 @@ def test_inject_validates_its_arguments() -> None:
         Fault.latency(-1)
 
 
+# Capacity limits
+
+
+class Gate:
+    """Stands in for the latency fault's sleep: holds requests until opened."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.held = 0
+        self.full = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> bool:
+        self.held += 1
+        if self.held == self.expected:
+            self.full.set()
+        await self.opened.wait()
+        return False
+
+
+async def test_concurrency_limit_counts_requests_held_by_latency(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 2 requests held in a latency fault, a third is a 429 that creates nothing."""
+    limit = server.limit_concurrency(2)
+    server.inject(Fault.latency(1), method="POST", times=2)
+    get_fault = server.inject(Fault.status(500), method="GET")
+    gate = Gate(expected=2)
+    monkeypatch.setattr(server, "_sleep", gate.sleep)
+    held = [
+        asyncio.ensure_future(call(http, "POST", server.segments_url, json={"name": f"held {n}"}))
+        for n in range(2)
+    ]
+    await asyncio.wait_for(gate.full.wait(), timeout=10)
+    refused_post = await call(http, "POST", server.segments_url, json={"name": "refused"})
+    refused_get = await call(http, "GET", server.segments_url)
+    in_flight = limit.in_flight
+    gate.opened.set()
+    held_statuses = [answer.status for answer in await asyncio.gather(*held)]
+    later_get = await call(http, "GET", server.segments_url)
+
+    assert (429, 429) == (refused_post.status, refused_get.status)
+    assert "too_many_requests" == refused_post.error_code
+    assert "1" == refused_post.headers["Retry-After"]
+    assert "application/json" == refused_post.headers["Content-Type"]
+    assert [200, 200] == held_statuses
+    assert 500 == later_get.status  # the refused GET did not use up the GET fault
+    assert 1 == get_fault.hits
+    assert ["held 0", "held 1"] == sorted(server.segments().values())
+    assert (2, 3, 2, 0) == (in_flight, limit.admitted, limit.rejected, limit.in_flight)
+    assert 2 == server.counts.rejected_by_limit
+    assert [None, None, limit, limit, None] == [r.rejected_by for r in server.requests]
+
+
+async def test_concurrency_limit_frees_slots_on_close(
+    server: FakeSegmentsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot held by a request cut short by close() is freed."""
+    limit = server.limit_concurrency(1, method="POST")
+    server.inject(Fault.latency(30), method="POST")
+    async with aiohttp.ClientSession(headers=auth(server.token)) as http:
+        pending = asyncio.ensure_future(call(http, "POST", server.segments_url, json={"name": "n"}))
+        for _ in range(5000):  # until the request has arrived
+            if limit.in_flight:
+                break
+            await asyncio.sleep(0.001)
+        await server.close()
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await pending
+    assert (1, 0) == (limit.admitted, limit.in_flight)
+
+
+async def test_rate_limit_is_a_token_bucket_on_the_given_clock(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """2 a second with a burst of 2: the third POST at once is a 429; half a second buys one."""
+    now = [100.0]
+    limit = server.limit_rate(2, method="POST", clock=lambda: now[0])
+    statuses = []
+    for _ in range(3):
+        statuses.append((await call(http, "POST", server.segments_url, json={"name": "n"})).status)
+    statuses.append((await call(http, "GET", server.segments_url)).status)
+    now[0] += 0.5
+    for _ in range(2):
+        statuses.append((await call(http, "POST", server.segments_url, json={"name": "n"})).status)
+    limit.cancel()
+    statuses.append((await call(http, "POST", server.segments_url, json={"name": "n"})).status)
+    assert [200, 200, 429, 200, 200, 429, 200] == statuses
+    assert (2.0, 2.0, 3, 2) == (limit.per_second, limit.burst, limit.admitted, limit.rejected)
+    assert 4 == len(server.segments())
+
+
+async def test_rate_limit_burst_and_retry_after(
+    server: FakeSegmentsServer, http: aiohttp.ClientSession
+) -> None:
+    """burst= sets how many pass at once; retry_after=None drops the header.
+
+    The refused request takes nothing from the other limit it matches.
+    """
+    server.limit_rate(0.5, burst=3, retry_after=None, path="/v2.3/data/segments")
+    other = server.limit_concurrency(5)
+    answers = [await call(http, "GET", server.segments_url) for _ in range(4)]
+    assert [200, 200, 200, 429] == [answer.status for answer in answers]
+    assert "Retry-After" not in answers[3].headers
+    assert (3, 0) == (other.admitted, other.rejected)
+    server.clear_limits()
+    assert 200 == (await call(http, "GET", server.segments_url)).status
+
+
+def test_limits_check_their_arguments() -> None:
+    """Bad limits are refused when set."""
+    server = FakeSegmentsServer()
+    with pytest.raises(ValueError, match="max_in_flight"):
+        server.limit_concurrency(0)
+    with pytest.raises(TypeError, match="max_in_flight"):
+        server.limit_concurrency(True)
+    with pytest.raises(ValueError, match="rate"):
+        server.limit_rate(0)
+    with pytest.raises(ValueError, match="rate"):
+        server.limit_rate(float("nan"))
+    with pytest.raises(ValueError, match="burst"):
+        server.limit_rate(10, burst=0.5)
+    with pytest.raises(ValueError, match="retry_after"):
+        server.limit_concurrency(1, retry_after=-1)
+    with pytest.raises(ValueError, match="line breaks"):
+        server.limit_rate(1, retry_after="1\r\nX: y")
+
+
+def test_token_bucket_refills_up_to_its_burst() -> None:
+    """Tokens come at the rate, never above the burst, and a clock going back adds none."""
+    now = [0.0]
+    bucket = TokenBucket(rate=0.5, burst=1, clock=lambda: now[0])
+    taken = [bucket.try_take(), bucket.try_take()]
+    now[0] = 1.0
+    taken.append(bucket.try_take())  # half a token
+    now[0] = 2.0
+    taken.append(bucket.try_take())
+    now[0] = 1000.0
+    assert 1.0 == bucket.tokens
+    taken.extend([bucket.try_take(), bucket.try_take()])
+    now[0] = 0.0
+    assert 0.0 == bucket.tokens
+    assert [True, False, False, True, True, False] == taken
+
+
 # Request log
 
 
@@ -670,16 +1049,77 @@ async def test_requests_are_recorded(
     assert server.requests == []
 
 
+async def test_request_log_is_a_ring_buffer_with_counters() -> None:
+    """Only the last record_requests requests are kept; the counters count them all."""
+    async with FakeSegmentsServer(record_requests=3) as server:
+        server.inject(Fault.status(503), method="POST")
+        async with aiohttp.ClientSession(headers=auth(server.token)) as http:
+            for page in range(1, 5):
+                await call(http, "GET", server.segments_url, params={"page": str(page)})
+            await call(http, "POST", server.segments_url, json={"name": "n"})
+        kept = server.requests
+        server.clear_requests()
+        counts = server.counts
+    assert 3 == server.record_requests
+    assert [("GET", {"page": "3"}), ("GET", {"page": "4"}), ("POST", {})] == [
+        (r.method, r.query) for r in kept
+    ]
+    assert [] == server.requests
+    assert (5, 2) == (counts.total, counts.unrecorded)
+    assert {"GET": 4, "POST": 1} == counts.by_method
+    assert {200: 4, 503: 1} == counts.by_status
+    assert {"status": 1} == counts.by_fault
+
+
+async def test_record_requests_0_keeps_none_but_counts() -> None:
+    """record_requests=0 records nothing; resets count as faults, not as statuses."""
+    async with FakeSegmentsServer(record_requests=0) as server:
+        server.inject(Fault.reset_before())
+        async with aiohttp.ClientSession(headers=auth(server.token)) as http:
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await call(http, "POST", server.segments_url, json={"name": "n"})
+            await call(http, "DELETE", item_url(server, str(uuid.UUID(int=7))))
+        counts = server.counts
+    assert [] == server.requests
+    assert (2, 2) == (counts.total, counts.unrecorded)
+    assert {404: 1} == counts.by_status
+    assert {"reset_before": 1} == counts.by_fault
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("port", 99999), ("port", -1), ("port", "80"), ("max_per_page", 0), ("max_per_page", 1.5)],
+)
+def test_constructor_checks_port_and_max_per_page(option: str, value: Any) -> None:
+    """A port outside 0..65535 or a max_per_page below 1 is a ValueError naming it."""
+    with pytest.raises(ValueError, match=option):
+        FakeSegmentsServer(**{option: value})
+
+
+def test_record_requests_is_checked() -> None:
+    """record_requests is an int >= 0; the default keeps 1000."""
+    assert 1000 == FakeSegmentsServer().record_requests
+    with pytest.raises(ValueError, match="record_requests"):
+        FakeSegmentsServer(record_requests=-1)
+    with pytest.raises(TypeError, match="record_requests"):
+        FakeSegmentsServer(record_requests=True)
+
+
 # Standalone
 
 
-async def test_standalone_server() -> None:
-    """`python -m segments_async.testing` serves seeded data until SIGTERM, then exits 0."""
+def standalone(*args: str) -> Any:
+    """Start `python -m segments_async.testing ARGS` with piped stdout and stderr."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *sys.path])}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "segments_async.testing", "--port", "0", "--seed", "5",
-        stdout=asyncio.subprocess.PIPE, env=env,
+    return asyncio.create_subprocess_exec(
+        sys.executable, "-m", "segments_async.testing", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
+
+
+async def serve_and_count(args: list[str]) -> tuple[int, int, str]:
+    """Run the standalone server, count its segments, SIGTERM it: (total, status, stderr)."""
+    process = await standalone(*args)
     try:
         assert process.stdout is not None
         lines = [
@@ -690,9 +1130,76 @@ async def test_standalone_server() -> None:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", settings["SEGMENTS_BASE_URL"])
         async with aiohttp.ClientSession(headers=auth(settings["SEGMENTS_API_TOKEN"])) as http:
             answer = await call(http, "GET", settings["SEGMENTS_BASE_URL"] + "/v2.3/data/segments")
-        assert answer.json()["result"]["total"] == 5
+        total: int = answer.json()["result"]["total"]
     finally:
         if process.returncode is None:
             process.terminate()
-        returncode = await asyncio.wait_for(process.wait(), timeout=10)
-    assert returncode == 0
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=10)
+    assert process.returncode is not None
+    return total, process.returncode, stderr.decode()
+
+
+async def test_standalone_server() -> None:
+    """The standalone server serves --segments N (or the deprecated --seed N) until SIGTERM."""
+    current, deprecated = await asyncio.gather(
+        serve_and_count(["--port", "0", "--segments", "5"]),
+        serve_and_count(["--seed", "2", "--random-seed", "9"]),
+    )
+    assert (5, 0, "") == current
+    total, returncode, stderr = deprecated
+    assert (2, 0) == (total, returncode)
+    assert [
+        "python -m segments_async.testing: warning: --seed N is deprecated, use --segments N"
+    ] == (stderr.splitlines())
+
+
+async def test_standalone_errors_are_one_line_and_exit_2() -> None:
+    """Bad options, and addresses it cannot listen on, are one line on stderr and status 2."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    cases = {
+        "--max-per-page": ["--max-per-page", "0"],
+        "--port": ["--port", "99999"],
+        "192.0.2.1 port 0: Cannot assign requested address": ["--host", "192.0.2.1"],
+        f"port {busy.getsockname()[1]}: Address already in use": [
+            "--port",
+            str(busy.getsockname()[1]),
+        ],
+    }
+    try:
+        processes = [await standalone(*args) for args in cases.values()]
+        outcomes = [
+            await asyncio.wait_for(process.communicate(), timeout=20) for process in processes
+        ]
+    finally:
+        busy.close()
+    results = []
+    for process, (stdout, stderr) in zip(processes, outcomes, strict=True):
+        lines = stderr.decode().splitlines()
+        results.append((process.returncode, stdout, len(lines), lines[-1].split(": ")[1]))
+    assert [(2, b"", 1, "error")] * len(cases) == results
+    for mention, (_, stderr) in zip(cases, outcomes, strict=True):
+        assert mention in stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "mention"),
+    [
+        (["--segments", "-1"], "argument --segments: must be >= 0, got -1"),
+        (["--token", "a b"], "argument --token: token must be"),
+        (["--seed", "1", "--segments", "1"], "--seed is the deprecated spelling of --segments"),
+        (["--host", ""], "argument --host: must not be empty"),
+        (["--rate-limit", "0"], "argument --rate-limit: must be > 0"),
+        (["--segments", "1", "--seg", "2"], "unrecognized arguments: --seg"),
+    ],
+)
+def test_standalone_usage_errors_in_process(
+    args: list[str], mention: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Usage errors are one line naming the option, and exit 2, before anything is served."""
+    with pytest.raises(SystemExit) as caught:
+        standalone_main(args)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert 2 == caught.value.code
+    assert line.startswith(f"python -m segments_async.testing: error: {mention}")

@@ -137,7 +137,7 @@ async def soak_worker(
 async def test_soak_mixed_operations_under_faults():
     """Thousands of concurrent ops under ~15% faults: no lost or duplicated write, no leak."""
     async with FakeSegmentsServer(seed=11) as server:
-        server.seed(300)
+        server.add_segments(300)
         for fault, method, probability in SOAK_FAULTS:
             server.inject(fault, method=method, probability=probability)
         ledger = SoakLedger()
@@ -209,7 +209,7 @@ async def test_soak_mixed_operations_under_faults():
 async def test_outage_spends_the_retry_budget_then_fails_fast_and_recovers():
     """Under a total 503 outage retries stop after the budget; successes refill it."""
     async with FakeSegmentsServer(seed=5) as server, make_client(server) as client:
-        server.seed(3)
+        server.add_segments(3)
         outage = server.inject(Fault.status(503), probability=1.0)
 
         async def call() -> None:
@@ -253,7 +253,7 @@ async def test_outage_spends_the_retry_budget_then_fails_fast_and_recovers():
 async def big_server():
     """5,000 segments, every GET slowed down a little."""
     async with FakeSegmentsServer(seed=2) as server:
-        server.seed(5000)
+        server.add_segments(5000)
         server.inject(Fault.latency(0.003), method="GET", probability=1.0)
         yield server
 
@@ -338,7 +338,7 @@ async def test_breaking_out_of_iterate_early(big_server, closing):
 async def test_delete_answered_204_with_a_body():
     """The spec's 204-with-body DELETE returns None, deletes, and the pool stays usable."""
     async with FakeSegmentsServer(seed=4, delete_body=True) as server:
-        server.seed(2)
+        server.add_segments(2)
         async with make_client(server) as client:
             segments = [await client.segments.create(f"doomed {i}") for i in range(3)]
             for done, segment in enumerate(segments, start=1):

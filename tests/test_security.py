@@ -91,7 +91,7 @@ async def test_token_never_in_logs_reprs_or_errors(debug_logs):
     """CRUD, iteration and every kind of failure at DEBUG: the token shows up nowhere."""
     errors: list[BaseException] = []
     async with FakeSegmentsServer(token=TOKEN, seed=9) as server:
-        server.seed(250)
+        server.add_segments(250)
         client = SegmentsClient(server.base_url, TOKEN, retry=TINY_RETRY)
         wrong = SegmentsClient(server.base_url, TOKEN + "-wrong", retry=TINY_RETRY)
         once = client.with_options(retry=RetryPolicy(max_retries=0))

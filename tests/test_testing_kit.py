@@ -1,11 +1,13 @@
 """The testing kit as a user meets it: the pytest plugin's fixtures with the real client,
-and the demo command."""
+the README's examples, and the demo command."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,9 @@ from segments_async import (
 )
 from segments_async.testing import FakeSegmentsServer
 
-pytest_plugins = ["segments_async.testing.pytest_plugin"]
+pytest_plugins = ["segments_async.testing.pytest_plugin", "pytester"]
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 async def test_fixtures_give_a_working_client(segments_client, segments_server):
@@ -45,7 +49,7 @@ async def test_client_reads_the_fakes_errors(segments_client, segments_server):
 async def test_tenants_are_isolated_through_the_client(segments_server):
     """Two tokens see two sets of segments."""
     other = segments_server.add_tenant()
-    segments_server.seed(5)
+    segments_server.add_segments(5)
     async with (
         SegmentsClient(segments_server.base_url, segments_server.token) as mine,
         SegmentsClient(segments_server.base_url, other) as theirs,
@@ -56,7 +60,7 @@ async def test_tenants_are_isolated_through_the_client(segments_server):
 
 async def test_clamped_per_page_is_followed(segments_client, segments_server):
     """The fake clamps per_page to 100; iterate still returns every segment once."""
-    seeded = segments_server.seed(345)
+    seeded = segments_server.add_segments(345)
 
     first = await segments_client.segments.list(per_page=1000)
     names = [s.name async for s in segments_client.segments.iterate(per_page=1000)]
@@ -68,7 +72,7 @@ async def test_clamped_per_page_is_followed(segments_client, segments_server):
 async def test_delete_with_a_body_on_204_over_the_wire():
     """The spec's 204-with-body: delete succeeds and the pool stays usable."""
     async with FakeSegmentsServer(delete_body=True) as server:
-        server.seed(3)
+        server.add_segments(3)
         async with SegmentsClient(server.base_url, server.token) as client:
             victim = next(iter(server.segments()))
             assert await client.segments.delete(victim) is None
@@ -106,3 +110,27 @@ def test_main_without_a_command_prints_help():
     )
     assert 2 == result.returncode
     assert "demo" in result.stderr
+
+
+def readme_testing_blocks() -> list[tuple[str, str]]:
+    """The (language, code) blocks of the README's "Testing your own code" section."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Testing your own code\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_readme_testing_examples_pass_as_written(pytester: pytest.Pytester) -> None:
+    """The README's pyproject setting, conftest and example tests pass in a fresh project."""
+    blocks = readme_testing_blocks()
+    tests = [code for language, code in blocks if language == "python" and "def test_" in code]
+    (pyproject,) = [code for language, code in blocks if language == "toml"]
+    (conftest,) = [code for language, code in blocks if code.startswith("pytest_plugins")]
+    pytester.makefile(".toml", pyproject=pyproject)
+    pytester.makeconftest(conftest)
+    for number, code in enumerate(tests):
+        pytester.makepyfile(**{f"test_readme_{number}": code})
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+
+    assert 3 == len(tests)
+    result.assert_outcomes(passed=sum(code.count("async def test_") for code in tests))

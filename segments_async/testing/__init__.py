@@ -5,6 +5,18 @@ runs the server standalone.
 """
 
 from ._faults import Fault, FaultKind, FaultRule
-from ._server import FakeSegmentsServer, RecordedRequest
+from ._limits import CapacityLimit, ConcurrencyLimit, RateLimit
+from ._log import RecordedRequest, RequestCounts
+from ._server import FakeSegmentsServer
 
-__all__ = ["FakeSegmentsServer", "Fault", "FaultKind", "FaultRule", "RecordedRequest"]
+__all__ = [
+    "CapacityLimit",
+    "ConcurrencyLimit",
+    "FakeSegmentsServer",
+    "Fault",
+    "FaultKind",
+    "FaultRule",
+    "RateLimit",
+    "RecordedRequest",
+    "RequestCounts",
+]

@@ -4,29 +4,47 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import uuid
-from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 import attrs
 import orjson
+from multidict import MultiMapping
 
 __all__ = [
     "DELETE_SPEC_BODY",
+    "MAX_BODY_BYTES",
+    "MAX_PAGE",
     "SEGMENTS_PATH",
     "Reply",
     "Store",
     "Tenant",
+    "bearer_token",
+    "check_token",
     "dispatch",
     "error_reply",
+    "status_error_code",
+    "status_phrase",
 ]
 
 SEGMENTS_PATH = "/v2.3/data/segments"
 MAX_NAME_LENGTH = 255
 DEFAULT_PER_PAGE = 20
+# The largest page and per_page accepted (a signed 32-bit int, as many real APIs use);
+# a larger value is a 400 rather than a number the server cannot represent.
+MAX_PAGE = 2**31 - 1
+# The largest request body read (aiohttp's default client_max_size); more is a 413.
+MAX_BODY_BYTES = 1024 * 1024
 # The body the spec shows for a DELETE's 204; sent only when the server is asked to.
 DELETE_SPEC_BODY = b'{"success":true,"result":[]}'
 
+# The only id form the client sends; uuid.UUID() would also take braces, urn:uuid: and
+# 32 bare hex digits, which a careful server answers 404 like any unknown id.
+_CANONICAL_ID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE | re.ASCII
+)
 _JSON_TYPES = frozenset({"application/json", "application/*", "*/*"})
 _NAME_WORDS = (
     "EMEA", "DACH", "APAC", "LATAM", "Nordics", "Benelux", "Iberia", "Baltics",
@@ -42,6 +60,23 @@ class Reply:
     body: bytes = b""
     content_type: str | None = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+
+
+def status_phrase(status: int) -> str:
+    """The reason phrase of a status: 404 -> ``Not Found``."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def status_error_code(status: int) -> str:
+    """The snake_case error code of a status: 404 -> ``not_found``; ``error`` if unknown."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+    return phrase.lower().replace(" ", "_").replace("-", "_").replace("'", "")
 
 
 def error_reply(
@@ -114,7 +149,7 @@ class Store:
         """A UUID4 string drawn from the seeded RNG."""
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
-    def seed(self, tenant: Tenant, count: int) -> dict[str, str]:
+    def add_segments(self, tenant: Tenant, count: int) -> dict[str, str]:
         """Add ``count`` generated segments to ``tenant``; returns them, id -> name."""
         created: dict[str, str] = {}
         start = len(tenant) + 1
@@ -153,21 +188,52 @@ def is_json_content_type(content_type: str | None) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
-def _positive_int(raw: str | None, default: int) -> int | None:
-    if raw is None:
+def _query_int(query: MultiMapping[str], key: str, default: int) -> int | None:
+    """A positive int of at most MAX_PAGE given at most once, the default if absent, or None."""
+    values = query.getall(key, [])
+    if not values:
         return default
-    if not (raw.isascii() and raw.isdigit()):
+    if len(values) > 1:
         return None
-    try:
-        value = int(raw)
-    except ValueError:  # longer than int() accepts from a string
+    raw = values[0]
+    # Compare as text first: int() of thousands of digits is slow, or refused.
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > len(str(MAX_PAGE)):
         return None
-    return value if value > 0 else None
+    value = int(raw)
+    return value if 0 < value <= MAX_PAGE else None
 
 
 def _canonical_id(raw: str) -> str | None:
+    return raw.lower() if _CANONICAL_ID.fullmatch(raw) else None
+
+
+def check_token(token: object) -> str:
+    """A tenant's token, refused as the client refuses it: ValueError, TypeError.
+
+    A token is a non-empty string of printable ASCII without spaces, so that
+    ``Bearer <token>`` is a valid header. The message never repeats the token.
+    """
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, got {type(token).__name__}")
+    if not token or not token.isascii() or not token.isprintable() or " " in token:
+        raise ValueError(
+            "token must be a non-empty ASCII string without spaces or control characters"
+        )
+    return token
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme in any case), or None.
+
+    Exactly one space separates scheme and token; anything else is no token.
+    """
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
     try:
-        return str(uuid.UUID(raw))
+        return check_token(token)
     except ValueError:
         return None
 
@@ -217,7 +283,7 @@ def dispatch(
     tenant: Tenant | None,
     method: str,
     path: str,
-    query: Mapping[str, str],
+    query: MultiMapping[str],
     *,
     accept: str | None,
     content_type: str | None,
@@ -227,8 +293,9 @@ def dispatch(
     """Answer one request as the Segments API would, changing ``tenant``'s state.
 
     Checks, first failure wins: route (404/405), auth (401), Accept (406), Content-Type
-    of POST/PUT (415), GET query (400 ``invalid_query``), segment id (404), JSON body
-    (400), name (422).
+    of POST/PUT (415), GET query (400 ``invalid_query``: ``page``/``per_page`` not an
+    integer in 1..MAX_PAGE, or repeated), segment id (404), JSON body (400), name (422).
+    ``per_page`` above ``max_per_page`` is clamped, as real APIs do.
     """
     segment_id, routing_error = _route(method, path)
     if routing_error is not None:
@@ -267,11 +334,15 @@ def dispatch(
     return _ok(row)
 
 
-def _list(tenant: Tenant, query: Mapping[str, str], max_per_page: int) -> Reply:
-    page = _positive_int(query.get("page"), 1)
-    per_page = _positive_int(query.get("per_page"), DEFAULT_PER_PAGE)
+def _list(tenant: Tenant, query: MultiMapping[str], max_per_page: int) -> Reply:
+    page = _query_int(query, "page", 1)
+    per_page = _query_int(query, "per_page", DEFAULT_PER_PAGE)
     if page is None or per_page is None:
-        return error_reply(400, "invalid_query", "page and per_page must be positive integers")
+        return error_reply(
+            400,
+            "invalid_query",
+            f"page and per_page must be given at most once, as integers in 1..{MAX_PAGE}",
+        )
     per_page = min(per_page, max_per_page)
     total = len(tenant)
     return _ok(

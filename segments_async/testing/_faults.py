@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 import re
-from http import HTTPStatus
 from typing import Literal
 
 import attrs
 
-__all__ = ["Fault", "FaultKind", "FaultRule"]
+from ._api import status_error_code
+
+__all__ = ["Fault", "FaultKind", "FaultRule", "request_matches"]
 
 FaultKind = Literal[
     "status",
@@ -106,11 +107,20 @@ class Fault:
 
     def error_code(self) -> str:
         """The snake_case error code sent with a ``status`` fault's default body."""
-        try:
-            phrase = HTTPStatus(self.status_code or 500).phrase
-        except ValueError:
-            return "error"
-        return phrase.lower().replace(" ", "_").replace("-", "_").replace("'", "")
+        return status_error_code(self.status_code or 500)
+
+
+def request_matches(
+    method_filter: str | None, path_filter: str | re.Pattern[str] | None, method: str, path: str
+) -> bool:
+    """Whether a request is selected by a method (upper case) and a path prefix or pattern."""
+    if method_filter is not None and method_filter != method:
+        return False
+    if path_filter is None:
+        return True
+    if isinstance(path_filter, str):
+        return path.startswith(path_filter)
+    return path_filter.search(path) is not None
 
 
 @attrs.define(eq=False)
@@ -139,13 +149,7 @@ class FaultRule:
 
     def matches(self, method: str, path: str) -> bool:
         """Whether the request's method and path are the ones this rule targets."""
-        if self.method is not None and self.method != method:
-            return False
-        if self.path is None:
-            return True
-        if isinstance(self.path, str):
-            return path.startswith(self.path)
-        return self.path.search(path) is not None
+        return request_matches(self.method, self.path, method, path)
 
     def try_apply(self, method: str, path: str, rng: random.Random) -> bool:
         """Apply the rule to a request if it matches (and wins its draw); count the hit."""

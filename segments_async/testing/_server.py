@@ -4,23 +4,37 @@ Usage::
 
     from segments_async.testing import FakeSegmentsServer, Fault
 
-    async with FakeSegmentsServer(seed=0) as server:    # 127.0.0.1, a free port
-        server.seed(1000)                               # 1000 deterministic segments
-        client = SegmentsClient(base_url=server.base_url, token=server.token,
-                                allow_insecure_http=True)
+    async with FakeSegmentsServer(seed=0) as server:  # 127.0.0.1, a free port
+        server.add_segments(1000)                     # 1000 deterministic segments
+        client = SegmentsClient(server.base_url, server.token)
         server.inject(Fault.status(503, retry_after=1), method="GET", times=2)
         server.inject(Fault.reset_after(), method="POST", probability=0.1)
+        server.limit_concurrency(4)                   # a 5th request at once is a 429
+        server.limit_rate(50, clock=my_clock)         # a token bucket, 50 a second
         ...
         server.segments()        # id -> name, the default tenant's state
-        server.requests          # every request received, with the fault applied to it
+        server.requests          # the last 1000 requests, with the fault applied to each
+        server.counts.by_status  # counters of every request: {200: 97, 503: 2}
 
 Tenants are isolated: ``server.add_tenant()`` returns the token of a new, empty one.
 The same ``seed`` gives the same segment names and ids, and the same sequence of
 probabilistic faults for the same sequence of requests.
 
-Errors follow the API's envelope, ``{"success": false, "error": {"code", "message"}}``;
-the order of checks is documented on ``_api.dispatch``. A bad ``page``/``per_page`` is a
-400 ``invalid_query``.
+Every error is in the API's envelope, ``{"success": false, "error": {"code", "message"}}``,
+with ``Content-Type: application/json``; the order of checks is documented on
+``_api.dispatch``. A ``page``/``per_page`` that is not an integer in 1..2**31-1, or that
+is repeated, is a 400 ``invalid_query``; a body over 1 MiB is a 413 ``payload_too_large``;
+a request aiohttp cannot parse is a 400 ``bad_request`` and a bug in the fake a 500
+``internal_error`` (logged), both also in the envelope.
+
+Capacity limits model a server with finite capacity, for testing bulk jobs:
+``server.limit_concurrency(n)`` answers 429 to a request while ``n`` others are in
+progress (a latency fault included), ``server.limit_rate(per_second, burst=None)`` to
+requests beyond a token bucket's rate. Both send ``Retry-After: 1`` (``retry_after=``)
+and the ``too_many_requests`` error, are active until ``.cancel()`` or
+``server.clear_limits()``, count ``.admitted`` / ``.rejected``, and take ``method=`` /
+``path=`` like ``inject``. Limits are checked before faults: a refused request changes
+nothing, draws no fault and takes nothing from other limits.
 
 Faults: the first active rule (in injection order) whose method and path match, and
 whose probability draw (if any) succeeds, applies; a rule with ``times`` is consumed
@@ -44,21 +58,44 @@ import re
 import secrets
 import socket
 import struct
+import time
+import warnings
+from collections.abc import Callable
 from email.utils import formatdate
-from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import attrs
-import orjson
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._api import DELETE_SPEC_BODY, SEGMENTS_PATH, Reply, Store, Tenant, dispatch, error_reply
+from ._api import (
+    DELETE_SPEC_BODY,
+    MAX_BODY_BYTES,
+    SEGMENTS_PATH,
+    Reply,
+    Store,
+    Tenant,
+    bearer_token,
+    check_token,
+    dispatch,
+    error_reply,
+    status_error_code,
+    status_phrase,
+)
 from ._faults import Fault, FaultRule
+from ._limits import (
+    CapacityLimit,
+    ConcurrencyLimit,
+    RateLimit,
+    RetryAfter,
+    admit,
+    retry_after_headers,
+)
+from ._log import DEFAULT_RECORD_REQUESTS, RecordedRequest, RequestCounts, RequestLog
 
-__all__ = ["FakeSegmentsServer", "RecordedRequest"]
+__all__ = ["FakeSegmentsServer"]
 
 _SERVER_HEADER = "FakeSegmentsServer"
 _NOT_JSON_BODY = b"<p>this is not JSON</p>\n"
@@ -67,28 +104,6 @@ _NGINX_502 = (
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
-
-
-@attrs.frozen
-class RecordedRequest:
-    """A request as the server received it, and the fault applied to it (if any).
-
-    ``path`` is percent-decoded, ``raw_path`` as sent; ``token`` is the tenant's token,
-    or None when the request carried no known token.
-    """
-
-    method: str
-    path: str
-    raw_path: str
-    query: dict[str, str]
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    token: str | None
-    fault: Fault | None
-
-    def json(self) -> Any:
-        """The body, decoded as JSON."""
-        return orjson.loads(self.body)
 
 
 class _Disconnect(web.StreamResponse):
@@ -147,11 +162,48 @@ class _RawResponse(web.StreamResponse):
         return None
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+class _EnvelopeRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering its own errors in the API's envelope.
+
+    aiohttp answers a request it cannot parse (bad request line, header too long) and an
+    exception escaping the handler with a text/plain page of its own; a careful API
+    answers those in its JSON envelope too.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # The parent logs the error and refuses if a response was already under way.
+        super().handle_error(request, status, exc, message)
+        # aiohttp's message can quote the raw request, Authorization header included.
+        if status == 500:
+            reply = error_reply(500, "internal_error", "The fake server failed; see its log")
+        elif status == 400:
+            reply = error_reply(400, "bad_request", "The request is not valid HTTP/1.1")
+        else:
+            reply = error_reply(status, status_error_code(status), status_phrase(status))
+        response = _json_response(reply)
+        response.force_close()
+        return response
+
+
+class _EnvelopeServer(web.Server):
+    """A low-level aiohttp server whose connections answer errors in the envelope."""
+
+    def __call__(self) -> web.RequestHandler:
+        return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+def _json_response(reply: Reply) -> web.Response:
+    headers = CIMultiDict(reply.headers)
+    headers.setdefault(hdrs.SERVER, _SERVER_HEADER)
+    if reply.content_type is not None:
+        headers[hdrs.CONTENT_TYPE] = reply.content_type
+    return web.Response(status=reply.status, body=reply.body or None, headers=headers)
 
 
 def _raw_http(
@@ -164,7 +216,7 @@ def _raw_http(
 ) -> bytes:
     """Serialize a response by hand: the status line, headers, and ``body``."""
     version = request.version
-    lines = [f"HTTP/{version.major}.{version.minor} {reply.status} {_phrase(reply.status)}"]
+    lines = [f"HTTP/{version.major}.{version.minor} {reply.status} {status_phrase(reply.status)}"]
     if reply.content_type is not None or content_length:
         lines.append(f"Content-Type: {reply.content_type or 'application/json'}")
     lines.append(f"Content-Length: {content_length}")
@@ -177,7 +229,19 @@ def _raw_http(
 
 
 class FakeSegmentsServer:
-    """An in-process Segments API on loopback, for tests; an async context manager."""
+    """An in-process Segments API on loopback, for tests; an async context manager.
+
+    - ``host``, ``port``: where to listen; port 0 (the default) picks a free one.
+    - ``token``: the default tenant's token (random if None); like every token, it must
+      be non-empty printable ASCII without spaces, as the client requires.
+    - ``seed``: the RNG seed of the generated data and of probabilistic faults.
+    - ``max_per_page``: ``per_page`` above it is clamped, as the real API does (100).
+    - ``delete_body``: send the spec's JSON body with a DELETE's 204.
+    - ``record_requests``: how many of the latest requests ``requests`` keeps (1000, a
+      ring buffer of about 2.5 KB a request; 0 keeps none). ``counts`` counts every
+      request whatever this is, so a long run (the standalone mode) stays in bounded
+      memory.
+    """
 
     def __init__(
         self,
@@ -188,9 +252,13 @@ class FakeSegmentsServer:
         seed: int = 0,
         max_per_page: int = 100,
         delete_body: bool = False,
+        record_requests: int = DEFAULT_RECORD_REQUESTS,
     ) -> None:
-        if max_per_page < 1:
-            raise ValueError("max_per_page must be >= 1")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+        if isinstance(max_per_page, bool) or not isinstance(max_per_page, int) or max_per_page < 1:
+            raise ValueError(f"max_per_page must be an int >= 1, got {max_per_page!r}")
+        self._log = RequestLog(record_requests)
         self._host = host
         self._requested_port = port
         self._max_per_page = max_per_page
@@ -199,10 +267,10 @@ class FakeSegmentsServer:
         # Not for security: the point is reproducibility.
         self._store = Store(random.Random(f"data:{seed}"))  # noqa: S311
         self._fault_rng = random.Random(f"faults:{seed}")  # noqa: S311
-        self._token = token if token is not None else secrets.token_urlsafe(24)
+        self._token = secrets.token_urlsafe(24) if token is None else check_token(token)
         self._store.tenants[self._token] = Tenant()
         self._rules: list[FaultRule] = []
-        self._requests: list[RecordedRequest] = []
+        self._limits: list[CapacityLimit] = []
         self._runner: web.ServerRunner | None = None
         self._port: int | None = None
         self._closed = False
@@ -216,7 +284,7 @@ class FakeSegmentsServer:
             raise RuntimeError("this FakeSegmentsServer is closed")
         if self._runner is not None:
             return
-        server = web.Server(self._handle, access_log=None)
+        server = _EnvelopeServer(self._handle, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         try:
@@ -274,9 +342,12 @@ class FakeSegmentsServer:
         return self._token
 
     def add_tenant(self, token: str | None = None) -> str:
-        """Create an empty, isolated tenant; returns its token."""
-        if token is None:
-            token = secrets.token_urlsafe(24)
+        """Create an empty, isolated tenant; returns its token (random if None).
+
+        A token must be what the client sends: non-empty printable ASCII without spaces
+        (else ValueError), and not another tenant's.
+        """
+        token = secrets.token_urlsafe(24) if token is None else check_token(token)
         if token in self._store.tenants:
             raise ValueError("a tenant with this token exists")
         self._store.tenants[token] = Tenant()
@@ -288,11 +359,27 @@ class FakeSegmentsServer:
             raise KeyError("no tenant with this token")
         return tenant
 
-    def seed(self, count: int, *, token: str | None = None) -> dict[str, str]:
-        """Add ``count`` deterministic segments to a tenant; returns them, id -> name."""
+    def add_segments(self, count: int, *, token: str | None = None) -> dict[str, str]:
+        """Add ``count`` deterministic segments to a tenant (default tenant if None).
+
+        Returns them, id -> name, in order. The names and ids follow from the ``seed=``
+        given to the server and from what was added before.
+        """
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise TypeError(f"count must be an int, got {type(count).__name__}")
         if count < 0:
             raise ValueError("count must be >= 0")
-        return self._store.seed(self._tenant(token), count)
+        return self._store.add_segments(self._tenant(token), count)
+
+    def seed(self, count: int, *, token: str | None = None) -> dict[str, str]:
+        """Deprecated alias of :meth:`add_segments`, to be removed in the next release."""
+        warnings.warn(
+            "FakeSegmentsServer.seed(n) is deprecated: use add_segments(n); "
+            "seed= in the constructor remains the RNG seed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.add_segments(count, token=token)
 
     def segments(self, token: str | None = None) -> dict[str, str]:
         """A copy of a tenant's segments (default tenant if None), id -> name, in order."""
@@ -333,19 +420,83 @@ class FakeSegmentsServer:
         return rule
 
     def clear_faults(self) -> None:
-        """Forget every injected fault."""
+        """Forget every injected fault (capacity limits stay: see ``clear_limits``)."""
         for rule in self._rules:
             rule.cancel()
         self._rules.clear()
 
+    # Capacity limits
+
+    def limit_concurrency(
+        self,
+        max_in_flight: int,
+        *,
+        retry_after: RetryAfter = 1,
+        method: str | None = None,
+        path: str | re.Pattern[str] | None = None,
+    ) -> ConcurrencyLimit:
+        """Answer 429 to a matching request while ``max_in_flight`` others are in progress.
+
+        A request is in progress from its admission (after its body is read) until its
+        answer, an injected latency included. The 429 carries ``Retry-After`` (seconds, a
+        string, or None for none) and the ``too_many_requests`` error; the request is not
+        processed. Active until ``.cancel()``; ``.admitted``, ``.rejected`` and
+        ``.in_flight`` count. ``method``/``path`` select requests as ``inject()`` does.
+        """
+        limit = ConcurrencyLimit(max_in_flight, retry_after=retry_after, method=method, path=path)
+        self._limits.append(limit)
+        return limit
+
+    def limit_rate(
+        self,
+        per_second: float,
+        *,
+        burst: float | None = None,
+        retry_after: RetryAfter = 1,
+        method: str | None = None,
+        path: str | re.Pattern[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> RateLimit:
+        """Answer 429 to matching requests beyond ``per_second`` a second (a token bucket).
+
+        The bucket holds ``burst`` tokens (default: one second's worth, at least 1), starts
+        full, and gains ``per_second`` a second; each admitted request takes one. A test can
+        pass its own ``clock`` (seconds, like ``time.monotonic``) to drive it without
+        waiting. Otherwise like :meth:`limit_concurrency`.
+        """
+        limit = RateLimit(
+            per_second, burst=burst, retry_after=retry_after, method=method, path=path,
+            clock=clock,
+        )  # fmt: skip
+        self._limits.append(limit)
+        return limit
+
+    def clear_limits(self) -> None:
+        """Cancel every capacity limit."""
+        for limit in self._limits:
+            limit.cancel()
+        self._limits.clear()
+
+    # The request log
+
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, oldest first (a copy)."""
-        return list(self._requests)
+        """The last ``record_requests`` requests received, oldest first (a copy)."""
+        return self._log.entries()
+
+    @property
+    def record_requests(self) -> int:
+        """How many of the latest requests ``requests`` keeps."""
+        return self._log.capacity
+
+    @property
+    def counts(self) -> RequestCounts:
+        """Counters of every request since the server was created (a snapshot)."""
+        return self._log.counts()
 
     def clear_requests(self) -> None:
-        """Forget the recorded requests."""
-        self._requests.clear()
+        """Forget the recorded requests; ``counts`` keeps counting."""
+        self._log.clear()
 
     def _pick_fault(self, method: str, path: str) -> Fault | None:
         fault = None
@@ -360,19 +511,23 @@ class FakeSegmentsServer:
     # Serving
 
     def _token_of(self, authorization: str | None) -> str | None:
-        if authorization is None:
-            return None
-        scheme, _, credentials = authorization.partition(" ")
-        token = credentials.strip()
-        if scheme.lower() != "bearer" or token not in self._store.tenants:
-            return None
-        return token
+        token = bearer_token(authorization)
+        return token if token in self._store.tenants else None
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.read()
-        token = self._token_of(request.headers.get(hdrs.AUTHORIZATION))
-        fault = self._pick_fault(request.method, request.path)
-        self._requests.append(
+    def _record(
+        self,
+        request: web.BaseRequest,
+        body: bytes,
+        token: str | None,
+        fault: Fault | None = None,
+        *,
+        rejected_by: CapacityLimit | None = None,
+    ) -> None:
+        self._log.count(request.method, fault, limited=rejected_by is not None)
+        if not self._log.capacity:
+            self._log.skip()
+            return
+        self._log.append(
             RecordedRequest(
                 method=request.method,
                 path=request.path,
@@ -382,11 +537,36 @@ class FakeSegmentsServer:
                 body=body,
                 token=token,
                 fault=fault,
+                rejected_by=rejected_by,
             )
         )
-        if fault is None:
-            return self._respond(request, self._process(request, token, body))
-        return await self._apply(fault, request, token, body)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        token = self._token_of(request.headers.get(hdrs.AUTHORIZATION))
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._record(request, b"", token)
+            message = f"The request body is larger than {MAX_BODY_BYTES} bytes"
+            return self._respond(request, error_reply(413, "payload_too_large", message))
+        # Limits before faults: a refused request draws no fault and holds nothing.
+        if any(not limit.active for limit in self._limits):
+            self._limits = [limit for limit in self._limits if limit.active]
+        admission = admit(self._limits, request.method, request.path)
+        limit = admission.rejected_by
+        if limit is not None:
+            self._record(request, body, token, rejected_by=limit)
+            return self._respond(request, limit.rejection())
+        try:
+            fault = self._pick_fault(request.method, request.path)
+            self._record(request, body, token, fault)
+            if fault is None:
+                return self._respond(request, self._process(request, token, body))
+            return await self._apply(fault, request, token, body)
+        finally:
+            # Released before aiohttp writes the answer: a client that has read its answer
+            # always finds the slot free again.
+            admission.release()
 
     def _process(self, request: web.BaseRequest, token: str | None, body: bytes) -> Reply:
         return dispatch(
@@ -402,6 +582,7 @@ class FakeSegmentsServer:
         )
 
     def _respond(self, request: web.BaseRequest, reply: Reply) -> web.StreamResponse:
+        self._log.count_status(reply.status)
         if reply.status == 204 and self._delete_body and request.method == "DELETE":
             raw = _raw_http(
                 request,
@@ -411,11 +592,7 @@ class FakeSegmentsServer:
                 keep_alive=request.keep_alive,
             )
             return _RawResponse(raw, keep_alive=request.keep_alive)
-        headers = CIMultiDict(reply.headers)
-        headers.setdefault(hdrs.SERVER, _SERVER_HEADER)
-        if reply.content_type is not None:
-            headers[hdrs.CONTENT_TYPE] = reply.content_type
-        return web.Response(status=reply.status, body=reply.body or None, headers=headers)
+        return _json_response(reply)
 
     async def _apply(
         self, fault: Fault, request: web.BaseRequest, token: str | None, body: bytes
@@ -462,13 +639,9 @@ class FakeSegmentsServer:
 
 def _status_reply(fault: Fault) -> Reply:
     status = fault.status_code or 500
-    headers: tuple[tuple[str, str], ...] = ()
-    if fault.retry_after is not None:
-        value = fault.retry_after
-        text = value if isinstance(value, str) else f"{value:g}"
-        headers = (("Retry-After", text),)
+    headers = retry_after_headers(fault.retry_after)
     if fault.body is not None:
         return Reply(status, fault.body, content_type=fault.content_type, headers=headers)
-    message = f"Injected fault: {status} {_phrase(status)}"
+    message = f"Injected fault: {status} {status_phrase(status)}"
     reply = error_reply(status, fault.error_code(), message, headers)
     return attrs.evolve(reply, content_type=fault.content_type)
