@@ -263,9 +263,8 @@ class Transport:
         started = loop.time()
         # GET is read-only: whether it was sent changes nothing, so it needs no probe.
         probe = None if method == "GET" else _SendProbe()
-        failure: Failure
-        error: SegmentsError
         status: int | None = None
+        failed: Exception | None = None
         cancelled: tuple[object, ...] | None = None
         try:
             async with session.request(
@@ -289,16 +288,8 @@ class Transport:
                     resent=probe is not None and probe.sends > 1,
                     elapsed=loop.time() - started,
                 )
-        except aiohttp.ClientError as exc:
-            failure, error = _map_client_error(exc, method, url)
-        except TimeoutError:
-            failure = Failure.TIMEOUT
-            error = _timeout_error(
-                attempt_timeout, method, url, written=probe is None or probe.written
-            )
-        except _TooLarge:
-            failure = Failure.TOO_LARGE
-            error = _too_large_error(status, method, url)
+        except (aiohttp.ClientError, TimeoutError, _TooLarge) as exc:
+            failed = exc
         except asyncio.CancelledError as exc:
             cancelled = exc.args
         written = probe is None or probe.maybe_written
@@ -310,6 +301,8 @@ class Transport:
         if self.closed:
             # The pool went away under the attempt: say so, not "connection lost".
             return _closed(method, url, sent=written and method != "GET")
+        assert failed is not None
+        failure, error = _failure(failed, status, attempt_timeout, method, url, written=written)
         return Outcome(
             status,
             failure=failure,
@@ -318,6 +311,23 @@ class Transport:
             resent=probe is not None and probe.sends > 1,
             elapsed=loop.time() - started,
         )
+
+
+def _failure(
+    exc: Exception,
+    status: int | None,
+    attempt_timeout: aiohttp.ClientTimeout,
+    method: str,
+    url: str,
+    *,
+    written: bool,
+) -> tuple[Failure, SegmentsError]:
+    """How an attempt that raised ``exc`` failed, and our error for it."""
+    if isinstance(exc, aiohttp.ClientError):
+        return _map_client_error(exc, method, url)
+    if isinstance(exc, _TooLarge):
+        return Failure.TOO_LARGE, _too_large_error(status, method, url)
+    return Failure.TIMEOUT, _timeout_error(attempt_timeout, method, url, written=written)
 
 
 def _closed(method: str, url: str, *, sent: bool) -> Outcome:
