@@ -100,9 +100,9 @@ async def ordered_results(
     """
     run = _Run(_Input(inputs), call, window, may_create)
     tasks = [asyncio.create_task(run.work()) for _ in range(workers)]
-    following = 0
     try:
         while True:
+            following = run.following
             while following not in run.results:
                 failed = next((t for t in tasks if t.done() and _failed(t)), None)
                 if failed is not None:
@@ -114,7 +114,7 @@ async def ordered_results(
                 run.ready.clear()
                 await run.ready.wait()
             result = run.results.pop(following)
-            following += 1
+            run.following = following + 1
             yield result
             run.room.release()
     finally:
@@ -124,7 +124,7 @@ async def ordered_results(
 class _Run(Generic[_I, _T]):
     """The state the workers and the consumer of one bulk operation share."""
 
-    __slots__ = ("call", "may_create", "ready", "results", "room", "source", "stop")
+    __slots__ = ("call", "following", "may_create", "ready", "results", "room", "source", "stop")
 
     def __init__(
         self,
@@ -138,7 +138,8 @@ class _Run(Generic[_I, _T]):
         self.may_create = may_create
         self.room = Gate(window)  # inputs pulled and not yet yielded
         self.results: dict[int, BulkResult[_T]] = {}
-        self.ready = asyncio.Event()  # a result was stored, or a worker ended
+        self.ready = asyncio.Event()  # the awaited result was stored, or a worker ended
+        self.following = 0  # the index the consumer yields next
         self.stop: SegmentsError | None = None
 
     async def work(self) -> None:
@@ -150,7 +151,8 @@ class _Run(Generic[_I, _T]):
                     self.room.release()
                     return
                 self.results[index] = await self._one(index, item)  # type: ignore[arg-type]
-                self.ready.set()
+                if index == self.following:  # only the awaited result is worth a wake-up
+                    self.ready.set()
         finally:
             self.ready.set()
 
