@@ -91,7 +91,10 @@ def _token_from(token: object) -> str:
         token = os.environ.get("SEGMENTS_API_TOKEN") or None
     if token is None:
         raise ValueError("no API token: pass token='...' or set SEGMENTS_API_TOKEN")
-    return check_token(token)
+    try:
+        return check_token(token)
+    finally:
+        del token  # see SegmentsClient.__init__
 
 
 @final
@@ -128,34 +131,40 @@ class SegmentsClient:
         event_hooks: Mapping[str, Iterable[Callable[[Any], object]]] | None = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> None:
+        # The token is in none of this frame's locals when an error leaves it: tools that
+        # record the locals of a traceback's frames would record it.
         try:
             checked_token = _token_from(token)
         finally:
-            # Out of this frame before anything can fail: tools that record the locals of
-            # a traceback's frames would otherwise record the token.
             del token
-        if base_url is None:
-            base_url = os.environ.get("SEGMENTS_BASE_URL") or None
-        if base_url is None:
-            raise ValueError("no base URL: pass base_url='https://...' or set SEGMENTS_BASE_URL")
-        if not isinstance(allow_insecure_http, bool):
-            raise TypeError("allow_insecure_http must be a bool")
-        checked_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        options = ClientOptions(
-            timeout=timeout,
-            retry=retry,
-            deadline=deadline,
-            event_hooks=event_hooks,
-            default_headers=default_headers,
-        )
-        check_positive_int("max_connections", max_connections)
-        if session is not None:
-            check_session(session)
-        transport = Transport(
-            session=session, max_connections=max_connections, proxy=env_proxy(checked_url)
-        )
-        flow = Flow(rate_limit=rate_limit, max_connections=transport.max_connections)
-        self._setup(_Shared(checked_url, checked_token, transport, flow), options, owner=True)
+        try:
+            if base_url is None:
+                base_url = os.environ.get("SEGMENTS_BASE_URL") or None
+            if base_url is None:
+                raise ValueError(
+                    "no base URL: pass base_url='https://...' or set SEGMENTS_BASE_URL"
+                )
+            if not isinstance(allow_insecure_http, bool):
+                raise TypeError("allow_insecure_http must be a bool")
+            checked_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+            options = ClientOptions(
+                timeout=timeout,
+                retry=retry,
+                deadline=deadline,
+                event_hooks=event_hooks,
+                default_headers=default_headers,
+            )
+            check_positive_int("max_connections", max_connections)
+            if session is not None:
+                check_session(session)
+            transport = Transport(
+                session=session, max_connections=max_connections, proxy=env_proxy(checked_url)
+            )
+            flow = Flow(rate_limit=rate_limit, max_connections=transport.max_connections)
+            shared = _Shared(checked_url, checked_token, transport, flow)
+        finally:
+            del checked_token
+        self._setup(shared, options, owner=True)
 
     def _setup(self, shared: _Shared, options: ClientOptions, *, owner: bool) -> None:
         """Every field of a client or a view is set here, and only here."""

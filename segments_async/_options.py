@@ -91,6 +91,9 @@ def check_token(token: object) -> str:
     if not isinstance(token, str):
         raise TypeError(f"token must be a str, got {type(token).__name__}")
     if not token or not token.isascii() or not token.isprintable() or " " in token:
+        # Out of this frame before the error leaves it: a nearly valid token (one with a
+        # newline read from a file) is still a secret, and tools record frame locals.
+        del token
         raise ValueError(
             "token must be a non-empty ASCII string without spaces or control characters"
         )

@@ -1,0 +1,78 @@
+"""What the integration tests share: a token, tiny backoff, clients of a raw server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from segments_async import RetryPolicy, SegmentsClient
+
+from ..rawserver import RawRequest, RawServer, json_response
+
+#: A token that shows up nowhere but where the client puts it.
+TOKEN = "tok-adversity-5d1c9e7b3a"
+SEGMENT_ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"
+SEGMENT = {"id": SEGMENT_ID, "name": "EMEA"}
+
+#: Retries in tests wait microseconds, not seconds.
+FAST_RETRY = RetryPolicy(backoff_initial=0.001, backoff_max=0.002)
+
+
+def make_client(url: str, **kwargs: Any) -> SegmentsClient:
+    """A client of ``url`` with tiny backoff, unless told otherwise."""
+    kwargs.setdefault("retry", FAST_RETRY)
+    return SegmentsClient(url, TOKEN, **kwargs)
+
+
+def envelope(result: object) -> dict[str, object]:
+    return {"success": True, "result": result}
+
+
+def not_found() -> bytes:
+    return json_response(404, {"success": False, "message": "no such segment"})
+
+
+class Held:
+    """A handler that holds each request until ``release`` is set (or forever)."""
+
+    def __init__(self, answer: Callable[[RawRequest], Awaitable[bytes | None]] | None = None):
+        self.answer = answer
+        self.release = asyncio.Event()
+        self.count = 0
+        self._arrived = asyncio.Event()
+
+    async def __call__(self, request: RawRequest) -> bytes | None:
+        self.count += 1
+        self._arrived.set()
+        await self.release.wait()
+        if self.answer is None:
+            return None
+        return await self.answer(request)
+
+    async def arrivals(self, count: int) -> None:
+        """Wait until ``count`` requests have arrived in all."""
+        while self.count < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
+
+@contextlib.asynccontextmanager
+async def closed_port() -> AsyncIterator[str]:
+    """The URL of a loopback port that nobody listens on (any more)."""
+
+    async def nothing(request: RawRequest) -> bytes:
+        return b""
+
+    async with RawServer(nothing) as server:
+        url = server.url
+    yield url
+
+
+async def outcome_of(call: Awaitable[object]) -> BaseException | object:
+    """What ``call`` raised, or what it returned."""
+    try:
+        return await call
+    except BaseException as error:  # CancelledError included, on purpose
+        return error
