@@ -20,6 +20,7 @@ Three things here exist because of how aiohttp works:
 from __future__ import annotations
 
 import asyncio
+import traceback
 from typing import Final
 
 import aiohttp
@@ -219,6 +220,13 @@ class Transport:
         session = self._session
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()  # the first use, or a clear error about loops
+        if session.closed:
+            # A borrowed session its owner closed: aiohttp would raise a RuntimeError from
+            # frames that hold the request headers.
+            error = ClientClosedError(
+                "the borrowed aiohttp.ClientSession was closed by its owner", method=method, url=url
+            )
+            return Outcome(failure=Failure.CLOSED, error=error, sent=False)
         if not self._gate.try_acquire():
             waited = await self._wait_for_connection(method, url, until)
             if waited is not None:
@@ -292,6 +300,12 @@ class Transport:
             failed = exc
         except asyncio.CancelledError as exc:
             cancelled = exc.args
+        except Exception as exc:
+            # Not an aiohttp error we know (a bug, or a borrowed session's own parts): it is
+            # raised as it is, but without the locals of aiohttp's frames, which hold the
+            # request headers.
+            _clear_frames(exc)
+            raise
         written = probe is None or probe.maybe_written
         if cancelled is not None:
             if not self.closed_under(asyncio.current_task()):
@@ -450,6 +464,19 @@ def _without_tracebacks(exc: BaseException | None) -> BaseException | None:
         node.__traceback__ = None
         pending += (node.__cause__, node.__context__)
     return exc
+
+
+def _clear_frames(exc: BaseException) -> None:
+    """Clear the locals of the finished frames of ``exc`` and of everything chained to it."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        traceback.clear_frames(node.__traceback__)
+        pending += (node.__cause__, node.__context__)
 
 
 def _first_line(text: str) -> str:

@@ -15,6 +15,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 from multidict import CIMultiDict
@@ -168,6 +169,28 @@ async def closed_under(call: Callable[[SegmentsClient], Awaitable[object]]) -> o
         return await outcome_of(task)
 
 
+async def owner_closes_the_session() -> object:
+    async with RawServer(answer(json_response(200, envelope(SEGMENT)))) as server:
+        session = aiohttp.ClientSession()
+        client = make_client(server.url, session=session)
+        await session.close()
+        return await outcome_of(client.segments.create("EMEA"))
+
+
+async def a_trace_hook_raises() -> object:
+    """The app's own trace hook fails inside aiohttp, whose frames hold the headers."""
+
+    async def on_request_start(session: object, context: object, params: object) -> None:
+        raise LookupError("the app's trace hook failed")
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_start.append(on_request_start)
+    server = RawServer(answer(json_response(200, envelope(SEGMENT))))
+    async with server, aiohttp.ClientSession(trace_configs=[tracing]) as session:
+        client = make_client(server.url, session=session)
+        return await outcome_of(client.segments.create("EMEA"))
+
+
 async def in_a_task_group() -> object:
     async def both(client: SegmentsClient) -> None:
         async with asyncio.TaskGroup() as group:
@@ -280,6 +303,8 @@ SCENARIOS: dict[str, tuple[Scenario, type[BaseException]]] = {
         lambda: closed_under(lambda c: c.segments.update(SEGMENT_ID, "x")),
         ClientClosedError,
     ),
+    "borrowed session closed by its owner": (owner_closes_the_session, ClientClosedError),
+    "a borrowed session's trace hook raises": (a_trace_hook_raises, LookupError),
     "task group": (in_a_task_group, BaseExceptionGroup),
     "iterate, page 2 fails": (failing_page_two, InternalServerError),
     "an event hook raises": (raising_hook, LookupError),
