@@ -56,9 +56,13 @@ _UUID_INT: Final = uuid.UUID.__dict__["int"]
 
 
 def _uuid_text(value: uuid.UUID) -> str:
-    number = _UUID_INT.__get__(value)
+    try:
+        number = _UUID_INT.__get__(value)
+    except AttributeError:  # a subclass that never ran UUID.__init__
+        number = None
     if number.__class__ is not int or not 0 <= number < 1 << 128:
-        raise ValueError(f"segment_id is not a valid UUID: {short_repr(value)}")
+        # Not repr(value): a UUID's repr formats the very value that is broken.
+        raise ValueError(f"segment_id is a {type(value).__name__} without a valid 128-bit value")
     digits = f"{number:032x}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 

@@ -369,3 +369,67 @@ class TestCheckToken:
             check_token(token)
 
         assert f"token must be a str, got {type(token).__name__}" == str(info.value)
+
+
+class TestHostileUUIDs:
+    """Item 7: a ``uuid.UUID`` subclass cannot change the path; its value is what is sent."""
+
+    def test_str_repr_format_and_hex_are_ignored(self):
+        """A subclass whose text forms say ../../admin still gives its canonical path."""
+
+        class Evil(uuid.UUID):
+            def __str__(self) -> str:
+                return "../../admin"
+
+            def __repr__(self) -> str:
+                return "../../admin"
+
+            def __format__(self, spec: str) -> str:
+                return "../../admin"
+
+            @property
+            def hex(self) -> str:  # type: ignore[override]
+                return "../../admin"
+
+        assert f"{SEGMENTS_PATH}/{ID}" == segment_path(Evil(ID))
+
+    def test_an_int_property_is_ignored(self):
+        """A subclass's ``int`` property cannot stand in for the stored value."""
+
+        class Evil(uuid.UUID):
+            __slots__ = ()
+
+            def __getattribute__(self, name: str) -> object:
+                return "../../admin"
+
+        assert f"{SEGMENTS_PATH}/{ID}" == segment_path(Evil(ID))
+
+    @pytest.mark.parametrize("stored", [-1, 1 << 128, "../x", 1.5, True])
+    def test_a_forged_value_is_a_value_error(self, stored):
+        """A value outside 128 bits, or not an int, forced into the slot: ValueError."""
+        value = uuid.UUID(ID)
+        object.__setattr__(value, "int", stored)
+        with pytest.raises(ValueError, match="segment_id"):
+            segment_path(value)
+
+    def test_an_int_subclass_is_a_value_error(self):
+        """An int subclass with its own formatting, forced into the slot: ValueError."""
+
+        class Digits(int):
+            def __format__(self, spec: str) -> str:
+                return "../../admin"
+
+        value = uuid.UUID(ID)
+        object.__setattr__(value, "int", Digits(5))
+        with pytest.raises(ValueError, match="segment_id"):
+            segment_path(value)
+
+    def test_a_subclass_that_never_set_its_value_is_a_value_error(self):
+        """A subclass that skipped UUID.__init__ has no value: ValueError, not AttributeError."""
+
+        class Hollow(uuid.UUID):
+            def __init__(self) -> None:
+                pass
+
+        with pytest.raises(ValueError, match="segment_id"):
+            segment_path(Hollow())
