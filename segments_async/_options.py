@@ -286,11 +286,16 @@ class RequestHeaders:
 # --------------------------------------------------------------------------- sessions, proxies
 
 
+#: Session default headers that would change how a request is framed or which host reads
+#: it; the client cannot override them per request, so a session with them is refused.
+_FRAMING_HEADERS: Final = ("Host", "Content-Length", "Transfer-Encoding", "Content-Encoding")
+
+
 def check_session(session: object) -> aiohttp.ClientSession:
     """A borrowed session, refused where its own defaults would change what is sent.
 
     Per request the client overrides the timeout, redirects, ``raise_for_status``,
-    decompression and middlewares; what it cannot override is refused here.
+    decompression, middlewares and its own headers; what it cannot override is refused.
     """
     if not isinstance(session, aiohttp.ClientSession):
         raise TypeError(f"session must be an aiohttp.ClientSession, got {type(session).__name__}")
@@ -307,7 +312,21 @@ def check_session(session: object) -> aiohttp.ClientSession:
             "a borrowed session with auth= would add a second Authorization to every "
             "request; pass a session without auth"
         )
+    _check_session_headers(session.headers)
     return session
+
+
+def _check_session_headers(headers: Mapping[str, str]) -> None:
+    for name in _FRAMING_HEADERS:
+        if name in headers:
+            raise ValueError(
+                f"a borrowed session with a default {name} header would change how every "
+                f"request is framed or routed; pass a session without it"
+            )
+    for name, value in headers.items():
+        if any(char in value for char in "\r\n\x00"):
+            # aiohttp would refuse it on every request, from frames that hold the token.
+            raise ValueError(f"the borrowed session's default header {name} has a line break")
 
 
 def env_proxy(base_url: str) -> yarl.URL | None:
