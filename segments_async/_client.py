@@ -156,7 +156,7 @@ class SegmentsClient:
             )
             check_positive_int("max_connections", max_connections)
             if session is not None:
-                check_session(session)
+                check_session(session, checked_url)
             transport = Transport(
                 session=session, max_connections=max_connections, proxy=env_proxy(checked_url)
             )

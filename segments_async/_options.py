@@ -291,7 +291,7 @@ class RequestHeaders:
 _FRAMING_HEADERS: Final = ("Host", "Content-Length", "Transfer-Encoding", "Content-Encoding")
 
 
-def check_session(session: object) -> aiohttp.ClientSession:
+def check_session(session: object, base_url: str) -> aiohttp.ClientSession:
     """A borrowed session, refused where its own defaults would change what is sent.
 
     Per request the client overrides the timeout, redirects, ``raise_for_status``,
@@ -311,6 +311,12 @@ def check_session(session: object) -> aiohttp.ClientSession:
         raise ValueError(
             "a borrowed session with auth= would add a second Authorization to every "
             "request; pass a session without auth"
+        )
+    # aiohttp has no public accessor for the session's default proxy.
+    if getattr(session, "_default_proxy", None) is not None and base_url.startswith("http:"):
+        raise ValueError(
+            "a borrowed session with a default proxy would send the token in clear text to "
+            "that proxy for an http:// base URL; use https:// or a session without proxy="
         )
     _check_session_headers(session.headers)
     return session

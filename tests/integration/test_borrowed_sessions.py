@@ -181,11 +181,12 @@ async def test_session_defaults_that_change_the_framing_or_the_host_are_refused(
     [
         (lambda: {"trust_env": True}, "trust_env"),
         (lambda: {"auth": aiohttp.BasicAuth("user", "pass")}, "auth"),
+        (lambda: {"proxy": "http://127.0.0.1:3128"}, "proxy"),
     ],
-    ids=["trust_env", "auth"],
+    ids=["trust_env", "auth", "proxy over http"],
 )
 async def test_sessions_that_would_misroute_the_token_are_refused(api, options, match):
-    """trust_env and auth: a clear ValueError."""
+    """trust_env, auth, and a default proxy for an http:// API: a clear ValueError."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp deprecates BasicAuth
         session = aiohttp.ClientSession(**options())
