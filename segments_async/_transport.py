@@ -108,8 +108,10 @@ class Transport:
         if session is not None:
             # The session's own loop; aiohttp has no public accessor but the deprecated one.
             self._loop = getattr(session, "_loop", None)
-            limit = session.connector.limit if session.connector is not None else 0
-            max_connections = min(max_connections, limit) if limit else max_connections
+            connector = session.connector
+            # Every request goes to one host: its per-host limit binds as much as the total.
+            limits = [connector.limit, connector.limit_per_host] if connector is not None else []
+            max_connections = min([max_connections, *(n for n in limits if n)])
         self.max_connections = max_connections
         self._gate = Gate(max_connections)
         self._proxy = proxy

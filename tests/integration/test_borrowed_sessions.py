@@ -204,7 +204,7 @@ async def test_a_default_proxy_is_allowed_for_an_https_api():
         assert not client.closed
 
 
-@pytest.mark.parametrize("limit", [{"limit": 2}])
+@pytest.mark.parametrize("limit", [{"limit": 2}, {"limit": 100, "limit_per_host": 2}])
 async def test_a_tiny_connector_limit_queues_without_timing_out(limit):
     """Calls beyond the connector's limit wait outside their timeout, as with our own pool."""
 
