@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from typing import Final
 
 import aiohttp
-from aiohttp import ClientRequest, ClientResponse
-from aiohttp.client_middlewares import ClientHandlerType
+from aiohttp import ClientRequest, ClientResponse, hdrs
+from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
 from yarl import URL
 
 from ._errors import (
@@ -77,7 +76,10 @@ class _TooLarge(Exception):
         self.status = status
 
 
-_NO_MIDDLEWARES: Final = ()
+async def _without_cookies(request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    """Send no cookies: a borrowed session's jar is the app's, not the client's."""
+    request.headers.popall(hdrs.COOKIE, None)
+    return await handler(request)
 
 
 class Transport:
@@ -89,6 +91,7 @@ class Transport:
         "_closing",
         "_gate",
         "_loop",
+        "_middlewares",
         "_proxy",
         "_session",
         "closed",
@@ -114,6 +117,11 @@ class Transport:
             max_connections = min([max_connections, *(n for n in limits if n)])
         self.max_connections = max_connections
         self._gate = Gate(max_connections)
+        # The API's cookies (set for one tenant, sent by every client sharing the session)
+        # and the app's own have no place in a Bearer-token request.
+        self._middlewares: tuple[ClientMiddlewareType, ...] = ()
+        if session is not None and not isinstance(session.cookie_jar, aiohttp.DummyCookieJar):
+            self._middlewares = (_without_cookies,)
         self._proxy = proxy
         self.closed = False
         # Tasks inside a call, and those aclose() cancelled: see ``enter`` and ``closed_under``.
@@ -286,7 +294,7 @@ class Transport:
                 allow_redirects=False,
                 raise_for_status=False,
                 auto_decompress=True,
-                middlewares=_NO_MIDDLEWARES if probe is None else (probe,),
+                middlewares=self._middlewares if probe is None else (*self._middlewares, probe),
                 proxy=self._proxy,
             ) as response:
                 status = response.status

@@ -157,6 +157,29 @@ async def test_raise_for_status_session_still_gets_our_errors_and_retry_after(ap
     assert ["DELETE", "GET", "GET", "GET"] == [r.method for r in api.requests]
 
 
+async def test_a_session_cookie_jar_sends_nothing_and_steers_nothing(api):
+    """The app's cookies for the API's host, and those the API sets, are not sent by the client."""
+    api.answers["GET"] = [
+        json_response(200, page(), headers={"Set-Cookie": "tenant=A; Path=/"}),
+        json_response(200, page()),
+    ]
+    jar = aiohttp.CookieJar(unsafe=True)  # unsafe: keeps cookies for IP hosts, as 127.0.0.1
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        session.cookie_jar.update_cookies({"app_session": "the-apps"}, response_url=api_url(api))
+        async with make_client(api.server.url, session=session) as client:
+            await client.segments.list()
+            await client.segments.list()
+            await client.segments.create("EMEA")
+
+    assert [] == [r.headers["cookie"] for r in api.requests if "cookie" in r.headers]
+
+
+def api_url(api: Api) -> Any:
+    from yarl import URL
+
+    return URL(api.server.url)
+
+
 @pytest.mark.parametrize(
     "headers",
     [
