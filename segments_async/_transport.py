@@ -441,6 +441,16 @@ def _map_client_error(
     elif isinstance(exc, aiohttp.ClientPayloadError):
         failure = Failure.TRUNCATED
         error = APIConnectionError("the response body was cut short", method=method, url=url)
+    elif isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy refused the tunnel: the API never saw the request. Not chained: its
+        # request_info holds the CONNECT's headers, the proxy's credentials included.
+        failure = Failure.CONNECT
+        error = APIConnectionError(
+            f"the proxy refused the tunnel: {exc.status} {_first_line(exc.message)}",
+            method=method,
+            url=url,
+        )
+        cause = None
     elif isinstance(exc, aiohttp.ClientResponseError):
         failure = Failure.PROTOCOL
         error = APIConnectionError(
