@@ -452,9 +452,20 @@ def _map_client_error(
         )
         cause = None
     elif isinstance(exc, aiohttp.ClientResponseError):
+        # Malformed HTTP. The common case is a 204 that carries a body, as the spec's own
+        # DELETE example does: aiohttp's C parser (llhttp) ends a 204 at its head and reads
+        # the body as the next response's status line ("Bad status line") in the same read,
+        # so the 204 is lost with the error. No public aiohttp setting reads it: the
+        # pure-Python parser accepts it, but choosing it means replacing the connection's
+        # protocol through private attributes, or AIOHTTP_NO_EXTENSIONS for the whole
+        # process. So a DELETE is retried at once (a garbled answer is not a sign of load)
+        # and its 404 read as done; without retries, the error says the outcome is unknown.
         failure = Failure.PROTOCOL
+        acted = "" if method == "GET" else "; the server may have acted on the request"
         error = APIConnectionError(
-            f"malformed HTTP response: {_first_line(exc.message)}", method=method, url=url
+            f"malformed HTTP response ({_first_line(exc.message)}){acted}",
+            method=method,
+            url=url,
         )
         cause = None
     elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
