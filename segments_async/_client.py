@@ -413,7 +413,9 @@ class SegmentsClient:
                 error.outcome_unknown = call.method != "GET" and not unsuccessful
                 raise
         failed = _attempt_error(call, url, outcome)
-        if decision.deadline:
+        # A wait for a connection (or a request slot) is no attempt, and its error already
+        # names the deadline and what held the call up.
+        if decision.deadline and outcome.failure is not Failure.QUEUE_TIMEOUT:
             expired = APITimeoutError(
                 f"the call's deadline of {self._options.deadline:g}s ran out after "
                 f"{call.attempts} attempt{'s' if call.attempts > 1 else ''} ({failed.message})",
