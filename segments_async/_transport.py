@@ -277,37 +277,18 @@ class Transport:
         body: bytes | None,
         attempt_timeout: aiohttp.ClientTimeout,
     ) -> Outcome:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = asyncio.get_running_loop().time()
         # GET is read-only: whether it was sent changes nothing, so it needs no probe.
         probe = None if method == "GET" else _SendProbe()
-        status: int | None = None
-        failed: Exception | None = None
+        failed: tuple[Failure, SegmentsError, int | None] | None = None
         cancelled: tuple[object, ...] | None = None
         try:
-            async with session.request(
-                method,
-                URL(url, encoded=True),
-                data=body,
-                headers=headers.plain if body is None else headers.json,
-                timeout=attempt_timeout,
-                allow_redirects=False,
-                raise_for_status=False,
-                auto_decompress=True,
-                middlewares=self._middlewares if probe is None else (*self._middlewares, probe),
-                proxy=self._proxy,
-            ) as response:
-                status = response.status
-                raw = await _read_body(response)
-                return Outcome(
-                    status,
-                    response.headers,
-                    raw,
-                    resent=probe is not None and probe.sends > 1,
-                    elapsed=loop.time() - started,
-                )
+            return await self._answer(
+                session, method, url, headers, body, attempt_timeout, probe, started
+            )
         except (aiohttp.ClientError, TimeoutError, _TooLarge) as exc:
-            failed = exc
+            # Mapped here, so that no local outlives the block holding aiohttp's exception.
+            failed = _failure(exc, attempt_timeout, method, url, written=_written(probe))
         except asyncio.CancelledError as exc:
             cancelled = exc.args
         except Exception as exc:
@@ -316,42 +297,79 @@ class Transport:
             # request headers.
             _clear_frames(exc)
             raise
-        written = probe is None or probe.maybe_written
+        sent = _written(probe) and method != "GET"
         if cancelled is not None:
             if not self.closed_under(asyncio.current_task()):
                 # A fresh one: aiohttp's, with its traceback, holds the request headers.
                 raise asyncio.CancelledError(*cancelled)
-            return _closed(method, url, sent=written and method != "GET")
+            return _closed(method, url, sent=sent)
         if self.closed:
             # The pool went away under the attempt: say so, not "connection lost".
-            return _closed(method, url, sent=written and method != "GET")
+            return _closed(method, url, sent=sent)
         assert failed is not None
-        failure, error = _failure(failed, status, attempt_timeout, method, url, written=written)
+        failure, error, status = failed
         return Outcome(
             status,
             failure=failure,
             error=error,
-            sent=written and failure not in (Failure.CONNECT, Failure.TLS),
+            sent=_written(probe) and failure not in (Failure.CONNECT, Failure.TLS),
             resent=probe is not None and probe.sends > 1,
-            elapsed=loop.time() - started,
+            elapsed=asyncio.get_running_loop().time() - started,
         )
+
+    async def _answer(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        headers: RequestHeaders,
+        body: bytes | None,
+        attempt_timeout: aiohttp.ClientTimeout,
+        probe: _SendProbe | None,
+        started: float,
+    ) -> Outcome:
+        """Send, and read the whole answer (raising aiohttp's errors, or ``_TooLarge``)."""
+        async with session.request(
+            method,
+            URL(url, encoded=True),
+            data=body,
+            headers=headers.plain if body is None else headers.json,
+            timeout=attempt_timeout,
+            allow_redirects=False,
+            raise_for_status=False,
+            auto_decompress=True,
+            middlewares=self._middlewares if probe is None else (*self._middlewares, probe),
+            proxy=self._proxy,
+        ) as response:
+            raw = await _read_body(response)
+            return Outcome(
+                response.status,
+                response.headers,
+                raw,
+                resent=probe is not None and probe.sends > 1,
+                elapsed=asyncio.get_running_loop().time() - started,
+            )
+
+
+def _written(probe: _SendProbe | None) -> bool:
+    """Whether the request may have been written (always, for a GET: it has no probe)."""
+    return probe is None or probe.maybe_written
 
 
 def _failure(
     exc: Exception,
-    status: int | None,
     attempt_timeout: aiohttp.ClientTimeout,
     method: str,
     url: str,
     *,
     written: bool,
-) -> tuple[Failure, SegmentsError]:
-    """How an attempt that raised ``exc`` failed, and our error for it."""
+) -> tuple[Failure, SegmentsError, int | None]:
+    """How an attempt that raised ``exc`` failed, our error for it, and the status if any."""
     if isinstance(exc, aiohttp.ClientError):
-        return _map_client_error(exc, method, url)
+        return (*_map_client_error(exc, method, url), None)
     if isinstance(exc, _TooLarge):
-        return Failure.TOO_LARGE, _too_large_error(status, method, url)
-    return Failure.TIMEOUT, _timeout_error(attempt_timeout, method, url, written=written)
+        return Failure.TOO_LARGE, _too_large_error(exc.status, method, url), exc.status
+    return Failure.TIMEOUT, _timeout_error(attempt_timeout, method, url, written=written), None
 
 
 def _closed(method: str, url: str, *, sent: bool) -> Outcome:
