@@ -29,7 +29,7 @@ from typing import IO, Any, Final, NoReturn, Protocol, cast
 from . import _cli_core as core
 from ._cli_core import UsageError
 from ._client import SegmentsClient
-from ._errors import SegmentsError
+from ._errors import AuthenticationError, PermissionDeniedError, SegmentsError
 from ._models import BulkResult, Segment
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -402,6 +402,8 @@ class _Ui:
         return _rich_bar(label)
 
     def item_failed(self, result: BulkResult[Any]) -> None:
+        if isinstance(result.error, AuthenticationError | PermissionDeniedError):
+            return  # the whole command stops on it, with one line that says so
         self._failures_shown += 1
         if self._failures_shown <= _FAILURES_SHOWN:
             status = "unknown outcome" if result.outcome_unknown else "failed"

@@ -37,6 +37,13 @@ LAUNCHER = (
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
 )
 
+#: Execs the console script with Ctrl-C as in a foreground job: a shell starts background
+#: jobs (a test run among them) with SIGINT ignored, which exec and Python would keep.
+FOREGROUND = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
 pytestmark = pytest.mark.skipif(
     not SCRIPT.exists(), reason="the console script is not installed (pip install -e .)"
 )
@@ -292,6 +299,26 @@ async def test_a_create_whose_answer_was_lost_is_unknown(server, tmp_path):
     assert "import: 0 succeeded, 0 failed, 1 unknown" in ran.stderr
 
 
+async def test_a_refused_token_stops_a_bulk_command_with_status_3(server, tmp_path):
+    """A 401 stops the import: the items already sent are reported, then one error line."""
+    names = tmp_path / "names.csv"
+    names.write_text("name\n" + "".join(f"n{index}\n" for index in range(500)))
+    report = tmp_path / "report.jsonl"
+    env = child_env(server, SEGMENTS_API_TOKEN="wrong-token")
+
+    ran = await run(server, "import", str(names), "--report", str(report), env=env)
+
+    assert 3 == ran.status
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert 0 < len(lines) < 500
+    assert {"failed"} == {line["status"] for line in lines}
+    assert [
+        f"segments-async: import: 0 succeeded, {len(lines)} failed, 0 unknown",
+        "segments-async: error: the token was refused (401): check --token-file or "
+        "SEGMENTS_API_TOKEN",
+    ] == ran.stderr_lines()
+
+
 async def test_delete_many_reads_ids_from_stdin(server, tmp_path):
     """delete-many -: blank lines skipped, a line that is not an id fails alone."""
     doomed = list(server.segments())[:3]
@@ -455,7 +482,7 @@ async def test_ctrl_c_mid_export_stops_cleanly_with_status_130(server):
     server.add_segments(4_000)
     server.inject(Fault.latency(0.02), method="GET", probability=1.0)
     child = await asyncio.create_subprocess_exec(
-        str(SCRIPT),
+        *(sys.executable, "-S", "-c", FOREGROUND, str(SCRIPT)),
         "export",
         "--per-page",
         "10",
@@ -538,7 +565,7 @@ async def test_export_streams_in_constant_memory(tmp_path):
 async def test_serve_fake_serves_until_interrupted():
     """serve-fake prints the environment to use, serves, and stops on Ctrl-C with status 0."""
     child = await asyncio.create_subprocess_exec(
-        str(SCRIPT),
+        *(sys.executable, "-S", "-c", FOREGROUND, str(SCRIPT)),
         "serve-fake",
         "--segments",
         "12",
