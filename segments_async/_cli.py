@@ -473,6 +473,15 @@ def _open_report(path: str | None, files: contextlib.ExitStack) -> IO[bytes] | N
     return _open_output(path, files)
 
 
+def _open_input_and_report(
+    path: str, report: str | None, files: contextlib.ExitStack
+) -> tuple[IO[bytes], IO[bytes] | None]:
+    """The input file, and the report; refused when the report would overwrite the input."""
+    if report is not None and path != "-" and os.path.realpath(report) == os.path.realpath(path):
+        raise UsageError(f"--report {report} would overwrite the input file")
+    return _open_input(path, files), _open_report(report, files)
+
+
 def _open_input(path: str, files: contextlib.ExitStack) -> IO[bytes]:
     if path == "-":
         return sys.stdin.buffer
@@ -638,8 +647,7 @@ def _prepare_delete(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitSta
 
 def _prepare_import(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
     fmt = core.input_format(args.file, args.format)
-    source = _open_input(args.file, files)
-    report = _open_report(args.report, files)
+    source, report = _open_input_and_report(args.file, args.report, files)
     names = core.read_names(source, fmt, _source_name(args.file))
     bar = ui.bar("import", data_on_stdout=False)
     lines = _count_lines(args.file) if not isinstance(bar, _NoBar) else None
@@ -654,8 +662,7 @@ def _prepare_import(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitSta
 
 
 def _prepare_delete_many(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
-    source = _open_input(args.file, files)
-    report = _open_report(args.report, files)
+    source, report = _open_input_and_report(args.file, args.report, files)
     ids = core.read_ids(source, _source_name(args.file))
     bar = ui.bar("delete-many", data_on_stdout=False)
     total = _count_lines(args.file) if not isinstance(bar, _NoBar) else None

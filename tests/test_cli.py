@@ -659,3 +659,15 @@ def test_the_library_logger_is_left_as_it_was_found(monkeypatch, capsys):
 
     assert before == (list(logger.handlers), logger.level, logger.propagate)
     assert "not a segment id" in capsys.readouterr().err
+
+
+def test_a_report_cannot_overwrite_its_input(monkeypatch, tmp_path, capsys):
+    """`import names.csv --report names.csv` is refused before the file is emptied."""
+    monkeypatch.setenv("SEGMENTS_BASE_URL", "https://x.example")
+    monkeypatch.setenv("SEGMENTS_API_TOKEN", TOKEN)
+    names = tmp_path / "names.csv"
+    names.write_text("name\nEMEA\n")
+
+    assert 2 == _cli.main(["import", str(names), "--report", str(tmp_path / "." / "names.csv")])
+    assert "name\nEMEA\n" == names.read_text()
+    assert "would overwrite the input file" in capsys.readouterr().err
