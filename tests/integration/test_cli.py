@@ -9,6 +9,7 @@ parses every line of stdout, and reads the server's state. Children run with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -19,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -73,6 +75,18 @@ def child_env(server: FakeSegmentsServer | None, **extra: str) -> dict[str, str]
     return env
 
 
+@contextlib.asynccontextmanager
+async def spawn(*argv: str, **options: Any) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A child process, killed if the test ends (fails) before the child has."""
+    child = await asyncio.create_subprocess_exec(*argv, **options)
+    try:
+        yield child
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+
+
 async def run(
     server: FakeSegmentsServer | None,
     *argv: str,
@@ -82,7 +96,7 @@ async def run(
     program: Sequence[str] = (str(SCRIPT),),
 ) -> Ran:
     """Run the command line to its end while this loop serves the fake."""
-    child = await asyncio.create_subprocess_exec(
+    async with spawn(
         *program,
         *argv,
         stdin=asyncio.subprocess.PIPE,
@@ -90,8 +104,8 @@ async def run(
         stderr=asyncio.subprocess.PIPE,
         env=child_env(server) if env is None else env,
         cwd=cwd,
-    )
-    stdout, stderr = await asyncio.wait_for(child.communicate(stdin), HANG)
+    ) as child:
+        stdout, stderr = await asyncio.wait_for(child.communicate(stdin), HANG)
     assert child.returncode is not None
     ran = Ran(child.returncode, stdout, stderr.decode())
     # Off a terminal: no bar, no colour, no escape code anywhere.
@@ -434,7 +448,7 @@ async def test_no_usable_answer_is_status_4_and_debug_shows_the_traceback(server
     server.inject(Fault.status(503, retry_after=0), method="GET", probability=1.0)
 
     ran = await run(server, "list", "--retries", "1")
-    child = await asyncio.create_subprocess_exec(
+    async with spawn(
         str(SCRIPT),
         "--debug",
         "list",
@@ -443,8 +457,8 @@ async def test_no_usable_answer_is_status_4_and_debug_shows_the_traceback(server
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
         env=child_env(server),
-    )
-    _, debug_err = await asyncio.wait_for(child.communicate(), HANG)
+    ) as child:
+        _, debug_err = await asyncio.wait_for(child.communicate(), HANG)
 
     assert 4 == ran.status
     warning, error = ran.stderr_lines()
@@ -481,7 +495,7 @@ async def test_ctrl_c_mid_export_stops_cleanly_with_status_130(server):
     """SIGINT: what was written is whole lines, one line on stderr, status 130."""
     server.add_segments(4_000)
     server.inject(Fault.latency(0.02), method="GET", probability=1.0)
-    child = await asyncio.create_subprocess_exec(
+    async with spawn(
         *(sys.executable, "-S", "-c", FOREGROUND, str(SCRIPT)),
         "export",
         "--per-page",
@@ -491,11 +505,11 @@ async def test_ctrl_c_mid_export_stops_cleanly_with_status_130(server):
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=child_env(server),
-    )
-    assert child.stdout is not None
-    first = await asyncio.wait_for(child.stdout.readline(), HANG)
-    child.send_signal(signal.SIGINT)
-    rest, err = await asyncio.wait_for(child.communicate(), HANG)
+    ) as child:
+        assert child.stdout is not None
+        first = await asyncio.wait_for(child.stdout.readline(), HANG)
+        child.send_signal(signal.SIGINT)
+        rest, err = await asyncio.wait_for(child.communicate(), HANG)
 
     assert 130 == child.returncode
     written = (first + rest).decode().splitlines()
@@ -510,23 +524,26 @@ async def test_a_closed_stdout_ends_the_export_quietly(server):
     """`export | head -n 1`: the reader goes away, the export ends with status 0, silently."""
     server.add_segments(20_000)
     read_end, write_end = os.pipe()
+    open_ends = {read_end, write_end}
     try:
-        child = await asyncio.create_subprocess_exec(
+        async with spawn(
             str(SCRIPT),
             "export",
             stdout=write_end,
             stderr=asyncio.subprocess.PIPE,
             env=child_env(server),
-        )
+        ) as child:
+            assert child.stderr is not None
+            os.close(write_end)  # the child has its own
+            open_ends.discard(write_end)
+            first = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 4096), HANG)
+            os.close(read_end)  # as head does once it has its line
+            open_ends.discard(read_end)
+            err = await asyncio.wait_for(child.stderr.read(), HANG)
+            await asyncio.wait_for(child.wait(), HANG)
     finally:
-        os.close(write_end)
-    assert child.stderr is not None
-    try:
-        first = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 4096), HANG)
-    finally:
-        os.close(read_end)  # as head does once it has its line
-    err = await asyncio.wait_for(child.stderr.read(), HANG)
-    await asyncio.wait_for(child.wait(), HANG)
+        for end in open_ends:
+            os.close(end)
 
     assert json.loads(first.split(b"\n")[0])["id"] == next(iter(server.segments()))
     assert 0 == child.returncode
@@ -564,7 +581,7 @@ async def test_export_streams_in_constant_memory(tmp_path):
 
 async def test_serve_fake_serves_until_interrupted():
     """serve-fake prints the environment to use, serves, and stops on Ctrl-C with status 0."""
-    child = await asyncio.create_subprocess_exec(
+    async with spawn(
         *(sys.executable, "-S", "-c", FOREGROUND, str(SCRIPT)),
         "serve-fake",
         "--segments",
@@ -572,17 +589,18 @@ async def test_serve_fake_serves_until_interrupted():
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=child_env(None),
-    )
-    assert child.stdout is not None
-    said = {}
-    for _ in range(2):
-        line = await asyncio.wait_for(child.stdout.readline(), HANG)
-        name, value = line.decode().strip().split("=", 1)
-        said[name] = value
-    async with SegmentsClient(said["SEGMENTS_BASE_URL"], said["SEGMENTS_API_TOKEN"]) as client:
-        total = (await client.segments.list()).total
-    child.send_signal(signal.SIGINT)
-    await asyncio.wait_for(child.communicate(), HANG)
+    ) as child:
+        assert child.stdout is not None
+        said = {}
+        for _ in range(2):
+            line = await asyncio.wait_for(child.stdout.readline(), HANG)
+            name, value = line.decode().strip().split("=", 1)
+            said[name] = value
+        url, token = said["SEGMENTS_BASE_URL"], said["SEGMENTS_API_TOKEN"]
+        async with SegmentsClient(url, token) as client:
+            total = (await client.segments.list()).total
+        child.send_signal(signal.SIGINT)
+        await asyncio.wait_for(child.communicate(), HANG)
 
     assert 12 == total
     assert 0 == child.returncode
