@@ -19,13 +19,13 @@ from typing import Any
 
 import attrs
 
-from . import _adaptive, _bulk, _crud, _decode, _pagination, _report, _rss
+from . import _adaptive, _bulk, _cli_export, _crud, _decode, _pagination, _report, _rss
 from ._common import Skipped, cpu_plan, load_ours, machine_facts
 from ._peer import Peer, generated_peer
 from ._profile import profile_ours
 from ._server import serve
 
-SECTIONS = ("a", "b", "c", "d", "e", "f")
+SECTIONS = ("a", "b", "c", "d", "e", "f", "g")
 
 
 @attrs.frozen
@@ -41,6 +41,7 @@ class Config:
     f_count: int
     f_rss_sizes: tuple[int, int]
     f_rss_repeats: int
+    g_total: int
 
     @classmethod
     def make(cls, smoke: bool, rounds: int | None, e_rounds: int | None = None) -> Config:
@@ -56,7 +57,18 @@ class Config:
                 timeout=15.0,
             )
             return cls(
-                True, rounds or 2, 1_000, 200, (300, 3_000), 1, 20, e_plan, 300, (300, 3_000), 1
+                True,
+                rounds or 2,
+                1_000,
+                200,
+                (300, 3_000),
+                1,
+                20,
+                e_plan,
+                300,
+                (300, 3_000),
+                1,
+                3_000,
             )
         e_plan = _adaptive.Plan(
             capacity=16,
@@ -78,6 +90,7 @@ class Config:
             20_000,
             (20_000, 200_000),
             1,  # one 200,000-create run takes 25-50 s; the growth barely moves between runs
+            100_000,
         )
 
 
@@ -171,6 +184,10 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
             sections["f"] = _bulk.bench(
                 base_url, config.f_count, config.rounds, config.f_rss_sizes, config.f_rss_repeats
             )
+        if "g" in only:
+            _progress(f"[g] CLI export, {config.rounds} rounds, a fresh process per run ...")
+            with serve(config.g_total, server_cpu) as g_url:
+                sections["g"] = _cli_export.bench(g_url, config.g_total, config.rounds)
     doc["sections"] = sections
     doc["elapsed_s"] = time.perf_counter() - started
     doc["targets"] = _report.targets(doc)

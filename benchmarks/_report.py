@@ -12,6 +12,7 @@ HEADINGS = {
     "d": "[d] Per-call latency",
     "e": "[e] Adaptive concurrency",
     "f": "[f] Bulk create",
+    "g": "[g] CLI export",
 }
 
 Doc = dict[str, Any]
@@ -101,6 +102,13 @@ def targets(doc: Doc) -> list[dict[str, Any]]:
         ),
         *_targets_e(doc, smoke),
         *_targets_f(doc, smoke),
+        _target(
+            "g CLI export time <= 1.3x iterate() (fresh processes)",
+            _get(doc, "sections", "g", "cli_time_ratio"),
+            lambda v: v <= 1.3,
+            "x",
+            smoke,
+        ),
     ]
 
 
@@ -350,6 +358,29 @@ def _section_f(section: Doc) -> list[str]:
     return lines + _problems(section)
 
 
+def _section_g(section: Doc) -> list[str]:
+    labels = {
+        "cli": "segments-async export --output FILE",
+        "iterate": "python -c: iterate(), counted",
+        "cli --version": "segments-async --version",
+        "import only": 'python -c "import segments_async"',
+    }
+    lines = [
+        f"{HEADINGS['g']}: {section['total']:,} segments, per-page {section.get('per_page', '-')},"
+        f" concurrency {section.get('concurrency', '-')}, a fresh process per run"
+        f" (start-up included), {section['rounds']} rounds",
+        f"  {'contender':<38} {'median s':>9} {'segments/s':>11} {'/ iterate':>10}",
+    ]
+    for name, stats in section["contenders"].items():
+        ratio = section["cli_time_ratio"] if name == "cli" else None
+        rate = f"{stats['per_s']:>11,.0f}" if name in ("cli", "iterate") else f"{'-':>11}"
+        lines.append(
+            f"  {labels.get(name, name):<38} {stats['median_s']:>9.3f} {rate} {_x(ratio):>10}"
+        )
+    lines.append("  '/ iterate': time, median per-round ratio (<1: the CLI is faster)")
+    return lines + _problems(section)
+
+
 RENDERERS = {
     "a": _section_a,
     "b": _section_b,
@@ -357,6 +388,7 @@ RENDERERS = {
     "d": _section_d,
     "e": _section_e,
     "f": _section_f,
+    "g": _section_g,
 }
 
 

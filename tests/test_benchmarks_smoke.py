@@ -16,6 +16,7 @@ HEADINGS = (
     "[d] Per-call latency",
     "[e] Adaptive concurrency",
     "[f] Bulk create",
+    "[g] CLI export",
 )
 
 for _module in ("httpx", "pydantic", "msgspec", "openapi_python_client"):
