@@ -796,8 +796,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return core.EXIT_USAGE
     ui = _Ui()
+    # The demo shows the library's log in its report; on stderr it would say it twice.
+    own_log = args.command == "demo" and not args.debug
     try:
-        with _library_log(args.debug):
+        with contextlib.nullcontext() if own_log else _library_log(args.debug):
             return _run(args, ui)
     except KeyboardInterrupt:
         ui.say(f"interrupted{ui.interrupted_note}")

@@ -92,11 +92,24 @@ def test_demo_command_reports_and_exits_0():
     )
 
     assert 0 == result.returncode, result.stderr
-    for heading in ("1. Create, update, delete", "2. Fetch all 400", "3. Ride through faults"):
+    headings = (
+        "1. Create, update, delete",
+        "2. Fetch all 400",
+        "3. Ride through faults",
+        "4. Import 1,000 names",
+        "5. A deadline across retries",
+    )
+    for heading in headings:
         assert heading in result.stdout
+    assert 'concurrency="auto"' in result.stdout
     assert "speed-up x" in result.stdout
     assert "retrying GET" in result.stdout
+    assert "outcome_unknown=True" in result.stdout
+    assert "1,000 created" in result.stdout
+    assert "100 deleted, failed: {'NotFoundError': 1, 'ValueError': 1}" in result.stdout
+    assert "InternalServerError after 0." in result.stdout
     assert "400/400 (100%)" in result.stderr
+    assert "warning" not in result.stderr  # the report shows the log once, not also here
 
 
 def test_main_without_a_command_prints_help():
