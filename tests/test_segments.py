@@ -1,0 +1,221 @@
+"""The segments resource's pagination window, driven through the in-memory fake of the seam.
+
+Every page request is a ``Sent`` that the test answers when it wants, in the order it
+wants: what is in flight, what is held, and what is cancelled are checked exactly,
+without sockets or sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from segments_async import (
+    APIConnectionError,
+    APIResponseValidationError,
+    RetryPolicy,
+    SegmentsClient,
+)
+from segments_async._retry import Failure
+
+from .fakes import FakeTransport, Sent, install, page_body
+
+BASE_URL = "https://api.segments.test"
+TOKEN = "tok-3f9a7c1d5e"
+
+
+@pytest.fixture
+async def client():
+    async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy(max_retries=0)) as c:
+        yield c
+
+
+def page_of(sent: Sent) -> int:
+    """The page number a request asks for."""
+    return int(sent.path.split("page=")[1].split("&")[0])
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def answer_first_page(fake: FakeTransport, total: int, per_page: int = 10) -> None:
+    sent = await fake.next()
+    assert 1 == page_of(sent)
+    sent.answer(200, page_body(1, per_page, total))
+
+
+class TestWindow:
+    async def test_at_most_concurrency_in_flight_then_one_per_page_consumed(self, client):
+        """After page 1, concurrency requests are in flight; each page consumed adds one."""
+        fake = install(client)
+        pages = client.segments.iter_pages(per_page=10, concurrency=3)
+        first = asyncio.create_task(anext(pages))
+        await answer_first_page(fake, total=100)
+        assert 1 == (await first).current_page
+
+        second = asyncio.create_task(anext(pages))
+        await settle()
+        assert [2, 3, 4] == [page_of(sent) for sent in fake.pending()]
+        for sent in fake.pending():
+            sent.answer(200, page_body(page_of(sent), 10, 100))
+        assert 2 == (await second).current_page
+        await settle()
+        assert [] == fake.pending()  # 3 and 4 are held while the consumer holds 2
+        assert 3 == (await anext(pages)).current_page
+        await settle()
+        assert [5] == [page_of(sent) for sent in fake.pending()]  # 4 held, 5 in flight
+        await pages.aclose()
+
+    async def test_pages_yielded_in_order_whatever_the_answer_order(self, client):
+        """Answers in reverse order still yield pages 1, 2, 3, 4, 5."""
+        fake = install(client)
+        numbers = []
+
+        async def consume() -> None:
+            async for page in client.segments.iter_pages(per_page=10, concurrency=4):
+                numbers.append(page.current_page)
+
+        task = asyncio.create_task(consume())
+        await answer_first_page(fake, total=50)
+        await settle()
+        for sent in reversed(fake.pending()):
+            sent.answer(200, page_body(page_of(sent), 10, 50))
+        await settle()
+        for sent in fake.pending():
+            sent.answer(200, page_body(page_of(sent), 10, 50))
+        await task
+
+        assert [1, 2, 3, 4, 5] == numbers
+
+    async def test_concurrency_one_is_a_plain_loop(self, client):
+        """With concurrency=1, the next page is asked for only when it is wanted."""
+        fake = install(client)
+        pages = client.segments.iter_pages(per_page=10, concurrency=1)
+        first = asyncio.create_task(anext(pages))
+        await answer_first_page(fake, total=30)
+        await first
+        await settle()
+
+        assert [] == fake.pending()
+        await pages.aclose()
+
+    async def test_clamped_per_page_is_followed(self, client):
+        """A server that clamps per_page to 10 is asked for 10 a page afterwards."""
+        fake = install(client)
+        pages = client.segments.iter_pages(per_page=500, concurrency=2)
+        first = asyncio.create_task(anext(pages))
+        sent = await fake.next()
+        assert "per_page=500" in sent.path
+        sent.answer(200, page_body(1, 10, 30))
+        await first
+        second = asyncio.create_task(anext(pages))
+        await settle()
+
+        assert all("per_page=10" in sent.path for sent in fake.pending())
+        for sent in fake.pending():
+            sent.answer(200, page_body(page_of(sent), 10, 30))
+        await second
+        await pages.aclose()
+
+
+class TestLeavingEarly:
+    async def test_aclose_cancels_what_is_in_flight(self, client):
+        """Closing the iterator cancels its requests and leaves no task behind."""
+        fake = install(client)
+        pages = client.segments.iter_pages(per_page=10, concurrency=4)
+        first = asyncio.create_task(anext(pages))
+        await answer_first_page(fake, total=100)
+        await first
+        second = asyncio.create_task(anext(pages))
+        await settle()
+        in_flight = fake.pending()
+        assert 4 == len(in_flight)
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second
+        await pages.aclose()
+
+        assert all(sent.future.cancelled() for sent in in_flight)
+        assert 0 == fake.in_flight
+        assert {asyncio.current_task()} == {t for t in asyncio.all_tasks() if not t.done()}
+
+    async def test_failing_page_raises_after_the_rest_are_cancelled(self, client):
+        """A page that fails raises from the iterator once the others are cancelled."""
+        fake = install(client)
+        pages = client.segments.iter_pages(per_page=10, concurrency=3)
+        first = asyncio.create_task(anext(pages))
+        await answer_first_page(fake, total=100)
+        await first
+        second = asyncio.create_task(anext(pages))
+        await settle()
+        page_two, *others = fake.pending()
+        page_two.fail(Failure.DISCONNECT)
+
+        with pytest.raises(APIConnectionError):
+            await second
+        assert all(sent.future.cancelled() for sent in others)
+        assert 0 == fake.in_flight
+
+
+class TestLimitAndStart:
+    async def test_limit_asks_for_no_page_beyond_those_needed(self, client):
+        """limit=25 with 10 a page: pages 1-3 only, even with 8 in flight allowed."""
+        fake = install(client)
+        segments = client.segments.iterate(per_page=10, concurrency=8, limit=25)
+        task = asyncio.create_task(_collect(segments))
+        await answer_first_page(fake, total=1000)
+        await settle()
+        assert [2, 3] == [page_of(sent) for sent in fake.pending()]
+        for sent in fake.pending():
+            sent.answer(200, page_body(page_of(sent), 10, 1000))
+
+        assert 25 == len(await task)
+        assert 3 == len(fake.sent)
+
+    async def test_start_page_is_asked_for_first(self, client):
+        """start_page=4 asks for page 4 first and goes on from there."""
+        fake = install(client)
+        segments = client.segments.iter_pages(per_page=10, concurrency=2, start_page=4)
+        task = asyncio.create_task(_collect(segments))
+        sent = await fake.next()
+        assert 4 == page_of(sent)
+        sent.answer(200, page_body(4, 10, 50))
+        await settle()
+        for sent in fake.pending():
+            sent.answer(200, page_body(page_of(sent), 10, 50))
+
+        assert [4, 5] == [page.current_page for page in await task]
+
+
+class TestMetadata:
+    async def test_wrong_current_page_is_an_error(self, client):
+        """A server that answers page 1 to a request for page 2 is caught."""
+        fake = install(client)
+        task = asyncio.create_task(_collect(client.segments.iter_pages(per_page=10, concurrency=1)))
+        await answer_first_page(fake, total=30)
+        (await fake.next()).answer(200, page_body(1, 10, 30))
+
+        with pytest.raises(APIResponseValidationError, match="asked for page 2"):
+            await task
+
+    async def test_short_page_ends_a_huge_last_page(self, client):
+        """lastPage=10**9 with 25 items: the short page 3 ends it, a few requests in all."""
+        fake = install(client)
+        task = asyncio.create_task(_collect(client.segments.iterate(per_page=10, concurrency=2)))
+        sent = await fake.next()
+        sent.answer(200, page_body(1, 10, 25, lastPage=10**9))
+        while not task.done():
+            await settle()
+            for sent in fake.pending():
+                sent.answer(200, page_body(page_of(sent), 10, 25, lastPage=10**9))
+
+        assert 25 == len(await task)
+        assert len(fake.sent) <= 4  # pages 1-3, and at most one beyond in flight
+
+
+async def _collect(iterator):  # type: ignore[no-untyped-def]
+    return [item async for item in iterator]
