@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -32,11 +31,13 @@ from ._errors import (
 from ._flow import Flow
 from ._models import RequestEvent, ResponseEvent, RetryEvent
 from ._options import (
+    DEADLINE_SLACK,
     ClientOptions,
     RequestHeaders,
     check_base_url,
     check_session,
     check_token,
+    cut_timeout,
     env_proxy,
 )
 from ._retry import Action, Call, Decision, Failure, Outcome, RetryBudget, RetryPolicy
@@ -52,9 +53,6 @@ logger: Final = logging.getLogger("segments_async")
 logger.addHandler(logging.NullHandler())
 
 _T = TypeVar("_T")
-
-#: A timer may fire a hair before its time: a deadline this close counts as run out.
-_DEADLINE_SLACK: Final = 1e-3
 
 
 class _NotGiven:
@@ -342,20 +340,15 @@ class SegmentsClient:
         return outcome
 
     def _attempt_timeout(self, until: float | None) -> aiohttp.ClientTimeout:
-        timeout = self._options.timeout
         if until is None:
-            return timeout
-        remaining = max(until - asyncio.get_running_loop().time(), _DEADLINE_SLACK)
-        if timeout.total is not None and timeout.total <= remaining:
-            return timeout
-        # aiohttp rounds timeouts above ceil_threshold up to whole seconds: not this one.
-        return attrs.evolve(timeout, total=remaining, ceil_threshold=math.inf)
+            return self._options.timeout
+        return cut_timeout(self._options.timeout, until, asyncio.get_running_loop().time())
 
     def _decide(self, call: Call, outcome: Outcome, until: float | None) -> Decision:
         remaining = None
         if until is not None:
             remaining = until - asyncio.get_running_loop().time()
-            if remaining <= _DEADLINE_SLACK:
+            if remaining <= DEADLINE_SLACK:
                 remaining = 0.0
         decision = _retry.decide(
             self._options.retry,

@@ -26,12 +26,14 @@ from ._version import __version__
 from ._wire import short_repr
 
 __all__ = [
+    "DEADLINE_SLACK",
     "ClientOptions",
     "EventHooks",
     "RequestHeaders",
     "check_base_url",
     "check_session",
     "check_token",
+    "cut_timeout",
     "env_proxy",
     "is_loopback",
 ]
@@ -117,6 +119,23 @@ def to_timeout(timeout: object) -> aiohttp.ClientTimeout:
     if not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return aiohttp.ClientTimeout(total=float(timeout))
+
+
+#: A timer may fire a hair before its time: a deadline this close counts as run out.
+DEADLINE_SLACK: Final = 1e-3
+
+
+def cut_timeout(
+    timeout: aiohttp.ClientTimeout, until: float | None, now: float
+) -> aiohttp.ClientTimeout:
+    """``timeout``, with its total cut to what is left before ``until`` (loop time)."""
+    if until is None:
+        return timeout
+    remaining = max(until - now, DEADLINE_SLACK)
+    if timeout.total is not None and timeout.total <= remaining:
+        return timeout
+    # aiohttp rounds timeouts above ceil_threshold up to whole seconds: not this one.
+    return attrs.evolve(timeout, total=remaining, ceil_threshold=math.inf)
 
 
 def to_retry(retry: object) -> RetryPolicy:
