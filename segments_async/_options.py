@@ -132,10 +132,12 @@ def cut_timeout(
     if until is None:
         return timeout
     remaining = max(until - now, DEADLINE_SLACK)
-    if timeout.total is not None and timeout.total <= remaining:
+    total = math.inf if timeout.total is None else timeout.total
+    # aiohttp rounds the end of a total above ceil_threshold up to a whole second.
+    rounding = 1.0 if total > timeout.ceil_threshold else 0.0
+    if total + rounding <= remaining:
         return timeout
-    # aiohttp rounds timeouts above ceil_threshold up to whole seconds: not this one.
-    return attrs.evolve(timeout, total=remaining, ceil_threshold=math.inf)
+    return attrs.evolve(timeout, total=min(total, remaining), ceil_threshold=math.inf)
 
 
 def to_retry(retry: object) -> RetryPolicy:
