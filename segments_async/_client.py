@@ -317,6 +317,17 @@ class SegmentsClient:
         hooks = self._options.event_hooks
         if hooks.request:
             await _emit(hooks.request, RequestEvent(call.method, url, call.attempts))
+        outcome = await self._send(call, url, body, until, adaptive)
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_attempt(call, outcome)
+        if hooks.response:
+            await _emit(hooks.response, _response_event(call, url, outcome))
+        return outcome
+
+    async def _send(
+        self, call: Call, url: str, body: bytes | None, until: float | None, adaptive: bool
+    ) -> Outcome:
+        """Wait for flow control, then send; held back past the deadline is an outcome too."""
         flow = self._shared.flow
         ticket = None
         if adaptive or flow.rate_limit is not None:
@@ -333,10 +344,6 @@ class SegmentsClient:
         )
         if ticket is not None:
             flow.done(ticket, outcome)
-        if logger.isEnabledFor(logging.DEBUG):
-            _log_attempt(call, outcome)
-        if hooks.response:
-            await _emit(hooks.response, _response_event(call, url, outcome))
         return outcome
 
     def _attempt_timeout(self, until: float | None) -> aiohttp.ClientTimeout:

@@ -229,3 +229,25 @@ class TestEvents:
         assert isinstance(retries[0].error, APIConnectionError)
         assert 503 == getattr(retries[1].error, "status_code", None)
         assert all(0 <= e.elapsed for e in responses)
+
+    async def test_an_attempt_held_back_by_the_rate_limit_is_still_answered(self):
+        """A RequestEvent is always followed by its ResponseEvent, even if never sent."""
+        events: list[object] = []
+        hooks = {"request": [events.append], "response": [events.append]}
+        async with make_client(rate_limit=1, event_hooks=hooks) as client:
+            fake = install(client)
+            first = asyncio.create_task(client.segments.list())
+            (await fake.next()).answer(200, page_body(1, 20, 0))
+            await first
+            # The limiter's one slot per second is spent: this call's 0.05 s run out queued.
+            with pytest.raises(APITimeoutError, match="no request slot came free"):
+                await client.with_options(deadline=0.05).segments.list()
+
+        assert 1 == len(fake.sent)
+        assert [RequestEvent, ResponseEvent, RequestEvent, ResponseEvent] == [
+            type(e) for e in events
+        ]
+        last = events[-1]
+        assert isinstance(last, ResponseEvent)
+        assert (None, 2) == (last.status_code, len([e for e in events if type(e) is RequestEvent]))
+        assert isinstance(last.error, APITimeoutError)
