@@ -255,6 +255,9 @@ def to_default_headers(headers: object) -> tuple[tuple[str, str], ...]:
             )
         if name.lower() in _RESERVED_HEADERS:
             raise ValueError(f"default_headers cannot set {name}: the client sets it itself")
+        if name.lower() in (given.lower() for given, _ in checked):
+            # Header names are case-insensitive: one of the two values would be lost.
+            raise ValueError(f"default_headers names {name!r} twice, in different cases")
         checked.append((name, value))
     return tuple(checked)
 
