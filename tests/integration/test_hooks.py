@@ -305,3 +305,49 @@ async def test_the_hook_lists_are_copied_when_the_client_is_made(server):
         responses.append(recorder.hook)
         await client.segments.list()
     assert 1 == len(recorder.events)
+
+
+# --------------------------------------------------------------------------- bulk
+
+
+async def test_every_attempt_of_every_bulk_item(server):
+    """create_many, update_many, delete_many: events for each item, retries included."""
+    server.inject(Fault.status(503, retry_after=0), method="PUT")
+    recorder = Recorder()
+    async with client_for(server, event_hooks=recorder.hooks()) as client:
+        created = [r.value async for r in client.segments.create_many(["a", "b", "c"])]
+        ids = [segment.id for segment in created if segment is not None]
+        changes = [(segment_id, "renamed") for segment_id in ids]
+        assert all([r.ok async for r in client.segments.update_many(changes, concurrency=2)])
+        assert all([r.ok async for r in client.segments.delete_many(ids, concurrency=2)])
+
+    answered = sorted((e.method, e.url, e.status_code) for e in recorder.of(ResponseEvent))
+    one = f"{server.segments_url}/"
+    expected = (
+        [("POST", server.segments_url, 200)] * 3
+        + [("PUT", one + i, 200) for i in ids]
+        + [("PUT", next(e.url for e in recorder.of(RetryEvent)), 503)]
+        + [("DELETE", one + i, 204) for i in ids]
+    )
+    assert sorted(expected) == answered
+    assert 10 == len(recorder.of(RequestEvent))
+    assert [("PUT", 1)] == [(e.method, e.attempt) for e in recorder.of(RetryEvent)]
+
+
+@pytest.mark.parametrize("error", [ValueError, TypeError, Boom])
+async def test_a_raising_hook_propagates_from_a_bulk_operation(server, error):
+    """A hook's exception, even a ValueError, ends create_many: it is no refused input."""
+
+    def hook(event: ResponseEvent) -> None:
+        raise error("the hook failed")
+
+    async with client_for(server, event_hooks={"response": [hook]}) as client:
+        before = client_tasks()
+        results = []
+        with pytest.raises(error, match="the hook failed"):
+            async for result in client.segments.create_many(["a", "b", "c", "d"], concurrency=2):
+                results.append(result)
+        await settle()
+        assert [] == results
+        assert 0 == acquired_connections(client)
+        assert set() == client_tasks() - before
