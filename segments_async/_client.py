@@ -55,6 +55,10 @@ logger.addHandler(logging.NullHandler())
 _T = TypeVar("_T")
 
 
+#: What flow control learns from an attempt cancelled in flight: nothing about the load.
+_ABANDONED: Final = Outcome(failure=Failure.CLOSED)
+
+
 class _NotGiven:
     """Tells "not given" from ``None`` (which is a real value: no timeout, no deadline)."""
 
@@ -334,14 +338,19 @@ class SegmentsClient:
             ticket = await flow.admit(adaptive=adaptive, until=until)
             if ticket is None:
                 return _out_of_flow_time(call.method, url, flow)
-        outcome = await self._shared.transport.send(
-            call.method,
-            url,
-            self._headers,
-            body,
-            attempt_timeout=self._attempt_timeout(until),
-            until=until,
-        )
+        try:
+            outcome = await self._shared.transport.send(
+                call.method,
+                url,
+                self._headers,
+                body,
+                attempt_timeout=self._attempt_timeout(until),
+                until=until,
+            )
+        except BaseException:
+            if ticket is not None:
+                flow.done(ticket, _ABANDONED)  # cancelled in flight: the place goes back
+            raise
         if ticket is not None:
             flow.done(ticket, outcome)
         return outcome

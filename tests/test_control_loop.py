@@ -251,3 +251,25 @@ class TestEvents:
         assert isinstance(last, ResponseEvent)
         assert (None, 2) == (last.status_code, len([e for e in events if type(e) is RequestEvent]))
         assert isinstance(last.error, APITimeoutError)
+
+
+class TestCancellation:
+    async def test_cancelling_an_auto_call_in_flight_gives_its_place_back(self):
+        """A cancelled "auto" request frees its place in the adaptive limit."""
+        async with make_client(max_connections=1) as client:
+            fake = install(client, max_connections=1)
+            for _ in range(3):
+                pages = client.segments.iter_pages(concurrency="auto")
+                first = asyncio.create_task(anext(pages))
+                # Bounded: with the place never given back, no request would ever come.
+                sent = await asyncio.wait_for(fake.next(), 2)
+                first.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+                await pages.aclose()
+                assert sent.future.cancelled() or not sent.future.done()
+            pages = client.segments.iter_pages(concurrency="auto")
+            following = asyncio.create_task(anext(pages))
+            (await asyncio.wait_for(fake.next(), 2)).answer(200, page_body(1, 20, 3))
+            assert 3 == (await following).total
+            await pages.aclose()

@@ -176,3 +176,24 @@ async def test_bad_start_page_or_limit_is_refused_before_sending(server, options
             with pytest.raises(error, match="start_page"):
                 client.segments.iter_pages(start_page=options["start_page"])
     assert [] == server.requests
+
+
+async def test_leaving_auto_iterations_early_leaves_the_adaptive_limit_whole():
+    """Breaking out of iterate(concurrency="auto") again and again: the next one completes."""
+    async with FakeSegmentsServer(seed=19) as server:
+        server.add_segments(400)
+        server.inject(Fault.latency(0.01), method="GET", probability=1.0)
+        async with client_for(server, max_connections=4) as client:
+            before = client_tasks()
+            async with asyncio.timeout(10):  # a leaked place would make this hang
+                for _ in range(6):
+                    iterator = client.segments.iterate(10, concurrency="auto", limit=300)
+                    async with contextlib.aclosing(iterator):
+                        async for segment in iterator:
+                            if segment.name == names(server)[25]:
+                                break
+                everything = [s async for s in client.segments.iterate(10, concurrency="auto")]
+            await settle()
+            assert 0 == acquired_connections(client)
+            assert set() == client_tasks() - before
+        assert names(server) == [s.name for s in everything]
