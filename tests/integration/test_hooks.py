@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from segments_async import (
     APIConnectionError,
     APITimeoutError,
+    ClientClosedError,
     NotFoundError,
     RequestEvent,
     ResponseEvent,
@@ -351,3 +352,22 @@ async def test_a_raising_hook_propagates_from_a_bulk_operation(server, error):
         assert [] == results
         assert 0 == acquired_connections(client)
         assert set() == client_tasks() - before
+
+
+async def test_closing_the_client_while_a_hook_runs_ends_the_call(server):
+    """aclose() during an async hook ends the call with ClientClosedError, as elsewhere."""
+    entered = asyncio.Event()
+
+    async def slow(event: ResponseEvent) -> None:
+        entered.set()
+        await asyncio.sleep(10)
+
+    client = client_for(server, event_hooks={"response": [slow]})
+    before = client_tasks()
+    call = asyncio.create_task(client.segments.list())
+    await entered.wait()
+    await client.aclose()
+    with pytest.raises(ClientClosedError, match="closed during the call"):
+        await call
+    await settle()
+    assert set() == client_tasks() - before
