@@ -90,8 +90,9 @@ async def ordered_results(
 ) -> AsyncGenerator[BulkResult[_T], None]:
     """``BulkResult(index, input, value | error)`` for each input, in input order.
 
-    ``call`` raises ``ValueError``/``TypeError`` for an input it refuses before sending,
-    and ``SegmentsError`` for a call that failed: both become that item's ``error``.
+    ``call(item)`` raises ``ValueError``/``TypeError`` for an input it refuses, at once
+    (before returning the awaitable that sends), and the awaitable raises ``SegmentsError``
+    for a call that failed: both become that item's ``error``.
     Authentication and permission failures, and the client being closed, stop the
     operation: no further input is pulled, and once the calls in flight have ended and
     their results are yielded, that error is raised. Anything else (a hook's exception,
@@ -158,9 +159,12 @@ class _Run(Generic[_I, _T]):
 
     async def _one(self, index: int, item: _I) -> BulkResult[_T]:
         try:
-            value = await self.call(item)
+            pending = self.call(item)
         except (ValueError, TypeError) as refused:
             return BulkResult(index, item, error=refused)
+        try:
+            # Whatever else is raised (a hook's ValueError included) is no refused input.
+            value = await pending
         except SegmentsError as error:
             if isinstance(error, _FATAL) and self.stop is None:
                 self.stop = error

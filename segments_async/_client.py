@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -32,11 +31,13 @@ from ._errors import (
 from ._flow import Flow
 from ._models import RequestEvent, ResponseEvent, RetryEvent
 from ._options import (
+    DEADLINE_SLACK,
     ClientOptions,
     RequestHeaders,
     check_base_url,
     check_session,
     check_token,
+    cut_timeout,
     env_proxy,
 )
 from ._retry import Action, Call, Decision, Failure, Outcome, RetryBudget, RetryPolicy
@@ -53,8 +54,9 @@ logger.addHandler(logging.NullHandler())
 
 _T = TypeVar("_T")
 
-#: A timer may fire a hair before its time: a deadline this close counts as run out.
-_DEADLINE_SLACK: Final = 1e-3
+
+#: What flow control learns from an attempt cancelled in flight: nothing about the load.
+_ABANDONED: Final = Outcome(failure=Failure.CLOSED)
 
 
 class _NotGiven:
@@ -319,43 +321,50 @@ class SegmentsClient:
         hooks = self._options.event_hooks
         if hooks.request:
             await _emit(hooks.request, RequestEvent(call.method, url, call.attempts))
-        flow = self._shared.flow
-        ticket = None
-        if adaptive or flow.rate_limit is not None:
-            ticket = await flow.admit(adaptive=adaptive, until=until)
-            if ticket is None:
-                return _out_of_flow_time(call.method, url, flow)
-        outcome = await self._shared.transport.send(
-            call.method,
-            url,
-            self._headers,
-            body,
-            attempt_timeout=self._attempt_timeout(until),
-            until=until,
-        )
-        if ticket is not None:
-            flow.done(ticket, outcome)
+        outcome = await self._send(call, url, body, until, adaptive)
         if logger.isEnabledFor(logging.DEBUG):
             _log_attempt(call, outcome)
         if hooks.response:
             await _emit(hooks.response, _response_event(call, url, outcome))
         return outcome
 
+    async def _send(
+        self, call: Call, url: str, body: bytes | None, until: float | None, adaptive: bool
+    ) -> Outcome:
+        """Wait for flow control, then send; held back past the deadline is an outcome too."""
+        flow = self._shared.flow
+        ticket = None
+        if adaptive or flow.rate_limit is not None:
+            ticket = await flow.admit(adaptive=adaptive, until=until)
+            if ticket is None:
+                return _out_of_flow_time(call.method, url, flow)
+        try:
+            outcome = await self._shared.transport.send(
+                call.method,
+                url,
+                self._headers,
+                body,
+                attempt_timeout=self._attempt_timeout(until),
+                until=until,
+            )
+        except BaseException:
+            if ticket is not None:
+                flow.done(ticket, _ABANDONED)  # cancelled in flight: the place goes back
+            raise
+        if ticket is not None:
+            flow.done(ticket, outcome)
+        return outcome
+
     def _attempt_timeout(self, until: float | None) -> aiohttp.ClientTimeout:
-        timeout = self._options.timeout
         if until is None:
-            return timeout
-        remaining = max(until - asyncio.get_running_loop().time(), _DEADLINE_SLACK)
-        if timeout.total is not None and timeout.total <= remaining:
-            return timeout
-        # aiohttp rounds timeouts above ceil_threshold up to whole seconds: not this one.
-        return attrs.evolve(timeout, total=remaining, ceil_threshold=math.inf)
+            return self._options.timeout
+        return cut_timeout(self._options.timeout, until, asyncio.get_running_loop().time())
 
     def _decide(self, call: Call, outcome: Outcome, until: float | None) -> Decision:
         remaining = None
         if until is not None:
             remaining = until - asyncio.get_running_loop().time()
-            if remaining <= _DEADLINE_SLACK:
+            if remaining <= DEADLINE_SLACK:
                 remaining = 0.0
         decision = _retry.decide(
             self._options.retry,

@@ -26,12 +26,14 @@ from ._version import __version__
 from ._wire import short_repr
 
 __all__ = [
+    "DEADLINE_SLACK",
     "ClientOptions",
     "EventHooks",
     "RequestHeaders",
     "check_base_url",
     "check_session",
     "check_token",
+    "cut_timeout",
     "env_proxy",
     "is_loopback",
 ]
@@ -117,6 +119,25 @@ def to_timeout(timeout: object) -> aiohttp.ClientTimeout:
     if not math.isfinite(timeout) or timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     return aiohttp.ClientTimeout(total=float(timeout))
+
+
+#: A timer may fire a hair before its time: a deadline this close counts as run out.
+DEADLINE_SLACK: Final = 1e-3
+
+
+def cut_timeout(
+    timeout: aiohttp.ClientTimeout, until: float | None, now: float
+) -> aiohttp.ClientTimeout:
+    """``timeout``, with its total cut to what is left before ``until`` (loop time)."""
+    if until is None:
+        return timeout
+    remaining = max(until - now, DEADLINE_SLACK)
+    total = math.inf if timeout.total is None else timeout.total
+    # aiohttp rounds the end of a total above ceil_threshold up to a whole second.
+    rounding = 1.0 if total > timeout.ceil_threshold else 0.0
+    if total + rounding <= remaining:
+        return timeout
+    return attrs.evolve(timeout, total=min(total, remaining), ceil_threshold=math.inf)
 
 
 def to_retry(retry: object) -> RetryPolicy:
@@ -234,6 +255,9 @@ def to_default_headers(headers: object) -> tuple[tuple[str, str], ...]:
             )
         if name.lower() in _RESERVED_HEADERS:
             raise ValueError(f"default_headers cannot set {name}: the client sets it itself")
+        if name.lower() in (given.lower() for given, _ in checked):
+            # Header names are case-insensitive: one of the two values would be lost.
+            raise ValueError(f"default_headers names {name!r} twice, in different cases")
         checked.append((name, value))
     return tuple(checked)
 

@@ -138,12 +138,10 @@ class SegmentsResource:
         _check_inputs("names", names)
         adaptive = checked == "auto"
 
-        async def create(name: str) -> Segment:
-            body = _wire.name_body(name)
+        def create(name: str) -> Coroutine[Any, Any, Segment]:
+            body = _wire.name_body(name)  # a refused name raises here, before any call
             path = _wire.SEGMENTS_PATH
-            return await self._request(
-                "POST", path, _decode.decode_segment, body, adaptive=adaptive
-            )
+            return self._request("POST", path, _decode.decode_segment, body, adaptive=adaptive)
 
         return self._bulk(names, create, checked, may_create=True)
 
@@ -158,7 +156,7 @@ class SegmentsResource:
         _check_inputs("changes", changes)
         adaptive = checked == "auto"
 
-        async def update(change: tuple[str | uuid.UUID, str]) -> Segment:
+        def update(change: tuple[str | uuid.UUID, str]) -> Coroutine[Any, Any, Segment]:
             if not isinstance(change, tuple | list) or len(change) != 2:
                 raise TypeError(
                     f"each change must be a (segment_id, name) pair, got {_wire.short_repr(change)}"
@@ -166,7 +164,7 @@ class SegmentsResource:
             segment_id, name = change
             path = _wire.segment_path(segment_id)
             body = _wire.name_body(name)
-            return await self._request("PUT", path, _decode.decode_segment, body, adaptive=adaptive)
+            return self._request("PUT", path, _decode.decode_segment, body, adaptive=adaptive)
 
         return self._bulk(changes, update, checked)
 
@@ -181,9 +179,9 @@ class SegmentsResource:
         _check_inputs("segment_ids", segment_ids)
         adaptive = checked == "auto"
 
-        async def delete(segment_id: str | uuid.UUID) -> None:
+        def delete(segment_id: str | uuid.UUID) -> Coroutine[Any, Any, None]:
             path = _wire.segment_path(segment_id)
-            await self._request("DELETE", path, _decode.decode_delete, adaptive=adaptive)
+            return self._request("DELETE", path, _decode.decode_delete, adaptive=adaptive)
 
         return self._bulk(segment_ids, delete, checked)
 

@@ -35,7 +35,7 @@ from ._errors import (
     SegmentsError,
 )
 from ._flow import Gate
-from ._options import RequestHeaders
+from ._options import RequestHeaders, cut_timeout
 from ._retry import Failure, Outcome
 from ._wire import MAX_RESPONSE_BYTES
 
@@ -241,6 +241,8 @@ class Transport:
             waited = await self._wait_for_connection(method, url, until)
             if waited is not None:
                 return waited
+            # The wait came out of the call's deadline: the attempt gets only what is left.
+            attempt_timeout = cut_timeout(attempt_timeout, until, asyncio.get_running_loop().time())
         try:
             return await self._exchange(session, method, url, headers, body, attempt_timeout)
         finally:
