@@ -115,11 +115,14 @@ async def test_a_thousand_gets_on_a_pool_of_one_queue_in_order(warnings_seen):
     and the retry budget untouched."""
 
     async def handler(request: RawRequest) -> bytes:
+        # A millisecond each: the last call waits over a second in the pool, far past the
+        # per-attempt timeout, which only a slow attempt (a hiccup of 0.5 s) could reach.
+        await asyncio.sleep(0.001)
         number = int(request.target.split("page=")[1].split("&")[0])
         return json_response(200, page(number))
 
     server = RawServer(handler)
-    async with server, make_client(server.url, max_connections=1, timeout=0.1) as client:
+    async with server, make_client(server.url, max_connections=1, timeout=0.5) as client:
         budget = client._shared.budget
         pages = await asyncio.gather(*(client.segments.list(page=n) for n in range(1, 1001)))
         left = budget.tokens
