@@ -18,7 +18,7 @@ from typing import Any, Final, TypeVar, final
 
 import aiohttp
 import attrs
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import _decode, _retry
 from ._errors import (
@@ -337,7 +337,15 @@ class SegmentsClient:
         if adaptive or flow.rate_limit is not None:
             ticket = await flow.admit(adaptive=adaptive, until=until)
             if ticket is None:
-                return _out_of_flow_time(call.method, url, flow)
+                held_by = (
+                    f"no request slot came free before the call's deadline ({flow.describe()})"
+                )
+                return _out_of_time(call.method, url, held_by)
+        if until is not None and until - asyncio.get_running_loop().time() <= DEADLINE_SLACK:
+            # The hooks or the flow control took the time: sending now could not finish.
+            if ticket is not None:
+                flow.done(ticket, _ABANDONED)
+            return _out_of_time(call.method, url, "the call's deadline ran out before sending")
         try:
             outcome = await self._shared.transport.send(
                 call.method,
@@ -422,12 +430,13 @@ class SegmentsClient:
                 error.outcome_unknown = call.method != "GET" and not unsuccessful
                 raise
         failed = _attempt_error(call, url, outcome)
-        # A wait for a connection (or a request slot) is no attempt, and its error already
-        # names the deadline and what held the call up.
-        if decision.deadline and outcome.failure is not Failure.QUEUE_TIMEOUT:
+        # A wait for a connection (or a request slot) is no attempt; its error names the
+        # deadline and what held the call up, and alone it is the whole story.
+        made = call.attempts - (outcome.failure is Failure.QUEUE_TIMEOUT)
+        if decision.deadline and made:
             expired = APITimeoutError(
                 f"the call's deadline of {self._options.deadline:g}s ran out after "
-                f"{call.attempts} attempt{'s' if call.attempts > 1 else ''} ({failed.message})",
+                f"{made} attempt{'s' if made > 1 else ''} ({failed.message})",
                 method=call.method,
                 url=url,
             )
@@ -440,12 +449,9 @@ def _closed_error(method: str, url: str) -> SegmentsError:
     return ClientClosedError("the client was closed during the call", method=method, url=url)
 
 
-def _out_of_flow_time(method: str, url: str, flow: Flow) -> Outcome:
-    error = APITimeoutError(
-        f"no request slot came free before the call's deadline ({flow.describe()})",
-        method=method,
-        url=url,
-    )
+def _out_of_time(method: str, url: str, what: str) -> Outcome:
+    """The call's deadline ran out before an attempt could be sent."""
+    error = APITimeoutError(f"{what}; nothing was sent", method=method, url=url)
     return Outcome(failure=Failure.QUEUE_TIMEOUT, error=error, sent=False)
 
 
@@ -476,7 +482,9 @@ def _response_event(call: Call, url: str, outcome: Outcome) -> ResponseEvent:
         url,
         call.attempts,
         outcome.status if outcome.failure is None else None,
-        CIMultiDict(outcome.headers),
+        # A read-only copy: it outlives the response, and no hook can change what the
+        # next one sees.
+        CIMultiDictProxy(CIMultiDict(outcome.headers)),
         outcome.elapsed,
         outcome.error,
     )

@@ -420,7 +420,7 @@ def _timeout_error(
     timeout: aiohttp.ClientTimeout, method: str, url: str, *, written: bool
 ) -> APITimeoutError:
     total = timeout.total
-    after = f" after {total:g}s" if total else ""
+    after = f" after {total:.3g}s" if total else ""  # a cut timeout: 0.999993 -> 1
     if not written:
         return APITimeoutError(
             f"request timed out{after} before it was sent", method=method, url=url

@@ -273,3 +273,32 @@ class TestCancellation:
             (await asyncio.wait_for(fake.next(), 2)).answer(200, page_body(1, 20, 3))
             assert 3 == (await following).total
             await pages.aclose()
+
+
+class TestDeadlineBeforeSending:
+    async def test_a_request_hook_that_takes_the_whole_deadline_sends_nothing(self):
+        """A hook that outlasts the deadline: the call ends unsent, not with a 1 ms attempt."""
+
+        async def slow(event: RequestEvent) -> None:
+            await asyncio.sleep(0.06)
+
+        async with make_client(deadline=0.05, event_hooks={"request": [slow]}) as client:
+            fake = install(client)
+            with pytest.raises(APITimeoutError, match="ran out before sending") as info:
+                await client.segments.create("x")
+
+        assert [] == fake.sent
+        assert info.value.outcome_unknown is False
+
+    async def test_a_deadline_spent_queued_after_an_attempt_says_how_many_were_made(self):
+        """Out of time waiting after a real attempt: the error counts the attempts made."""
+        retry = RetryPolicy(backoff_initial=0.03, backoff_max=0.03)
+        async with make_client(deadline=0.05, rate_limit=1, retry=retry) as client:
+            fake = install(client)
+            task = asyncio.create_task(client.segments.list())
+            (await fake.next()).fail(Failure.DISCONNECT)  # the retry waits for the limiter
+            with pytest.raises(APITimeoutError, match="ran out after 1 attempt ") as info:
+                await task
+
+        assert "no request slot came free" in str(info.value)
+        assert 1 == len(fake.sent)
