@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import warnings
+from collections.abc import Iterator
 
 from segments_async import SegmentsClient
 
@@ -36,6 +38,17 @@ async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
     await asyncio.sleep(0.01)
+
+
+@contextlib.contextmanager
+def unclosed_warnings() -> Iterator[list[str]]:
+    """The "Unclosed ..." warnings raised in the block, or when collecting after it."""
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield found
+        gc.collect()
+    found.extend(str(w.message) for w in caught if "nclosed" in str(w.message))
 
 
 def unclosed_warnings_after_gc() -> list[str]:

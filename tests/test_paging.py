@@ -1,4 +1,4 @@
-"""Item 3: the pagination plan checks the server's page metadata instead of trusting it.
+"""The pagination plan checks the server's page metadata instead of trusting it.
 
 ``walk`` drives ``Pages`` as the resource does, one page at a time, against a function
 that plays the server, and records what was asked for and what came out: no sockets.

@@ -1,4 +1,4 @@
-"""Item 4 (and 11): a borrowed ``aiohttp.ClientSession`` with hostile defaults of its own.
+"""A borrowed ``aiohttp.ClientSession`` with hostile defaults of its own.
 
 Whatever the app configured on its session (``raise_for_status``, ``auto_decompress``,
 ``base_url``, middlewares, a cookie jar, default headers, a timeout, a tiny connector

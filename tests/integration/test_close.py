@@ -1,4 +1,4 @@
-"""Item 2: ``aclose()`` under load.
+"""``aclose()`` under load.
 
 Every call that is waiting for a connection, in flight, or backing off when the client
 is closed ends promptly in ``ClientClosedError``: never a retry after the close, never

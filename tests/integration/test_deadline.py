@@ -25,7 +25,7 @@ from segments_async import (
 from segments_async.testing import FakeSegmentsServer, Fault
 
 from ..leaks import acquired_connections, client_tasks, settle
-from .control import client_for
+from .support import client_for
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from segments_async import SegmentsClient
 from segments_async.testing import FakeSegmentsServer, Fault
 
-from .control import client_for
+from .support import client_for
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 TENANT = {"X-Tenant": "acme", "traceparent": TRACEPARENT}

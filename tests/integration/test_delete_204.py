@@ -1,4 +1,4 @@
-"""Item 10: the spec's DELETE answer, a 204 that carries a body.
+"""The spec's DELETE answer, a 204 that carries a body.
 
 aiohttp's C parser fails the call that receives it ("Bad status line"), and no public
 aiohttp setting reads it (see ``_transport._map_client_error``). So the behaviour kept is:
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from segments_async import APIConnectionError, RetryPolicy
+from segments_async import APIConnectionError, RetryPolicy, SegmentsClient
+from segments_async.testing import FakeSegmentsServer
 
+from ..leaks import acquired_connections
 from ..rawserver import RawRequest, RawServer, json_response, response
-from .support import SEGMENT_ID, envelope, make_client, not_found
+from .support import FAST_RETRY, SEGMENT_ID, envelope, make_client, not_found
 
 SPEC_DELETE = response(204, b'{"success":true,"result":[]}', reason="No Content")
 EMPTY_PAGE = envelope(
@@ -69,3 +71,20 @@ async def test_a_get_answered_that_way_is_not_said_to_have_acted():
     assert "may have acted" not in info.value.message
     assert info.value.outcome_unknown is False
     assert 3 == len(server.requests)
+
+
+async def test_through_the_fake_server_deletes_and_keeps_the_pool_usable():
+    """The fake's delete_body=True: every delete returns None, and the pool stays usable."""
+    async with FakeSegmentsServer(seed=4, delete_body=True) as server:
+        server.add_segments(2)
+        async with SegmentsClient(server.base_url, server.token, retry=FAST_RETRY) as client:
+            segments = [await client.segments.create(f"doomed {i}") for i in range(3)]
+            for done, segment in enumerate(segments, start=1):
+                assert await client.segments.delete(segment.id) is None
+                assert segment.id not in server.segments()
+                page = await client.segments.list()
+                assert 2 + len(segments) - done == page.total
+                assert {s.id for s in page.items} == server.segments().keys()
+            assert 2 == len([s async for s in client.segments.iterate(per_page=1, concurrency=2)])
+            assert 0 == acquired_connections(client)
+        assert 2 == len(server.segments())

@@ -1,4 +1,4 @@
-"""Item 6: the token is in no frame that an exception leaving the library references.
+"""The token is in no frame that an exception leaving the library references.
 
 Error trackers (Sentry), ``pytest --showlocals`` and rich tracebacks record the locals of
 every frame of a traceback: their ``repr``, and the contents of containers (mappings,

@@ -22,7 +22,7 @@ from segments_async import (
 from segments_async.testing import FakeSegmentsServer, Fault
 
 from ..leaks import acquired_connections, client_tasks, settle
-from .control import Recorder, client_for
+from .support import Recorder, client_for
 
 MISSING_ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"
 

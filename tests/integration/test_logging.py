@@ -1,4 +1,4 @@
-"""Item 12: retry warnings do not reach the stderr of an app that never configured logging.
+"""Retry warnings do not reach the stderr of an app that never configured logging.
 
 Run in a fresh interpreter, since the test runner configures logging itself: a GET that
 is retried after a 503 logs a WARNING, which only the library's NullHandler keeps from

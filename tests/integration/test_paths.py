@@ -1,4 +1,4 @@
-"""Item 7 on the wire: a ``uuid.UUID`` subclass whose text says ../../admin is sent as the
+"""A ``uuid.UUID`` subclass whose text says ../../admin is sent as the
 canonical UUID of its value, and a hollow one is refused before anything is sent."""
 
 from __future__ import annotations

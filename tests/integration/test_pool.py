@@ -1,4 +1,4 @@
-"""Item 1: waiting for a pooled connection is not an attempt.
+"""Waiting for a pooled connection is not an attempt.
 
 A call that is still waiting for a connection has sent nothing: its attempt's timeout has
 not started, its outcome is not "unknown", and it spends nothing from the retry budget.

@@ -1,4 +1,4 @@
-"""Item 9 over sockets: a fake proxy on loopback records every byte it receives.
+"""A fake proxy on loopback records every byte it receives.
 
 With ``HTTPS_PROXY`` set and an https:// API, the proxy gets a CONNECT (the TLS tunnel
 keeps the token encrypted) and never an Authorization header or the token; ``NO_PROXY``

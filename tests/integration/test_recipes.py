@@ -1,4 +1,4 @@
-"""Item 19: the README's web-backend recipes map the library's errors to sensible statuses.
+"""The README's web-backend recipes map the library's errors to sensible statuses.
 
 The aiohttp recipe is run as the README prints it (its code blocks are executed), in an
 aiohttp app on loopback whose client talks to the fake API; the FastAPI recipe is only

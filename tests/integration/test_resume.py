@@ -11,7 +11,7 @@ import pytest
 from segments_async.testing import FakeSegmentsServer, Fault
 
 from ..leaks import acquired_connections, client_tasks, settle
-from .control import client_for
+from .support import client_for
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Item 11 (part) over sockets: a Retry-After of 400 digits is a very long wait, not an
+"""A Retry-After of 400 digits is a very long wait, not an
 unreadable one: the 429 is raised at once, unretried, and the log says the wait is too long."""
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ from segments_async import (
 )
 from segments_async._errors import status_error_class
 
-from .conftest import TOKEN
-from .rawserver import RawRequest, RawServer, ThenClose, json_response
+from ..conftest import TOKEN
+from ..rawserver import RawRequest, RawServer, ThenClose, json_response
 
 SEGMENT_ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"
 URL = "https://api.segments.test/v2.3/data/segments"

@@ -29,7 +29,7 @@ from segments_async import (
 )
 from segments_async.testing import FakeSegmentsServer, Fault
 
-from .rawserver import RawRequest, RawServer, json_response, response
+from ..rawserver import RawRequest, RawServer, json_response, response
 
 TOKEN = "tok-SECRET-7f3a9e"
 SEGMENT_ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"

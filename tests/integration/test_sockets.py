@@ -17,8 +17,8 @@ from segments_async import (
     SegmentsClient,
 )
 
-from .conftest import FAST_RETRY, SEGMENT_ID, TOKEN, envelope, page_payload
-from .rawserver import RawRequest, RawServer, ThenClose, json_response, response
+from ..conftest import FAST_RETRY, SEGMENT_ID, TOKEN, envelope, page_payload
+from ..rawserver import RawRequest, RawServer, ThenClose, json_response, response
 
 SPEC_DELETE_BODY = b'{"success":true,"result":[]}'
 SEGMENT = {"id": SEGMENT_ID, "name": "EMEA"}
@@ -29,28 +29,7 @@ def make_client(url: str, **kwargs: object) -> SegmentsClient:
     return SegmentsClient(url, TOKEN, **kwargs)  # type: ignore[arg-type]
 
 
-class TestDelete204WithBody:
-    async def test_delete_succeeds_and_the_pool_stays_usable(self):
-        """A 204 carrying the spec's body trips aiohttp's parser; delete still succeeds."""
-        deleted = False
-
-        async def handler(request: RawRequest) -> bytes:
-            nonlocal deleted
-            if request.method == "DELETE":
-                if deleted:
-                    return json_response(404, {"success": False, "message": "gone"})
-                deleted = True
-                return response(204, SPEC_DELETE_BODY, reason="No Content")
-            return json_response(200, page_payload(1, 20, 1))
-
-        async with RawServer(handler) as server, make_client(server.url) as client:
-            assert await client.segments.delete(SEGMENT_ID) is None
-            page = await client.segments.list()
-            page_again = await client.segments.list()
-
-        assert 1 == page.total == page_again.total
-        assert ["DELETE", "DELETE", "GET", "GET"] == [r.method for r in server.requests]
-
+class TestDelete404:
     async def test_real_404_is_still_not_found(self):
         """A plain 404 to a first DELETE is a NotFoundError."""
 

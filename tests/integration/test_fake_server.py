@@ -27,7 +27,7 @@ from segments_async.testing._limits import TokenBucket
 
 pytest_plugins = ["segments_async.testing.pytest_plugin"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC_DELETE_BODY = b'{"success":true,"result":[]}'
 
 
