@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pathlib
+import re
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+
+import pytest
 
 from segments_async import RetryPolicy, SegmentsClient
 from segments_async.testing import FakeSegmentsServer
@@ -103,3 +108,23 @@ class Recorder:
 
     def of(self, kind: type) -> list[Any]:
         return [event for event in self.events if type(event) is kind]
+
+
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+
+
+def recipe(name: str) -> str:
+    """The code of the README's recipe ``name``."""
+    pattern = rf"<!-- recipe: {re.escape(name)} -->\n```python\n(.*?)\n```"
+    found = re.findall(pattern, README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert 1 == len(found), f"README.md has {len(found)} recipes named {name!r}"
+    return found[0]
+
+
+def run_recipe(name: str, monkeypatch: pytest.MonkeyPatch, base_url: str, token: str) -> Any:
+    """Execute a recipe as a module configured by the environment; returns its namespace."""
+    monkeypatch.setenv("SEGMENTS_BASE_URL", base_url)
+    monkeypatch.setenv("SEGMENTS_API_TOKEN", token)
+    module = types.ModuleType(f"readme_recipe_{name.replace('-', '_')}")
+    exec(compile(recipe(name), f"README.md <{name}>", "exec"), module.__dict__)  # noqa: S102
+    return module

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import pathlib
-import re
 import sys
 import types
 from collections.abc import Iterator
@@ -25,26 +23,9 @@ from segments_async.testing import FakeSegmentsServer, Fault
 
 from ..conftest import TOKEN, page_payload
 from ..rawserver import RawRequest, RawServer, json_response
+from .support import recipe, run_recipe
 
-README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 MISSING_ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"
-
-
-def recipe(name: str) -> str:
-    """The code of the README's recipe ``name``."""
-    pattern = rf"<!-- recipe: {re.escape(name)} -->\n```python\n(.*?)\n```"
-    found = re.findall(pattern, README.read_text(encoding="utf-8"), flags=re.DOTALL)
-    assert 1 == len(found), f"README.md has {len(found)} recipes named {name!r}"
-    return found[0]
-
-
-def run_recipe(name: str, monkeypatch: pytest.MonkeyPatch, base_url: str, token: str) -> Any:
-    """Execute a recipe as a module configured by the environment; returns its namespace."""
-    monkeypatch.setenv("SEGMENTS_BASE_URL", base_url)
-    monkeypatch.setenv("SEGMENTS_API_TOKEN", token)
-    module = types.ModuleType(f"readme_recipe_{name.replace('-', '_')}")
-    exec(compile(recipe(name), f"README.md <{name}>", "exec"), module.__dict__)  # noqa: S102
-    return module
 
 
 def test_every_recipe_is_found():
