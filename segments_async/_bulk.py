@@ -62,11 +62,20 @@ class _Input(Generic[_I]):
         self.pulled = 0
         self.exhausted = False
 
+    @property
+    def ready(self) -> bool:
+        """Whether ``pull_now`` can be used: the input is a plain iterable."""
+        return self._sync is not None
+
+    def pull_now(self) -> tuple[int, object]:
+        """``pull`` for a plain iterable, without a coroutine per item."""
+        assert self._sync is not None
+        return self._numbered(_EXHAUSTED if self.exhausted else next(self._sync, _EXHAUSTED))
+
     async def pull(self) -> tuple[int, object]:
         """The next item and its index, or ``_EXHAUSTED`` as the item."""
         if self._async is None:
-            assert self._sync is not None
-            return self._numbered(_EXHAUSTED if self.exhausted else next(self._sync, _EXHAUSTED))
+            return self.pull_now()
         async with self._lock:  # numbered under the lock too, so indexes follow the input
             item = _EXHAUSTED if self.exhausted else await anext(self._async, _EXHAUSTED)
             return self._numbered(item)
@@ -101,14 +110,14 @@ async def ordered_results(
     """
     run = _Run(_Input(inputs), call, window, may_create)
     tasks = [asyncio.create_task(run.work()) for _ in range(workers)]
+    run.working = workers
     try:
         while True:
             following = run.following
             while following not in run.results:
-                failed = next((t for t in tasks if t.done() and _failed(t)), None)
-                if failed is not None:
-                    raise failed.exception()  # type: ignore[misc]
-                if all(task.done() for task in tasks):
+                if run.failure is not None:
+                    raise run.failure
+                if not run.working:
                     if run.stop is not None:
                         raise run.stop
                     return
@@ -125,7 +134,18 @@ async def ordered_results(
 class _Run(Generic[_I, _T]):
     """The state the workers and the consumer of one bulk operation share."""
 
-    __slots__ = ("call", "following", "may_create", "ready", "results", "room", "source", "stop")
+    __slots__ = (
+        "call",
+        "failure",
+        "following",
+        "may_create",
+        "ready",
+        "results",
+        "room",
+        "source",
+        "stop",
+        "working",
+    )
 
     def __init__(
         self,
@@ -141,27 +161,40 @@ class _Run(Generic[_I, _T]):
         self.results: dict[int, BulkResult[_T]] = {}
         self.ready = asyncio.Event()  # the awaited result was stored, or a worker ended
         self.following = 0  # the index the consumer yields next
-        self.stop: SegmentsError | None = None
+        self.working = 0  # workers not yet ended
+        self.stop: SegmentsError | None = None  # what ends the operation once drained
+        self.failure: BaseException | None = None  # what ends it at once
 
     async def work(self) -> None:
+        room, source, results = self.room, self.source, self.results
         try:
             while self.stop is None:
-                await self.room.acquire()
-                index, item = await self.source.pull()
+                if not room.try_acquire():
+                    await room.acquire()
+                index, item = source.pull_now() if source.ready else await source.pull()
                 if item is _EXHAUSTED or self.stop is not None:
-                    self.room.release()
+                    room.release()
                     return
-                self.results[index] = await self._one(index, item)  # type: ignore[arg-type]
+                results[index] = await self._one(index, item)  # type: ignore[arg-type]
                 if index == self.following:  # only the awaited result is worth a wake-up
                     self.ready.set()
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError) and self.failure is None:
+                self.failure = exc
+            raise
         finally:
+            self.working -= 1
             self.ready.set()
 
-    async def _one(self, index: int, item: _I) -> BulkResult[_T]:
+    def _one(self, index: int, item: _I) -> Awaitable[BulkResult[_T]]:
+        """The result of one item: refused at once, or the awaitable of its call."""
         try:
             pending = self.call(item)
         except (ValueError, TypeError) as refused:
-            return BulkResult(index, item, error=refused)
+            return _done(BulkResult(index, item, error=refused))
+        return self._settle(index, item, pending)
+
+    async def _settle(self, index: int, item: _I, pending: Awaitable[_T]) -> BulkResult[_T]:
         try:
             # Whatever else is raised (a hook's ValueError included) is no refused input.
             value = await pending
@@ -173,8 +206,8 @@ class _Run(Generic[_I, _T]):
         return BulkResult(index, item, value=value)
 
 
-def _failed(task: asyncio.Task[None]) -> bool:
-    return not task.cancelled() and task.exception() is not None
+async def _done(result: BulkResult[_T]) -> BulkResult[_T]:
+    return result
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -321,7 +321,18 @@ class SegmentsClient:
         hooks = self._options.event_hooks
         if hooks.request:
             await _emit(hooks.request, RequestEvent(call.method, url, call.attempts))
-        outcome = await self._send(call, url, body, until, adaptive)
+        shared = self._shared
+        if adaptive or until is not None or shared.flow.rate_limit is not None:
+            outcome = await self._send(call, url, body, until, adaptive)
+        else:  # nothing to wait for but a connection: straight to the wire
+            outcome = await shared.transport.send(
+                call.method,
+                url,
+                self._headers,
+                body,
+                attempt_timeout=self._options.wire_timeout,
+                until=None,
+            )
         if logger.isEnabledFor(logging.DEBUG):
             _log_attempt(call, outcome)
         if hooks.response:
@@ -331,7 +342,8 @@ class SegmentsClient:
     async def _send(
         self, call: Call, url: str, body: bytes | None, until: float | None, adaptive: bool
     ) -> Outcome:
-        """Wait for flow control, then send; held back past the deadline is an outcome too."""
+        """Wait for flow control, mind the deadline, then send; held back past the deadline
+        is an outcome too."""
         flow = self._shared.flow
         ticket = None
         if adaptive or flow.rate_limit is not None:
@@ -364,9 +376,10 @@ class SegmentsClient:
         return outcome
 
     def _attempt_timeout(self, until: float | None) -> aiohttp.ClientTimeout:
+        timeout = self._options.wire_timeout
         if until is None:
-            return self._options.timeout
-        return cut_timeout(self._options.timeout, until, asyncio.get_running_loop().time())
+            return timeout
+        return cut_timeout(timeout, until, asyncio.get_running_loop().time())
 
     def _decide(self, call: Call, outcome: Outcome, until: float | None) -> Decision:
         remaining = None

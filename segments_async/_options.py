@@ -36,6 +36,7 @@ __all__ = [
     "cut_timeout",
     "env_proxy",
     "is_loopback",
+    "to_wire_timeout",
 ]
 
 
@@ -137,7 +138,11 @@ def cut_timeout(
     rounding = 1.0 if total > timeout.ceil_threshold else 0.0
     if total + rounding <= remaining:
         return timeout
-    return attrs.evolve(timeout, total=min(total, remaining), ceil_threshold=math.inf)
+    cut = min(total, remaining)
+    sock_connect = timeout.sock_connect
+    if sock_connect is not None:  # a connection not made in time stays known unsent
+        sock_connect = min(sock_connect, _CONNECT_SHARE * cut)
+    return attrs.evolve(timeout, total=cut, sock_connect=sock_connect, ceil_threshold=math.inf)
 
 
 def to_retry(retry: object) -> RetryPolicy:
@@ -267,7 +272,10 @@ _DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30.0)
 
 @attrs.frozen
 class ClientOptions:
-    """What a call needs to know that a ``with_options`` view may change."""
+    """What a call needs to know that a ``with_options`` view may change.
+
+    ``wire_timeout`` is what aiohttp gets for ``timeout`` (see ``to_wire_timeout``).
+    """
 
     timeout: aiohttp.ClientTimeout = attrs.field(default=_DEFAULT_TIMEOUT, converter=to_timeout)
     retry: RetryPolicy = attrs.field(default=None, converter=to_retry)
@@ -276,6 +284,26 @@ class ClientOptions:
     default_headers: tuple[tuple[str, str], ...] = attrs.field(
         default=None, converter=to_default_headers
     )
+    wire_timeout: aiohttp.ClientTimeout = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "wire_timeout", to_wire_timeout(self.timeout))
+
+
+#: The share of an attempt's time a new connection may take before it counts as not made.
+_CONNECT_SHARE: Final = 0.9
+
+
+def to_wire_timeout(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+    """``timeout`` as aiohttp gets it: a connection that is not made within 90 % of the
+    total fails as a connect timeout (``sock_connect``), known unsent, instead of running
+    into the total, after which nobody could tell whether the request went out.
+
+    A ``sock_connect`` of the caller's own is kept.
+    """
+    if timeout.total is None or timeout.sock_connect is not None:
+        return timeout
+    return attrs.evolve(timeout, sock_connect=_CONNECT_SHARE * timeout.total)
 
 
 USER_AGENT: Final = (

@@ -93,6 +93,7 @@ class Transport:
         "_loop",
         "_middlewares",
         "_proxy",
+        "_request_options",
         "_session",
         "closed",
         "max_connections",
@@ -123,6 +124,15 @@ class Transport:
         if session is not None and not isinstance(session.cookie_jar, aiohttp.DummyCookieJar):
             self._middlewares = (_without_cookies,)
         self._proxy = proxy
+        # What every request passes to aiohttp besides its own: the owned session already
+        # has the defaults the client needs; a borrowed session's are overridden.
+        self._request_options: dict[str, object] = {"allow_redirects": False}
+        if proxy is not None or session is not None:
+            self._request_options["proxy"] = proxy
+        if session is not None:
+            self._request_options.update(
+                raise_for_status=False, auto_decompress=True, middlewares=self._middlewares
+            )
         self.closed = False
         # Tasks inside a call, and those aclose() cancelled: see ``enter`` and ``closed_under``.
         self._active: dict[asyncio.Task[object], int] = {}
@@ -280,14 +290,33 @@ class Transport:
         attempt_timeout: aiohttp.ClientTimeout,
     ) -> Outcome:
         started = asyncio.get_running_loop().time()
-        # GET is read-only: whether it was sent changes nothing, so it needs no probe.
-        probe = None if method == "GET" else _SendProbe()
+        # Only a DELETE's sends are counted: aiohttp silently sends an idempotent request
+        # again after a dead pooled connection, and a 404 after that may mean the first one
+        # deleted it. Whether any other request was sent is told apart by the kind of
+        # failure: a connection not made in time is a connect timeout (see to_wire_timeout).
+        probe = _SendProbe() if method == "DELETE" else None
+        options = self._request_options
+        if probe is not None:
+            options = {**options, "middlewares": (*self._middlewares, probe)}
         failed: tuple[Failure, SegmentsError, int | None] | None = None
         cancelled: tuple[object, ...] | None = None
         try:
-            return await self._answer(
-                session, method, url, headers, body, attempt_timeout, probe, started
-            )
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=headers.plain if body is None else headers.json,
+                timeout=attempt_timeout,
+                **options,  # type: ignore[arg-type]
+            ) as response:
+                raw = await _read_body(response)
+                return Outcome(
+                    response.status,
+                    response.headers,
+                    raw,
+                    resent=probe is not None and probe.sends > 1,
+                    elapsed=asyncio.get_running_loop().time() - started,
+                )
         except (aiohttp.ClientError, TimeoutError, _TooLarge) as exc:
             # Mapped here, so that no local outlives the block holding aiohttp's exception.
             failed = _failure(exc, attempt_timeout, method, url, written=_written(probe))
@@ -299,6 +328,18 @@ class Transport:
             # request headers.
             _clear_frames(exc)
             raise
+        return self._unanswered(method, url, probe, failed, cancelled, started)
+
+    def _unanswered(
+        self,
+        method: str,
+        url: str,
+        probe: _SendProbe | None,
+        failed: tuple[Failure, SegmentsError, int | None] | None,
+        cancelled: tuple[object, ...] | None,
+        started: float,
+    ) -> Outcome:
+        """The outcome of an attempt that raised instead of answering."""
         sent = _written(probe) and method != "GET"
         if cancelled is not None:
             if not self.closed_under(asyncio.current_task()):
@@ -319,42 +360,9 @@ class Transport:
             elapsed=asyncio.get_running_loop().time() - started,
         )
 
-    async def _answer(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        headers: RequestHeaders,
-        body: bytes | None,
-        attempt_timeout: aiohttp.ClientTimeout,
-        probe: _SendProbe | None,
-        started: float,
-    ) -> Outcome:
-        """Send, and read the whole answer (raising aiohttp's errors, or ``_TooLarge``)."""
-        async with session.request(
-            method,
-            URL(url, encoded=True),
-            data=body,
-            headers=headers.plain if body is None else headers.json,
-            timeout=attempt_timeout,
-            allow_redirects=False,
-            raise_for_status=False,
-            auto_decompress=True,
-            middlewares=self._middlewares if probe is None else (*self._middlewares, probe),
-            proxy=self._proxy,
-        ) as response:
-            raw = await _read_body(response)
-            return Outcome(
-                response.status,
-                response.headers,
-                raw,
-                resent=probe is not None and probe.sends > 1,
-                elapsed=asyncio.get_running_loop().time() - started,
-            )
-
 
 def _written(probe: _SendProbe | None) -> bool:
-    """Whether the request may have been written (always, for a GET: it has no probe)."""
+    """Whether the request may have been written (unprobed requests: maybe)."""
     return probe is None or probe.maybe_written
 
 

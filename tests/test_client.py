@@ -99,7 +99,7 @@ def aiohttp_end(timeout: aiohttp.ClientTimeout, now: float) -> float:
 
 class TestAttemptTimeout:
     async def test_without_a_deadline_the_timeout_is_passed_as_is(self):
-        """No deadline: the seam gets the client's own timeout and no end time."""
+        """No deadline: the seam gets the client's own timeout (with its connect share)."""
         async with make_client(timeout=7) as client:
             fake = install(client)
             task = asyncio.create_task(client.segments.list())
@@ -107,7 +107,8 @@ class TestAttemptTimeout:
             sent.answer(200, page_body(1, 20, 0))
             await task
 
-        assert client.timeout is sent.attempt_timeout
+        assert (7.0, 0.9 * 7.0) == (sent.attempt_timeout.total, sent.attempt_timeout.sock_connect)
+        assert client._options.wire_timeout is sent.attempt_timeout
         assert sent.until is None
 
     async def test_the_timeout_is_cut_to_the_deadline(self):
@@ -136,7 +137,8 @@ class TestAttemptTimeout:
             sent.answer(200, page_body(1, 20, 0))
             await task
 
-        assert timeout is sent.attempt_timeout
+        assert client._options.wire_timeout is sent.attempt_timeout
+        assert (1, 0.5) == (sent.attempt_timeout.total, sent.attempt_timeout.sock_read)
 
     async def test_other_timeout_fields_survive_the_cut(self):
         """Cutting the total keeps sock_read and sock_connect."""

@@ -35,6 +35,7 @@ from segments_async import (
 )
 from segments_async._decode import (
     InvalidResponse,
+    _structure_segment,
     decode_delete,
     decode_segment,
     decode_segment_page,
@@ -918,3 +919,25 @@ class TestRateLimit:
         err = read_error(status, b"", {"Retry-After": "7"})
 
         assert not isinstance(err, RateLimitError)
+
+
+class TestSegmentFastPath:
+    @given(
+        segment_id=st.text(max_size=40),
+        name=st.text(max_size=40),
+        extra=st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), max_size=3),
+    )
+    def test_agrees_with_the_converter(self, segment_id, name, extra):
+        """A well-formed answer decodes to what the strict converter builds."""
+        result = {**extra, "id": segment_id, "name": name}
+        body = orjson.dumps({"success": True, "result": result})
+
+        assert _structure_segment(result, Segment) == decode_segment(body)
+
+    @pytest.mark.parametrize("result", [{"id": 1, "name": "x"}, {"id": "a"}, {"name": "x"}, []])
+    def test_anything_else_is_explained(self, result):
+        """An answer the fast path cannot take is explained by the converter."""
+        body = orjson.dumps({"success": True, "result": result})
+
+        with pytest.raises(InvalidResponse):
+            decode_segment(body)

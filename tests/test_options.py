@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 import yarl
 
@@ -21,6 +22,7 @@ from segments_async._options import (
     cut_timeout,
     env_proxy,
     is_loopback,
+    to_wire_timeout,
 )
 
 TOKEN = "tok-options-1f2e3d"
@@ -341,10 +343,38 @@ class TestCutTimeout:
         )
 
     def test_other_fields_are_kept(self):
-        """sock_read, sock_connect and connect survive the cut."""
+        """sock_read and connect survive the cut; sock_connect stays within 90 % of it."""
         timeout = aiohttp.ClientTimeout(total=30, sock_read=5, sock_connect=2, connect=3)
         cut = cut_timeout(timeout, self.NOW + 1, self.NOW)
-        assert (5, 2, 3) == (cut.sock_read, cut.sock_connect, cut.connect)
+        assert (5, 0.9, 3) == (cut.sock_read, cut.sock_connect, cut.connect)
+
+    def test_a_short_sock_connect_is_kept(self):
+        """A sock_connect well within the cut is the caller's and stays."""
+        timeout = aiohttp.ClientTimeout(total=30, sock_connect=0.2)
+        assert 0.2 == cut_timeout(timeout, self.NOW + 1, self.NOW).sock_connect
+
+
+class TestWireTimeout:
+    def test_a_connection_gets_ninety_percent_of_the_total(self):
+        """timeout=10: a connection not made within 9 s fails as a connect timeout."""
+        wire = to_wire_timeout(aiohttp.ClientTimeout(total=10))
+        assert (10, 9) == (wire.total, wire.sock_connect)
+
+    def test_the_callers_sock_connect_is_kept(self):
+        """A sock_connect of the caller's own is not replaced."""
+        timeout = aiohttp.ClientTimeout(total=10, sock_connect=1)
+        assert to_wire_timeout(timeout) is timeout
+
+    def test_no_total_no_sock_connect(self):
+        """timeout=None stays without any timeout."""
+        timeout = aiohttp.ClientTimeout(total=None)
+        assert to_wire_timeout(timeout) is timeout
+
+    def test_views_recompute_it(self):
+        """A view's wire timeout follows its own timeout."""
+        options = ClientOptions(timeout=10)
+        view = attrs.evolve(options, timeout=4)
+        assert (9, 3.6) == (options.wire_timeout.sock_connect, view.wire_timeout.sock_connect)
 
 
 def test_client_properties_are_copies():
