@@ -166,7 +166,8 @@ class _Run(Generic[_I, _T]):
         self.failure: BaseException | None = None  # what ends it at once
 
     async def work(self) -> None:
-        room, source, results = self.room, self.source, self.results
+        """Pull an input, make its call, store its result; until the input runs dry."""
+        room, source, results, call = self.room, self.source, self.results, self.call
         try:
             while self.stop is None:
                 if not room.try_acquire():
@@ -175,7 +176,18 @@ class _Run(Generic[_I, _T]):
                 if item is _EXHAUSTED or self.stop is not None:
                     room.release()
                     return
-                results[index] = await self._one(index, item)  # type: ignore[arg-type]
+                result: BulkResult[_T]
+                try:
+                    pending = call(item)  # type: ignore[arg-type]
+                except (ValueError, TypeError) as refused:  # refused before anything is sent
+                    result = BulkResult(index, item, error=refused)
+                else:
+                    try:
+                        # Whatever else is raised (a hook's ValueError too) is no refusal.
+                        result = BulkResult(index, item, value=await pending)
+                    except SegmentsError as error:
+                        result = self._failed(index, item, error)
+                results[index] = result
                 if index == self.following:  # only the awaited result is worth a wake-up
                     self.ready.set()
         except BaseException as exc:
@@ -186,28 +198,11 @@ class _Run(Generic[_I, _T]):
             self.working -= 1
             self.ready.set()
 
-    def _one(self, index: int, item: _I) -> Awaitable[BulkResult[_T]]:
-        """The result of one item: refused at once, or the awaitable of its call."""
-        try:
-            pending = self.call(item)
-        except (ValueError, TypeError) as refused:
-            return _done(BulkResult(index, item, error=refused))
-        return self._settle(index, item, pending)
-
-    async def _settle(self, index: int, item: _I, pending: Awaitable[_T]) -> BulkResult[_T]:
-        try:
-            # Whatever else is raised (a hook's ValueError included) is no refused input.
-            value = await pending
-        except SegmentsError as error:
-            if isinstance(error, _FATAL) and self.stop is None:
-                self.stop = error
-            unknown = self.may_create and isinstance(error, _RequestError) and error.outcome_unknown
-            return BulkResult(index, item, error=error, outcome_unknown=unknown)
-        return BulkResult(index, item, value=value)
-
-
-async def _done(result: BulkResult[_T]) -> BulkResult[_T]:
-    return result
+    def _failed(self, index: int, item: object, error: SegmentsError) -> BulkResult[_T]:
+        if isinstance(error, _FATAL) and self.stop is None:
+            self.stop = error
+        unknown = self.may_create and isinstance(error, _RequestError) and error.outcome_unknown
+        return BulkResult(index, item, error=error, outcome_unknown=unknown)
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

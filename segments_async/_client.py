@@ -113,7 +113,7 @@ class SegmentsClient:
     ``session`` lends the client an ``aiohttp.ClientSession`` that it uses but never closes.
     """
 
-    __slots__ = ("_headers", "_options", "_owner", "_shared", "segments")
+    __slots__ = ("_headers", "_options", "_owner", "_plain", "_shared", "_wire_timeout", "segments")
 
     segments: SegmentsResource
     """The ``/v2.3/data/segments`` endpoints: list, iterate, create, update, delete, bulk."""
@@ -174,6 +174,11 @@ class SegmentsClient:
         self._options = options
         self._owner = owner
         self._headers = RequestHeaders(shared.token, options.default_headers)
+        self._wire_timeout = options.wire_timeout
+        # Nothing but the send itself to do around an attempt (see _request).
+        self._plain = not (
+            options.event_hooks or options.deadline is not None or shared.flow.rate_limit
+        )
         self.segments = SegmentsResource(self._request, shared.flow, shared.base_url)
 
     def __repr__(self) -> str:
@@ -295,10 +300,23 @@ class SegmentsClient:
         url = self._shared.base_url + path
         deadline = self._options.deadline
         until = None if deadline is None else asyncio.get_running_loop().time() + deadline
+        # No hooks, deadline or flow control: the attempt is the send itself (the hot path).
+        plain = self._plain and not adaptive
         task = transport.enter()
         try:
             while True:
-                outcome = await self._attempt(call, url, body, until, adaptive)
+                if plain:
+                    call.attempts += 1
+                    outcome = await transport.send(
+                        method,
+                        url,
+                        self._headers,
+                        body,
+                        attempt_timeout=self._wire_timeout,
+                        until=None,
+                    )
+                else:
+                    outcome = await self._attempt(call, url, body, until, adaptive)
                 decision = self._decide(call, outcome, until)
                 if decision.action is not Action.RETRY:
                     break
@@ -321,20 +339,7 @@ class SegmentsClient:
         hooks = self._options.event_hooks
         if hooks.request:
             await _emit(hooks.request, RequestEvent(call.method, url, call.attempts))
-        shared = self._shared
-        if adaptive or until is not None or shared.flow.rate_limit is not None:
-            outcome = await self._send(call, url, body, until, adaptive)
-        else:  # nothing to wait for but a connection: straight to the wire
-            outcome = await shared.transport.send(
-                call.method,
-                url,
-                self._headers,
-                body,
-                attempt_timeout=self._options.wire_timeout,
-                until=None,
-            )
-        if logger.isEnabledFor(logging.DEBUG):
-            _log_attempt(call, outcome)
+        outcome = await self._send(call, url, body, until, adaptive)
         if hooks.response:
             await _emit(hooks.response, _response_event(call, url, outcome))
         return outcome
@@ -382,6 +387,8 @@ class SegmentsClient:
         return cut_timeout(timeout, until, asyncio.get_running_loop().time())
 
     def _decide(self, call: Call, outcome: Outcome, until: float | None) -> Decision:
+        if logger.isEnabledFor(logging.DEBUG):
+            _log_attempt(call, outcome)
         remaining = None
         if until is not None:
             remaining = until - asyncio.get_running_loop().time()

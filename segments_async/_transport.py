@@ -235,60 +235,15 @@ class Transport:
         until: float | None,
     ) -> Outcome:
         """Make one attempt: wait for a connection (until ``until``, loop time), send, read."""
-        if self.closed:
-            return _closed(method, url, sent=False)
-        session = self._session
-        if session is None or self._loop is not asyncio.get_running_loop():
-            session = self._open()  # the first use, or a clear error about loops
-        if session.closed:
-            # A borrowed session its owner closed: aiohttp would raise a RuntimeError from
-            # frames that hold the request headers.
-            error = ClientClosedError(
-                "the borrowed aiohttp.ClientSession was closed by its owner", method=method, url=url
-            )
-            return Outcome(failure=Failure.CLOSED, error=error, sent=False)
+        session = self._usable_session(method, url)
+        if isinstance(session, Outcome):
+            return session
         if not self._gate.try_acquire():
             waited = await self._wait_for_connection(method, url, until)
             if waited is not None:
                 return waited
             # The wait came out of the call's deadline: the attempt gets only what is left.
             attempt_timeout = cut_timeout(attempt_timeout, until, asyncio.get_running_loop().time())
-        try:
-            return await self._exchange(session, method, url, headers, body, attempt_timeout)
-        finally:
-            self._gate.release()
-
-    async def _wait_for_connection(
-        self, method: str, url: str, until: float | None
-    ) -> Outcome | None:
-        if until is None:
-            await self._gate.acquire()
-            return None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            async with asyncio.timeout_at(until):
-                await self._gate.acquire()
-        except TimeoutError:
-            waited = loop.time() - started
-            error = APITimeoutError(
-                f"no connection free within {waited:.3g}s (the call's deadline); "
-                f"the pool of {self.max_connections} is busy",
-                method=method,
-                url=url,
-            )
-            return Outcome(failure=Failure.QUEUE_TIMEOUT, error=error, sent=False)
-        return None
-
-    async def _exchange(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: str,
-        headers: RequestHeaders,
-        body: bytes | None,
-        attempt_timeout: aiohttp.ClientTimeout,
-    ) -> Outcome:
         started = asyncio.get_running_loop().time()
         # Only a DELETE's sends are counted: aiohttp silently sends an idempotent request
         # again after a dead pooled connection, and a 404 after that may mean the first one
@@ -328,7 +283,47 @@ class Transport:
             # request headers.
             _clear_frames(exc)
             raise
+        finally:
+            self._gate.release()
         return self._unanswered(method, url, probe, failed, cancelled, started)
+
+    def _usable_session(self, method: str, url: str) -> aiohttp.ClientSession | Outcome:
+        """The session to send through, or the outcome of a client or session closed."""
+        if self.closed:
+            return _closed(method, url, sent=False)
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._open()  # the first use, or a clear error about loops
+        if session.closed:
+            # A borrowed session its owner closed: aiohttp would raise a RuntimeError from
+            # frames that hold the request headers.
+            error = ClientClosedError(
+                "the borrowed aiohttp.ClientSession was closed by its owner", method=method, url=url
+            )
+            return Outcome(failure=Failure.CLOSED, error=error, sent=False)
+        return session
+
+    async def _wait_for_connection(
+        self, method: str, url: str, until: float | None
+    ) -> Outcome | None:
+        if until is None:
+            await self._gate.acquire()
+            return None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout_at(until):
+                await self._gate.acquire()
+        except TimeoutError:
+            waited = loop.time() - started
+            error = APITimeoutError(
+                f"no connection free within {waited:.3g}s (the call's deadline); "
+                f"the pool of {self.max_connections} is busy",
+                method=method,
+                url=url,
+            )
+            return Outcome(failure=Failure.QUEUE_TIMEOUT, error=error, sent=False)
+        return None
 
     def _unanswered(
         self,
