@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from .._cli_core import positive_float_arg
 from ._api import check_token
 from ._server import FakeSegmentsServer
 
@@ -43,16 +43,6 @@ def _int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _host(text: str) -> str:
@@ -88,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add(
         "--rate-limit",
-        type=_positive_float,
+        type=positive_float_arg,
         default=None,
         metavar="PER_SECOND",
         help="answer 429 beyond this many requests a second (a burst of one second's worth)",

@@ -1190,7 +1190,7 @@ async def test_standalone_errors_are_one_line_and_exit_2() -> None:
         (["--token", "a b"], "argument --token: token must be"),
         (["--seed", "1", "--segments", "1"], "--seed is the deprecated spelling of --segments"),
         (["--host", ""], "argument --host: must not be empty"),
-        (["--rate-limit", "0"], "argument --rate-limit: must be > 0"),
+        (["--rate-limit", "0"], "argument --rate-limit: must be a number above 0"),
         (["--segments", "1", "--seg", "2"], "unrecognized arguments: --seg"),
     ],
 )
