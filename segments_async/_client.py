@@ -113,7 +113,7 @@ class SegmentsClient:
     ``session`` lends the client an ``aiohttp.ClientSession`` that it uses but never closes.
     """
 
-    __slots__ = ("_headers", "_options", "_owner", "_plain", "_shared", "_wire_timeout", "segments")
+    __slots__ = ("_headers", "_options", "_owner", "_plain", "_shared", "segments")
 
     segments: SegmentsResource
     """The ``/v2.3/data/segments`` endpoints: list, iterate, create, update, delete, bulk."""
@@ -174,7 +174,6 @@ class SegmentsClient:
         self._options = options
         self._owner = owner
         self._headers = RequestHeaders(shared.token, options.default_headers)
-        self._wire_timeout = options.wire_timeout
         # Nothing but the send itself to do around an attempt (see _request).
         self._plain = not (
             options.event_hooks or options.deadline is not None or shared.flow.rate_limit
@@ -312,7 +311,7 @@ class SegmentsClient:
                         url,
                         self._headers,
                         body,
-                        attempt_timeout=self._wire_timeout,
+                        attempt_timeout=self._options.wire_timeout,
                         until=None,
                     )
                 else:
