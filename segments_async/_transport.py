@@ -441,40 +441,35 @@ def _map_client_error(
     holds those headers), nor are connector errors (their connection key can hold a
     proxy's credentials): their ``OSError`` is chained instead.
     """
-    failure: Failure
-    error: SegmentsError
-    cause: BaseException | None = exc
+    failure, message, cause = _what_failed(exc, method)
+    timed_out = isinstance(exc, aiohttp.ServerTimeoutError)
+    error = (APITimeoutError if timed_out else APIConnectionError)(message, method=method, url=url)
+    error.__cause__ = _without_tracebacks(cause)
+    error.__suppress_context__ = True
+    return failure, error
+
+
+def _what_failed(
+    exc: aiohttp.ClientError, method: str
+) -> tuple[Failure, str, BaseException | None]:
+    """How an attempt that raised ``exc`` failed, in words, and the cause safe to chain."""
     if isinstance(exc, aiohttp.ServerTimeoutError):
-        connecting = isinstance(exc, aiohttp.ConnectionTimeoutError)
-        failure = Failure.CONNECT if connecting else Failure.TIMEOUT
-        error = APITimeoutError(
-            "timed out connecting" if connecting else "timed out reading the response",
-            method=method,
-            url=url,
-        )
-    elif isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return Failure.CONNECT, "timed out connecting", exc
+        return Failure.TIMEOUT, "timed out reading the response", exc
+    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
         # Certificate trouble does not go away by retrying, and must not be papered over.
-        failure = Failure.TLS
-        error = APIConnectionError(f"TLS failure: {exc}", method=method, url=url)
-        cause = getattr(exc, "os_error", None)
-    elif isinstance(exc, aiohttp.ClientConnectorError):
-        failure = Failure.CONNECT
-        error = APIConnectionError(f"cannot connect: {exc.os_error}", method=method, url=url)
-        cause = exc.os_error
-    elif isinstance(exc, aiohttp.ClientPayloadError):
-        failure = Failure.TRUNCATED
-        error = APIConnectionError("the response body was cut short", method=method, url=url)
-    elif isinstance(exc, aiohttp.ClientHttpProxyError):
+        return Failure.TLS, f"TLS failure: {exc}", getattr(exc, "os_error", None)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Failure.CONNECT, f"cannot connect: {exc.os_error}", exc.os_error
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return Failure.TRUNCATED, "the response body was cut short", exc
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
         # The proxy refused the tunnel: the API never saw the request. Not chained: its
         # request_info holds the CONNECT's headers, the proxy's credentials included.
-        failure = Failure.CONNECT
-        error = APIConnectionError(
-            f"the proxy refused the tunnel: {exc.status} {_first_line(exc.message)}",
-            method=method,
-            url=url,
-        )
-        cause = None
-    elif isinstance(exc, aiohttp.ClientResponseError):
+        message = f"the proxy refused the tunnel: {exc.status} {_first_line(exc.message)}"
+        return Failure.CONNECT, message, None
+    if isinstance(exc, aiohttp.ClientResponseError):
         # Malformed HTTP. The common case is a 204 that carries a body, as the spec's own
         # DELETE example does: aiohttp's C parser (llhttp) ends a 204 at its head and reads
         # the body as the next response's status line ("Bad status line") in the same read,
@@ -483,27 +478,15 @@ def _map_client_error(
         # protocol through private attributes, or AIOHTTP_NO_EXTENSIONS for the whole
         # process. So a DELETE is retried at once (a garbled answer is not a sign of load)
         # and its 404 read as done; without retries, the error says the outcome is unknown.
-        failure = Failure.PROTOCOL
         acted = "" if method == "GET" else "; the server may have acted on the request"
-        error = APIConnectionError(
+        return (
+            Failure.PROTOCOL,
             f"malformed HTTP response ({_first_line(exc.message)}){acted}",
-            method=method,
-            url=url,
+            None,
         )
-        cause = None
-    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
-        failure = Failure.DISCONNECT
-        error = APIConnectionError(
-            "the server closed the connection before answering", method=method, url=url
-        )
-    else:
-        failure = Failure.DISCONNECT
-        error = APIConnectionError(
-            f"connection failed: {type(exc).__name__}", method=method, url=url
-        )
-    error.__cause__ = _without_tracebacks(cause)
-    error.__suppress_context__ = True
-    return failure, error
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return Failure.DISCONNECT, "the server closed the connection before answering", exc
+    return Failure.DISCONNECT, f"connection failed: {type(exc).__name__}", exc
 
 
 def _without_tracebacks(exc: BaseException | None) -> BaseException | None:
