@@ -208,6 +208,40 @@ class TestErrors:
         assert 1 == total_sent(mock_api)
 
 
+class TestConnectTimeouts:
+    async def test_a_post_whose_connection_timed_out_is_retried(self, mock_api, client):
+        """A connection not made in time: the POST was never sent, so it is retried."""
+        mock_api.post(SEGMENTS_URL, exception=aiohttp.ConnectionTimeoutError("connect"))
+        mock_api.post(SEGMENTS_URL, payload=envelope({"id": SEGMENT_ID, "name": "EMEA"}))
+
+        assert "EMEA" == (await client.segments.create("EMEA")).name
+        assert 2 == total_sent(mock_api)
+
+    async def test_its_error_says_nothing_was_done(self, mock_api):
+        """Without retries, the error is a timeout whose outcome is known: nothing done."""
+        mock_api.post(SEGMENTS_URL, exception=aiohttp.ConnectionTimeoutError("connect"))
+        async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy(max_retries=0)) as client:
+            with pytest.raises(APITimeoutError, match="timed out connecting") as info:
+                await client.segments.create("EMEA")
+
+        assert info.value.outcome_unknown is False
+
+    async def test_a_post_that_timed_out_reading_is_not_retried(self, mock_api, client):
+        """A timeout after the connection was made: the POST may have been done."""
+        mock_api.post(SEGMENTS_URL, exception=aiohttp.SocketTimeoutError("read"))
+
+        with pytest.raises(APITimeoutError) as info:
+            await client.segments.create("EMEA")
+        assert 1 == total_sent(mock_api)
+        assert info.value.outcome_unknown is True
+
+    def test_the_client_gives_connections_ninety_percent_of_the_timeout(self):
+        """timeout=10: aiohttp gets sock_connect=9, so a slow connection is told apart."""
+        client = SegmentsClient(BASE_URL, TOKEN, timeout=10)
+
+        assert (10, 9) == (client.timeout.total, client._options.wire_timeout.sock_connect)
+
+
 class TestRetries:
     async def test_get_retried_until_success(self, mock_api, client):
         """503 then 502 then 200: the list succeeds on the third attempt."""
