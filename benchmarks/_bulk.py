@@ -30,7 +30,7 @@ import orjson
 
 from . import _floor
 from ._common import LIST_PATH, TOKEN, Skipped, load_ours, median, rotated
-from ._rss import KIB_PER_MIB, LAUNCHER, _maxrss_kib, _vm_hwm_kib
+from ._rss import LAUNCHER, _maxrss_kib, _vm_hwm_kib, summarize
 from ._server import REPO_ROOT, child_env
 
 CONCURRENCY = 16
@@ -250,29 +250,7 @@ def bench_rss(base_url: str, sizes: tuple[int, int], repeats: int) -> dict[str, 
                     raw[name].setdefault(size, []).append(_measure(name, base_url, size))
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     failed[name] = str(exc)
-    small, large = sizes
-    contenders: dict[str, Any] = {}
-    for name, by_size in raw.items():
-        if name in failed:
-            continue
-        summary: dict[str, Any] = {}
-        for size, measured in by_size.items():
-            summary[str(size)] = {
-                "baseline_mib": median([m["baseline_kib"] for m in measured]) / KIB_PER_MIB,
-                "peak_mib": median([m["peak_kib"] for m in measured]) / KIB_PER_MIB,
-                "vm_hwm_mib": median([m["vm_hwm_kib"] or 0 for m in measured]) / KIB_PER_MIB,
-                "seconds": median([m["seconds"] for m in measured]),
-                "runs": measured,
-            }
-        summary["growth_mib"] = summary[str(large)]["peak_mib"] - summary[str(small)]["peak_mib"]
-        contenders[name] = summary
-    return {
-        "sizes": list(sizes),
-        "repeats": repeats,
-        "contenders": contenders,
-        "skipped": skipped,
-        "failed": failed,
-    }
+    return summarize(raw, failed, skipped, sizes, repeats)
 
 
 def bench(

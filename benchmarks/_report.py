@@ -253,12 +253,21 @@ def _section_b(section: Doc) -> list[str]:
 
 
 def _section_c(section: Doc) -> list[str]:
-    small, large = section["sizes"]
     lines = [
         f"{HEADINGS['c']}: iterate(per_page=100, concurrency=16), items discarded,"
         f" fresh process per measurement, median of {section['repeats']} (MiB, ru_maxrss)",
+    ]
+    lines += _rss_table(section)
+    lines.append("  growth: peak at the larger size minus peak at the smaller one")
+    return lines + _problems(section)
+
+
+def _rss_table(section: Doc) -> list[str]:
+    """The peak-RSS table of section c or f: a row a contender, the two sizes side by side."""
+    small, large = section["sizes"]
+    lines = [
         f"  {'contender':<10} {'baseline':>9} {f'peak {small:,}':>13} {f'peak {large:,}':>13}"
-        f" {'growth':>7} {f'VmHWM {large:,}':>14} {f'secs {large:,}':>13}",
+        f" {'growth':>7} {f'VmHWM {large:,}':>14} {f'secs {large:,}':>13}"
     ]
     for name, stats in section["contenders"].items():
         lo, hi = stats[str(small)], stats[str(large)]
@@ -267,8 +276,7 @@ def _section_c(section: Doc) -> list[str]:
             f" {hi['peak_mib']:>13.1f} {stats['growth_mib']:>7.2f} {hi['vm_hwm_mib']:>14.1f}"
             f" {hi['seconds']:>13.2f}"
         )
-    lines.append("  growth: peak at the larger size minus peak at the smaller one")
-    return lines + _problems(section)
+    return lines
 
 
 def _section_d(section: Doc) -> list[str]:
@@ -340,20 +348,11 @@ def _section_f(section: Doc) -> list[str]:
             f"  {name:<10} {stats['median_s']:>9.3f} {stats['per_s']:>10,.0f} {_x(ratio):>11}"
         )
     lines.append("  'ours / raw': throughput, median per-round ratio (>1: ours faster)")
-    small, large = rss["sizes"]
     lines += [
         f"  Peak RSS: create_many fed by an async generator, fresh process per measurement,"
         f" median of {rss['repeats']} (MiB, ru_maxrss)",
-        f"  {'contender':<10} {'baseline':>9} {f'peak {small:,}':>13} {f'peak {large:,}':>13}"
-        f" {'growth':>7} {f'VmHWM {large:,}':>14} {f'secs {large:,}':>13}",
     ]
-    for name, stats in rss["contenders"].items():
-        lo, hi = stats[str(small)], stats[str(large)]
-        lines.append(
-            f"  {name:<10} {lo['baseline_mib']:>9.1f} {lo['peak_mib']:>13.1f}"
-            f" {hi['peak_mib']:>13.1f} {stats['growth_mib']:>7.2f} {hi['vm_hwm_mib']:>14.1f}"
-            f" {hi['seconds']:>13.2f}"
-        )
+    lines += _rss_table(rss)
     lines.append("  raw here streams from the generator and keeps only a count")
     return lines + _problems(section)
 

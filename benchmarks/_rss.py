@@ -146,8 +146,20 @@ def bench(sizes: tuple[int, int], repeats: int, server_cpu: int | None) -> dict[
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         failed[name] = str(exc)
 
-    contenders: dict[str, Any] = {}
+    return summarize(raw, failed, skipped, sizes, repeats)
+
+
+def summarize(
+    raw: dict[str, dict[int, list[dict[str, Any]]]],
+    failed: dict[str, str],
+    skipped: Any,
+    sizes: tuple[int, int],
+    repeats: int,
+) -> dict[str, Any]:
+    """The medians of each contender's fresh-process measurements, and its growth from the
+    smaller size to the larger one (sections c and f)."""
     small, large = sizes
+    contenders: dict[str, Any] = {}
     for name, by_size in raw.items():
         if name in failed:
             continue
