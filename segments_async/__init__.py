@@ -23,7 +23,16 @@ from ._errors import (
     SegmentsError,
     UnprocessableEntityError,
 )
-from ._models import BulkResult, RequestEvent, ResponseEvent, RetryEvent, Segment, SegmentPage
+from ._models import (
+    BulkFailure,
+    BulkResult,
+    BulkSuccess,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+    Segment,
+    SegmentPage,
+)
 from ._retry import RetryPolicy
 from ._segments import SegmentsResource
 from ._version import __version__
@@ -35,7 +44,9 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BulkFailure",
     "BulkResult",
+    "BulkSuccess",
     "ClientClosedError",
     "ConflictError",
     "InternalServerError",

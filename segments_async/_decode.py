@@ -110,7 +110,7 @@ _set_segment_id = Segment.__dict__["id"].__set__
 _set_segment_name = Segment.__dict__["name"].__set__
 
 
-def _segment_list(conv: OrjsonConverter) -> Callable[[Any, Any], list[Segment]]:
+def _segment_list(conv: OrjsonConverter) -> Callable[[Any, Any], tuple[Segment, ...]]:
     """A page's items, the hot path of the library: one plain loop.
 
     An item the loop cannot take as it is goes through the converter's strict
@@ -119,7 +119,7 @@ def _segment_list(conv: OrjsonConverter) -> Callable[[Any, Any], list[Segment]]:
     """
     structure_segment = conv.get_structure_hook(Segment)
 
-    def structure_items(value: Any, _: Any) -> list[Segment]:
+    def structure_items(value: Any, _: Any) -> tuple[Segment, ...]:
         _require_list(value)
         segments: list[Segment] = []
         for index, item in enumerate(value):
@@ -143,7 +143,7 @@ def _segment_list(conv: OrjsonConverter) -> Callable[[Any, Any], list[Segment]]:
                 raise IterableValidationError(
                     "While structuring list[Segment]", [exc], list[Segment]
                 ) from None
-        return segments
+        return tuple(segments)
 
     return structure_items
 

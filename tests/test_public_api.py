@@ -81,6 +81,11 @@ ALL_ERRORS = [
 ]
 
 
+#: Public names beyond DESIGN.md's lists: the resource's type, the version, and the two
+#: classes a BulkResult is.
+ADDED = {"SegmentsResource", "__version__", "BulkSuccess", "BulkFailure"}
+
+
 class TestAll:
     def test_sorted(self):
         """__all__ is kept sorted."""
@@ -91,10 +96,10 @@ class TestAll:
         assert len(set(segments_async.__all__)) == len(segments_async.__all__)
 
     def test_exact_set(self):
-        """__all__ is the contract, SegmentsResource and __version__: nothing less or more."""
-        assert CONTRACT | {"SegmentsResource", "__version__"} == set(segments_async.__all__)
+        """__all__ is the contract and the names added beside it: nothing less or more."""
+        assert CONTRACT | ADDED == set(segments_async.__all__)
 
-    @pytest.mark.parametrize("name", sorted(CONTRACT | {"SegmentsResource", "__version__"}))
+    @pytest.mark.parametrize("name", sorted(CONTRACT | ADDED))
     def test_importable(self, name):
         """Every public name can be imported from the package."""
         module = importlib.import_module("segments_async")
@@ -151,7 +156,7 @@ class TestModels:
         assert 0 == page.total
 
     def test_segment_page_fields(self):
-        """SegmentPage has the snake_case fields of the contract, filters defaulting to []."""
+        """SegmentPage has the snake_case fields of the contract, filters defaulting to ()."""
         page = SegmentPage(current_page=2, per_page=20, last_page=3, total=41, items=[])
 
         assert [
@@ -162,7 +167,16 @@ class TestModels:
             "items",
             "filters",
         ] == [a.name for a in attrs.fields(SegmentPage)]
-        assert [] == page.filters
+        assert () == page.filters
+
+    def test_segment_page_sequences_are_tuples(self):
+        """items and filters are tuples, whatever iterable the page was built from."""
+        segment = Segment(id="a", name="b")
+        page = SegmentPage(1, 20, 1, 1, items=[segment], filters=iter(["f"]))
+
+        assert ((segment,), ("f",)) == (page.items, page.filters)
+        with pytest.raises(AttributeError):
+            page.items.append(segment)  # type: ignore[attr-defined]
 
     def test_segment_equality(self):
         """Segments compare by value."""
@@ -267,3 +281,70 @@ def test_aclosing_the_iterators_passes_mypy_strict(tmp_path: Path):
         ["--strict", "--cache-dir", str(cache), "--python-executable", sys.executable, str(source)]
     )
     assert 0 == status, stdout + stderr
+
+
+TYPED_RESULTS = textwrap.dedent(
+    """
+    import uuid
+    from typing import assert_type
+
+    from segments_async import BulkFailure, BulkResult, BulkSuccess, Segment, SegmentsClient
+
+
+    async def narrowing(client: SegmentsClient, names: list[str]) -> list[str]:
+        unknown: list[str] = []
+        async for result in client.segments.create_many(names):
+            assert_type(result.input, str)
+            if result.ok:
+                print(result.value.id)
+            elif result.outcome_unknown:
+                unknown.append(result.input)
+            match result:
+                case BulkSuccess(value=segment):
+                    assert_type(segment, Segment)
+                case BulkFailure(error=error):
+                    assert_type(error, Exception)
+        return unknown
+
+
+    async def inputs(client: SegmentsClient, ids: list[uuid.UUID]) -> None:
+        async for deleted in client.segments.delete_many(ids):
+            assert_type(deleted.input, uuid.UUID)
+            if isinstance(deleted, BulkSuccess):
+                assert_type(deleted.value, None)
+        async for renamed in client.segments.update_many([("7f2d6e6d", "x")]):
+            assert_type(renamed.input, tuple[str, str])
+
+
+    def old_annotation(result: BulkResult[Segment]) -> str | None:
+        # BulkResult[Segment] still type-checks; the input is then Any.
+        return result.value.name if result.ok else None
+    """
+)
+
+#: What mypy must refuse, each on its line: a frozen page's items are not a list.
+TYPED_MISUSE = textwrap.dedent(
+    """
+    from segments_async import BulkResult, Segment, SegmentPage
+
+
+    def misuse(page: SegmentPage, result: BulkResult[Segment, str]) -> None:
+        page.items.append(Segment(id="a", name="b"))
+        print(result.value.id)
+        number: int = result.input
+    """
+)
+
+
+def test_bulk_results_and_pages_type_check_as_documented(tmp_path: Path):
+    """mypy --strict narrows BulkResult on ok, types its input, and refuses misuse."""
+    api = pytest.importorskip("mypy.api")
+    (tmp_path / "typed_results.py").write_text(TYPED_RESULTS)
+    (tmp_path / "typed_misuse.py").write_text(TYPED_MISUSE)
+    cache = Path(__file__).parent.parent / ".mypy_cache"
+    options = ["--strict", "--cache-dir", str(cache), "--python-executable", sys.executable]
+    stdout, stderr, _ = api.run([*options, "--no-error-summary", str(tmp_path)])
+    errors = [line.split(": error: ")[0].rsplit("/", 1)[-1] for line in stdout.splitlines()]
+    assert ["typed_misuse.py:6", "typed_misuse.py:7", "typed_misuse.py:8"] == errors, (
+        stdout + stderr
+    )

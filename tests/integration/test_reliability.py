@@ -344,7 +344,7 @@ async def test_delete_with_lost_answers_then_404_is_success():
         deletes = [r for r in server.requests if r.method == "DELETE"]
         assert 3 == len(deletes)
         assert segment.id not in server.segments()
-        assert [] == (await client.segments.list()).items
+        assert () == (await client.segments.list()).items
 
 
 async def test_post_with_a_lost_answer_is_not_resent():
