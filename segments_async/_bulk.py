@@ -1,14 +1,16 @@
-"""Bulk work: many calls at once over a lazy input, results in input order, bounded memory.
+"""Bulk work: many calls at once over a lazy input, a result per input, bounded memory.
 
-``ordered_results`` runs one call per input with a fixed number of worker tasks pulling
-from the input, and yields a ``BulkResult`` per input in input order. Workers take a place
-in a ``Gate`` before pulling an input, and the consumer gives it back once the result is
-yielded: at most ``window`` inputs and results are held, however long the input.
+``bulk_results`` runs one call per input with a fixed number of worker tasks pulling
+from the input, and yields a ``BulkResult`` per input, in input order or as they finish.
+Workers take a place in a ``Gate`` before pulling an input, and the consumer gives it back
+once the result is yielded: at most ``window`` inputs and results are held, however long
+the input.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -28,9 +30,9 @@ from ._errors import (
     _RequestError,
 )
 from ._flow import Gate
-from ._models import BulkResult
+from ._models import BulkFailure, BulkResult, BulkSuccess
 
-__all__ = ["ordered_results"]
+__all__ = ["bulk_results"]
 
 _I = TypeVar("_I")
 _T = TypeVar("_T")
@@ -89,32 +91,32 @@ class _Input(Generic[_I]):
         return index, item
 
 
-async def ordered_results(
+async def bulk_results(
     inputs: Iterable[_I] | AsyncIterable[_I],
     call: Callable[[_I], Awaitable[_T]],
     *,
     workers: int,
     window: int,
-    may_create: bool = False,
-) -> AsyncGenerator[BulkResult[_T], None]:
-    """``BulkResult(index, input, value | error)`` for each input, in input order.
+    ordered: bool = True,
+) -> AsyncGenerator[BulkResult[_T, _I], None]:
+    """A ``BulkSuccess`` or ``BulkFailure`` for each input: in input order, or as they end.
 
     ``call(item)`` raises ``ValueError``/``TypeError`` for an input it refuses, at once
     (before returning the awaitable that sends), and the awaitable raises ``SegmentsError``
-    for a call that failed: both become that item's ``error``.
+    for a call that failed: both become that item's ``error``, and a failed write that may
+    have been carried out is ``outcome_unknown`` (the error says so).
     Authentication and permission failures, and the client being closed, stop the
     operation: no further input is pulled, and once the calls in flight have ended and
-    their results are yielded, that error is raised. Anything else (a hook's exception,
-    a bug) cancels the rest and is raised at once. ``may_create`` marks a failed call
-    whose outcome is unknown as ``outcome_unknown``.
+    every input pulled has its result yielded, that error is raised. Anything else (a
+    hook's exception, a bug) cancels the rest and is raised at once.
     """
-    run = _Run(_Input(inputs), call, window, may_create)
+    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered)
     tasks = [asyncio.create_task(run.work()) for _ in range(workers)]
     run.working = workers
     try:
         while True:
-            following = run.following
-            while following not in run.results:
+            result = run.next_result()
+            while result is None:
                 if run.failure is not None:
                     raise run.failure
                 if not run.working:
@@ -123,8 +125,7 @@ async def ordered_results(
                     return
                 run.ready.clear()
                 await run.ready.wait()
-            result = run.results.pop(following)
-            run.following = following + 1
+                result = run.next_result()
             yield result
             run.room.release()
     finally:
@@ -137,8 +138,9 @@ class _Run(Generic[_I, _T]):
     __slots__ = (
         "call",
         "failure",
+        "finished",
         "following",
-        "may_create",
+        "ordered",
         "ready",
         "results",
         "room",
@@ -152,44 +154,54 @@ class _Run(Generic[_I, _T]):
         source: _Input[_I],
         call: Callable[[_I], Awaitable[_T]],
         window: int,
-        may_create: bool,
+        ordered: bool,
     ) -> None:
         self.source = source
         self.call = call
-        self.may_create = may_create
+        self.ordered = ordered
         self.room = Gate(window)  # inputs pulled and not yet yielded
-        self.results: dict[int, BulkResult[_T]] = {}
-        self.ready = asyncio.Event()  # the awaited result was stored, or a worker ended
-        self.following = 0  # the index the consumer yields next
+        self.results: dict[int, BulkResult[_T, _I]] = {}  # ordered: by index
+        self.finished: collections.deque[BulkResult[_T, _I]] = collections.deque()  # unordered
+        self.ready = asyncio.Event()  # a result the consumer can take was stored, or a worker ended
+        self.following = 0  # ordered: the index the consumer yields next
         self.working = 0  # workers not yet ended
         self.stop: SegmentsError | None = None  # what ends the operation once drained
         self.failure: BaseException | None = None  # what ends it at once
 
+    def next_result(self) -> BulkResult[_T, _I] | None:
+        """The result to yield now, if it is there."""
+        if not self.ordered:
+            return self.finished.popleft() if self.finished else None
+        result = self.results.pop(self.following, None)
+        if result is not None:
+            self.following += 1
+        return result
+
     async def work(self) -> None:
         """Pull an input, make its call, store its result; until the input runs dry."""
-        room, source, results, call = self.room, self.source, self.results, self.call
+        room, source, call = self.room, self.source, self.call
         try:
-            while self.stop is None:
+            while True:
                 if not room.try_acquire():
                     await room.acquire()
                 index, item = source.pull_now() if source.ready else await source.pull()
-                if item is _EXHAUSTED or self.stop is not None:
+                if item is _EXHAUSTED:  # or the operation stopped: see _failed
                     room.release()
                     return
-                result: BulkResult[_T]
+                # What was pulled is owed a result, even if the operation stopped meanwhile.
+                # The call is settled inline (no coroutine per item: this is the hot path).
+                result: BulkResult[_T, _I]
                 try:
                     pending = call(item)  # type: ignore[arg-type]
                 except (ValueError, TypeError) as refused:  # refused before anything is sent
-                    result = BulkResult(index, item, error=refused)
+                    result = BulkFailure(index, item, refused)  # type: ignore[arg-type]
                 else:
                     try:
                         # Whatever else is raised (a hook's ValueError too) is no refusal.
-                        result = BulkResult(index, item, value=await pending)
+                        result = BulkSuccess(index, item, await pending)  # type: ignore[arg-type]
                     except SegmentsError as error:
-                        result = self._failed(index, item, error)
-                results[index] = result
-                if index == self.following:  # only the awaited result is worth a wake-up
-                    self.ready.set()
+                        result = self._failed(index, item, error)  # type: ignore[arg-type]
+                self._store(result)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError) and self.failure is None:
                 self.failure = exc
@@ -198,11 +210,21 @@ class _Run(Generic[_I, _T]):
             self.working -= 1
             self.ready.set()
 
-    def _failed(self, index: int, item: object, error: SegmentsError) -> BulkResult[_T]:
+    def _failed(self, index: int, item: _I, error: SegmentsError) -> BulkFailure[_I]:
         if isinstance(error, _FATAL) and self.stop is None:
             self.stop = error
-        unknown = self.may_create and isinstance(error, _RequestError) and error.outcome_unknown
-        return BulkResult(index, item, error=error, outcome_unknown=unknown)
+            self.source.exhausted = True  # nothing more is pulled
+        unknown = isinstance(error, _RequestError) and error.outcome_unknown
+        return BulkFailure(index, item, error, unknown)
+
+    def _store(self, result: BulkResult[_T, _I]) -> None:
+        if not self.ordered:
+            self.finished.append(result)
+            self.ready.set()
+            return
+        self.results[result.index] = result
+        if result.index == self.following:  # only the awaited result is worth a wake-up
+            self.ready.set()
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -23,7 +23,7 @@ from collections.abc import (
 from typing import Any, Literal, Protocol, TypeVar, final
 
 from . import _decode, _wire
-from ._bulk import ordered_results
+from ._bulk import bulk_results
 from ._errors import APIResponseValidationError
 from ._models import BulkResult, Segment, SegmentPage
 from ._paging import PageError, Pages
@@ -34,6 +34,10 @@ logger = logging.getLogger("segments_async")
 
 _T = TypeVar("_T")
 _I = TypeVar("_I")
+#: The inputs' types, so that each ``BulkResult.input`` has the type of what was given.
+_Name = TypeVar("_Name", bound=str)
+_Id = TypeVar("_Id", bound="str | uuid.UUID")
+_Change = TypeVar("_Change", bound="tuple[str | uuid.UUID, str]")
 
 #: A fixed number of requests in flight, or ``"auto"`` to let the client learn it.
 Concurrency = int | Literal["auto"]
@@ -125,38 +129,82 @@ class SegmentsResource:
     # ----------------------------------------------------------------------- bulk
 
     def create_many(
-        self, names: Iterable[str] | AsyncIterable[str], *, concurrency: Concurrency = 16
-    ) -> AsyncGenerator[BulkResult[Segment], None]:
-        """Create a segment per name; a ``BulkResult`` per name, in input order.
+        self,
+        names: Iterable[_Name] | AsyncIterable[_Name],
+        *,
+        concurrency: Concurrency = 16,
+        ordered: bool = True,
+    ) -> AsyncGenerator[BulkResult[Segment, _Name], None]:
+        """Create a segment per name; a ``BulkResult`` per name.
 
-        ``names`` may be any iterable or async iterable, consumed lazily. A name that is
-        refused before sending (not a ``str``) fails only itself; a failed create whose
-        outcome is unknown (it may exist) has ``outcome_unknown``. No name is sent twice
-        unless the client's ``RetryPolicy(retry_post=True)`` says so.
+        Args:
+            names: Any iterable or async iterable of names, consumed lazily: at most about
+                twice ``concurrency`` names and results are held. A plain iterable is pulled
+                on the event loop, so it must not block (see the README's bulk section).
+            concurrency: Creates in flight at once, or ``"auto"`` to let the client's
+                adaptive limit decide.
+            ordered: ``True``: results in input order. ``False``: results as they finish
+                (each carries its ``index``), so that one slow create holds back nothing.
+
+        Yields:
+            A ``BulkSuccess`` (``value`` is the created ``Segment``) or a ``BulkFailure``
+            per name. A name refused before sending (not a ``str``) fails only itself with
+            its ``TypeError``; a create that failed after it may have reached the server
+            has ``outcome_unknown=True``: the segment may exist. No name is sent twice
+            unless the client's ``RetryPolicy(retry_post=True)`` says so.
+
+        Raises:
+            AuthenticationError: The token was refused (401): nothing more is sent, and
+                it is raised once the results of the creates in flight are yielded.
+            PermissionDeniedError: Likewise for a 403.
+            ClientClosedError: Likewise when the client is closed during the operation.
+            TypeError: ``names`` is not an iterable (raised at once).
+            ValueError: ``concurrency`` is not an int >= 1 or ``"auto"`` (raised at once).
         """
         checked = check_concurrency(concurrency)
         _check_inputs("names", names)
         adaptive = checked == "auto"
 
-        def create(name: str) -> Coroutine[Any, Any, Segment]:
+        def create(name: _Name) -> Coroutine[Any, Any, Segment]:
             body = _wire.name_body(name)  # a refused name raises here, before any call
             path = _wire.SEGMENTS_PATH
             return self._request("POST", path, _decode.decode_segment, body, adaptive=adaptive)
 
-        return self._bulk(names, create, checked, may_create=True)
+        return self._bulk(names, create, checked, ordered)
 
     def update_many(
         self,
-        changes: Iterable[tuple[str | uuid.UUID, str]] | AsyncIterable[tuple[str | uuid.UUID, str]],
+        changes: Iterable[_Change] | AsyncIterable[_Change],
         *,
         concurrency: Concurrency = 16,
-    ) -> AsyncGenerator[BulkResult[Segment], None]:
-        """Rename segments from ``(segment_id, name)`` pairs; a result per pair, in order."""
+        ordered: bool = True,
+    ) -> AsyncGenerator[BulkResult[Segment, _Change], None]:
+        """Rename segments from ``(segment_id, name)`` pairs; a ``BulkResult`` per pair.
+
+        Args:
+            changes: Any iterable or async iterable of ``(segment_id, name)`` pairs,
+                consumed lazily, as ``create_many`` consumes names.
+            concurrency: Renames in flight at once, or ``"auto"``.
+            ordered: ``True``: results in input order; ``False``: as they finish.
+
+        Yields:
+            A ``BulkSuccess`` (``value`` is the renamed ``Segment``) or a ``BulkFailure``
+            per pair. A pair refused before sending (not a pair, a bad id, a name that is
+            not a ``str``) fails only itself; a rename that failed after it may have been
+            carried out has ``outcome_unknown=True``.
+
+        Raises:
+            AuthenticationError: As for ``create_many``.
+            PermissionDeniedError: As for ``create_many``.
+            ClientClosedError: As for ``create_many``.
+            TypeError: ``changes`` is not an iterable (raised at once).
+            ValueError: ``concurrency`` is not an int >= 1 or ``"auto"`` (raised at once).
+        """
         checked = check_concurrency(concurrency)
         _check_inputs("changes", changes)
         adaptive = checked == "auto"
 
-        def update(change: tuple[str | uuid.UUID, str]) -> Coroutine[Any, Any, Segment]:
+        def update(change: _Change) -> Coroutine[Any, Any, Segment]:
             if not isinstance(change, tuple | list) or len(change) != 2:
                 raise TypeError(
                     f"each change must be a (segment_id, name) pair, got {_wire.short_repr(change)}"
@@ -166,39 +214,62 @@ class SegmentsResource:
             body = _wire.name_body(name)
             return self._request("PUT", path, _decode.decode_segment, body, adaptive=adaptive)
 
-        return self._bulk(changes, update, checked)
+        return self._bulk(changes, update, checked, ordered)
 
     def delete_many(
         self,
-        segment_ids: Iterable[str | uuid.UUID] | AsyncIterable[str | uuid.UUID],
+        segment_ids: Iterable[_Id] | AsyncIterable[_Id],
         *,
         concurrency: Concurrency = 16,
-    ) -> AsyncGenerator[BulkResult[None], None]:
-        """Delete segments by id; a result per id, in order (a 404 is that id's error)."""
+        ordered: bool = True,
+    ) -> AsyncGenerator[BulkResult[None, _Id], None]:
+        """Delete segments by id; a ``BulkResult`` per id.
+
+        Args:
+            segment_ids: Any iterable or async iterable of ids (``str`` or ``uuid.UUID``),
+                consumed lazily, as ``create_many`` consumes names.
+            concurrency: Deletes in flight at once, or ``"auto"``.
+            ordered: ``True``: results in input order; ``False``: as they finish.
+
+        Yields:
+            A ``BulkSuccess`` (``value`` is ``None``) or a ``BulkFailure`` per id. An id
+            that is not a UUID fails only itself, unsent; a 404 is that id's failure
+            (unless an earlier send of the same delete may have done it: then it is a
+            success); a delete that failed after it may have been carried out has
+            ``outcome_unknown=True``.
+
+        Raises:
+            AuthenticationError: As for ``create_many``.
+            PermissionDeniedError: As for ``create_many``.
+            ClientClosedError: As for ``create_many``.
+            TypeError: ``segment_ids`` is not an iterable (raised at once).
+            ValueError: ``concurrency`` is not an int >= 1 or ``"auto"`` (raised at once).
+        """
         checked = check_concurrency(concurrency)
         _check_inputs("segment_ids", segment_ids)
         adaptive = checked == "auto"
 
-        def delete(segment_id: str | uuid.UUID) -> Coroutine[Any, Any, None]:
+        def delete(segment_id: _Id) -> Coroutine[Any, Any, None]:
             path = _wire.segment_path(segment_id)
             return self._request("DELETE", path, _decode.decode_delete, adaptive=adaptive)
 
-        return self._bulk(segment_ids, delete, checked)
+        return self._bulk(segment_ids, delete, checked, ordered)
 
     def _bulk(
         self,
         inputs: Iterable[_I] | AsyncIterable[_I],
         call: Callable[[_I], Awaitable[_T]],
         concurrency: Concurrency,
-        *,
-        may_create: bool = False,
-    ) -> AsyncGenerator[BulkResult[_T], None]:
+        ordered: object,
+    ) -> AsyncGenerator[BulkResult[_T, _I], None]:
+        if not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be True or False, got {_wire.short_repr(ordered)}")
         if concurrency == "auto":
             # As many workers as the pool; the adaptive limit says how many are in flight.
             workers, window = self._window.max_connections, self._window.auto_window()
         else:
             workers, window = int(concurrency), 2 * int(concurrency)
-        return ordered_results(inputs, call, workers=workers, window=window, may_create=may_create)
+        return bulk_results(inputs, call, workers=workers, window=window, ordered=ordered)
 
     # ----------------------------------------------------------------------- pagination
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import attrs
 import pytest
 
 from segments_async import (
     APIConnectionError,
     AuthenticationError,
+    BulkFailure,
     BulkResult,
+    BulkSuccess,
     ClientClosedError,
     InternalServerError,
     NotFoundError,
@@ -133,6 +136,80 @@ class TestOrderAndWindow:
         assert [] == fake.sent
 
 
+class TestUnordered:
+    async def test_results_as_they_finish_each_with_its_index(self, client):
+        """ordered=False yields each result when its answer comes, with its index."""
+        fake = install(client)
+        gen = client.segments.create_many(["a", "b", "c"], ordered=False)
+        results = asyncio.create_task(collect(gen))
+        sends = [await fake.next() for _ in range(3)]
+        for number in (2, 0, 1):
+            created(sends[number], number)
+            await asyncio.sleep(0)
+
+        got = await results
+        assert [2, 0, 1] == [r.index for r in got]
+        assert ["c", "a", "b"] == [r.input for r in got]
+        assert ["c", "a", "b"] == [r.value.name for r in got]
+
+    async def test_a_slow_item_holds_back_nothing(self, client):
+        """With item 0 unanswered, the others still come out (and more are pulled)."""
+        fake = install(client)
+        gen = client.segments.create_many(
+            (f"n{i}" for i in range(100)), concurrency=4, ordered=False
+        )
+        got: list[BulkResult] = []
+        others_done = asyncio.Event()
+
+        async def consume() -> None:
+            async for result in gen:
+                got.append(result)
+                if len(got) == 99:
+                    others_done.set()
+
+        consumer = asyncio.create_task(consume())
+        slow = await fake.next()
+        for number in range(1, 100):
+            created(await fake.next(), number)
+        await others_done.wait()
+
+        assert list(range(1, 100)) == sorted(r.index for r in got)
+        assert not consumer.done()
+        created(slow, 0)
+        await consumer
+        assert 0 == got[-1].index
+        assert 100 == len(got)
+
+    async def test_held_results_stay_bounded(self, client):
+        """Unordered too, a consumer that does not read stops the pulling at the window."""
+        fake = install(client)
+        pulled = []
+
+        def names():
+            for i in range(1000):
+                pulled.append(i)
+                yield f"n{i}"
+
+        gen = client.segments.create_many(names(), concurrency=3, ordered=False)
+        first = asyncio.create_task(anext(gen))
+        stop = asyncio.Event()
+        responder = asyncio.create_task(answer_all(fake, stop))
+        await first
+        for _ in range(50):
+            await asyncio.sleep(0)
+        stop.set()
+        responder.cancel()
+
+        assert len(pulled) <= 2 * 3 + 1
+        await gen.aclose()
+
+    @pytest.mark.parametrize("bad", [None, 0, "no"])
+    def test_ordered_must_be_a_bool(self, client, bad):
+        """ordered=None or 0 is a TypeError at the call, not a silent choice."""
+        with pytest.raises(TypeError, match="ordered"):
+            client.segments.delete_many([ID], ordered=bad)
+
+
 class TestPerItemFailures:
     async def test_bad_items_fail_alone_unsent(self, client):
         """A non-str name is its own TypeError; the others are created; it is never sent."""
@@ -178,13 +255,40 @@ class TestPerItemFailures:
         assert [True, False] == [r.outcome_unknown for r in got]
         assert isinstance(got[0].error, APIConnectionError)
 
-    async def test_update_failures_are_never_outcome_unknown(self, client):
-        """outcome_unknown is about creates only."""
+    @pytest.mark.parametrize("kind", ["update", "delete"])
+    async def test_every_write_whose_answer_was_lost_is_outcome_unknown(self, client, kind):
+        """A rename or a delete whose answer was lost may have happened: outcome_unknown."""
         fake = install(client)
-        results = asyncio.create_task(collect(client.segments.update_many([(ID, "x")])))
-        (await fake.next()).fail(Failure.DISCONNECT)
+        bulk = (
+            client.segments.update_many([(ID, "x"), (ID, "y")])
+            if kind == "update"
+            else client.segments.delete_many([ID, ID])
+        )
+        results = asyncio.create_task(collect(bulk))
+        lost, refused = await fake.next(), await fake.next()
+        lost.fail(Failure.DISCONNECT)
+        refused.answer(409, {"success": False, "error": {"message": "conflict"}})
 
-        assert [False] == [r.outcome_unknown for r in await results]
+        got = await results
+        assert [True, False] == [r.outcome_unknown for r in got]
+        assert isinstance(got[0].error, APIConnectionError)
+        assert got[0].error.outcome_unknown
+
+    @pytest.mark.parametrize("kind", ["create", "update", "delete"])
+    async def test_a_write_never_sent_is_not_outcome_unknown(self, client, kind):
+        """A connection that was never made: the write certainly did not happen."""
+        fake = install(client)
+        bulk = {
+            "create": lambda: client.segments.create_many(["a"]),
+            "update": lambda: client.segments.update_many([(ID, "x")]),
+            "delete": lambda: client.segments.delete_many([ID]),
+        }[kind]()
+        results = asyncio.create_task(collect(bulk))
+        (await fake.next()).fail(Failure.CONNECT, sent=False)
+
+        got = await results
+        assert [False] == [r.outcome_unknown for r in got]
+        assert not got[0].ok
 
     async def test_delete_404_is_a_failure(self, client):
         """A 404 on a first delete is that id's NotFoundError."""
@@ -229,6 +333,72 @@ class TestStopping:
         with pytest.raises(error):
             await consumer
         assert [0, 1] == [r.index for r in got]
+        assert 2 == len(fake.sent)
+
+    @pytest.mark.parametrize("ordered", [True, False])
+    async def test_nothing_is_pulled_after_a_stop(self, client, ordered):
+        """After a 401, no input is pulled, and every input pulled has its result first."""
+        fake = install(client)
+        pulled: list[int] = []
+
+        def names():
+            for i in range(100):
+                pulled.append(i)
+                yield f"n{i}"
+
+        gen = client.segments.create_many(names(), concurrency=4, ordered=ordered)
+        got: list[BulkResult] = []
+
+        async def consume() -> None:
+            async for result in gen:
+                got.append(result)
+
+        consumer = asyncio.create_task(consume())
+        sends = [await fake.next() for _ in range(4)]
+        sends[0].answer(401, {"success": False})
+        for _ in range(20):  # the consumer takes results, workers get room
+            await asyncio.sleep(0)
+        pulled_at_stop = len(pulled)
+        for number, sent in enumerate(sends[1:], 1):
+            created(sent, number)
+            await asyncio.sleep(0)
+
+        with pytest.raises((AuthenticationError, TimeoutError)) as info:
+            async with asyncio.timeout(5):  # a bound: inputs sent after the stop hang here
+                await consumer
+        assert isinstance(info.value, AuthenticationError)
+        assert pulled_at_stop == len(pulled)
+        assert sorted(pulled) == sorted(r.index for r in got)
+        assert 4 == len(fake.sent)
+
+    async def test_an_input_pulled_during_the_stop_still_gets_its_result(self, client):
+        """A slow async input whose pull was under way at the stop: that item is not lost."""
+        fake = install(client)
+        release = asyncio.Event()
+
+        async def names():
+            yield "first"
+            await release.wait()  # the second pull is under way when the 401 comes
+            yield "second"
+            yield "never"
+
+        got: list[BulkResult] = []
+
+        async def consume() -> None:
+            async for result in client.segments.create_many(names(), concurrency=2):
+                got.append(result)
+
+        consumer = asyncio.create_task(consume())
+        (await fake.next()).answer(401, {"success": False})
+        for _ in range(10):
+            await asyncio.sleep(0)
+        release.set()
+        async with asyncio.timeout(5):  # a bound, should the item be lost
+            (await fake.next()).answer(401, {"success": False})
+
+        with pytest.raises(AuthenticationError):
+            await consumer
+        assert ["first", "second"] == [r.input for r in got]
         assert 2 == len(fake.sent)
 
     async def test_hook_error_propagates_and_cancels_the_rest(self):
@@ -305,15 +475,64 @@ class TestArguments:
         assert [Segment, Segment] == [type(r.value) for r in got]
 
 
-def test_bulk_result_ok():
-    """ok is True exactly when there is no error."""
-    assert BulkResult(0, "a", value=None).ok is True
-    assert (
-        BulkResult(
-            0, "a", error=InternalServerError("x", method="POST", url="u", status_code=500)
-        ).ok
-        is False
+class TestBulkResultClasses:
+    def test_ok_is_true_exactly_when_there_is_no_error(self):
+        """ok is True exactly when there is no error."""
+        error = InternalServerError("x", method="POST", url="u", status_code=500)
+        assert BulkResult(0, "a", value=None).ok is True
+        assert BulkResult(0, "a", error=error).ok is False
+
+    def test_calling_bulk_result_builds_one_of_the_two(self):
+        """BulkResult(...) still builds results: a BulkSuccess or a BulkFailure."""
+        segment = Segment(id=ID, name="a")
+        error = TypeError("x")
+
+        assert BulkSuccess(0, "a", segment) == BulkResult(0, "a", value=segment)
+        assert BulkFailure(1, 5, error, True) == BulkResult(1, 5, error=error, outcome_unknown=True)
+
+    @pytest.mark.parametrize(
+        "result", [BulkSuccess(0, "a", None), BulkFailure(0, "a", ValueError("x"))]
     )
+    def test_both_are_bulk_results(self, result):
+        """isinstance(result, BulkResult) holds for both classes, and BulkResult[...] too."""
+        assert isinstance(result, BulkResult)
+        assert BulkResult[Segment] is BulkResult
+        assert BulkResult[Segment, str] is BulkResult
+
+    def test_a_failure_has_no_value_and_a_success_no_error(self):
+        """value and error are both there, None where they do not apply."""
+        success, failure = BulkSuccess(0, "a", 1), BulkFailure(1, "b", ValueError("x"))
+
+        assert (True, None, False) == (success.ok, success.error, success.outcome_unknown)
+        assert (False, None) == (failure.ok, failure.value)
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"value": 1, "error": ValueError("x")}, {"outcome_unknown": True}],
+        ids=["value-and-error", "unknown-without-error"],
+    )
+    def test_impossible_combinations_are_refused(self, kwargs):
+        """A value and an error, or an unknown outcome without an error, is a ValueError."""
+        with pytest.raises(ValueError, match="error"):
+            BulkResult(0, "a", **kwargs)
+
+    def test_match_tells_them_apart(self):
+        """match with the two classes, as pyright narrows it."""
+
+        def describe(result: BulkResult[int, str]) -> str:
+            match result:
+                case BulkSuccess(index, name, value):
+                    return f"{index} {name} {value}"
+                case BulkFailure(index=index, error=error):
+                    return f"{index} {error}"
+
+        assert "0 a 1" == describe(BulkSuccess(0, "a", 1))
+        assert "1 x" == describe(BulkFailure(1, "b", ValueError("x")))
+
+    def test_frozen(self):
+        """Results cannot be changed once made."""
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            BulkSuccess(0, "a", 1).value = 2  # type: ignore[misc]
 
 
 async def test_nothing_is_sent_before_iteration(client):
