@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar, final
@@ -115,7 +116,7 @@ class SegmentsClient:
     ``session`` lends the client an ``aiohttp.ClientSession`` that it uses but never closes.
     """
 
-    __slots__ = ("_headers", "_options", "_owner", "_plain", "_shared", "segments")
+    __slots__ = ("_headers", "_options", "_origin", "_owner", "_plain", "_shared", "segments")
 
     segments: SegmentsResource
     """The ``/v2.3/data/segments`` endpoints: list, iterate, create, update, delete, bulk."""
@@ -168,13 +169,20 @@ class SegmentsClient:
             shared = _Shared(checked_url, checked_token, transport, flow)
         finally:
             del checked_token
-        self._setup(shared, options, owner=True)
+        self._setup(shared, options, origin=None)
 
-    def _setup(self, shared: _Shared, options: ClientOptions, *, owner: bool) -> None:
-        """Every field of a client or a view is set here, and only here."""
+    def _setup(
+        self, shared: _Shared, options: ClientOptions, *, origin: SegmentsClient | None
+    ) -> None:
+        """Every field of a client or a view is set here, and only here.
+
+        ``origin`` is the client a view was made from (None for the client itself): a view
+        keeps it alive, so that its finalizer never closes a pool that a view still uses.
+        """
         self._shared = shared
         self._options = options
-        self._owner = owner
+        self._origin = origin
+        self._owner = origin is None
         self._headers = RequestHeaders(shared.token, options.default_headers)
         # Nothing but the send itself to do around an attempt (see _request).
         self._plain = not (
@@ -259,7 +267,8 @@ class SegmentsClient:
                 self._options.default_headers, default_headers
             )
         view = SegmentsClient.__new__(SegmentsClient)
-        view._setup(self._shared, attrs.evolve(self._options, **changes), owner=False)
+        origin = self if self._origin is None else self._origin
+        view._setup(self._shared, attrs.evolve(self._options, **changes), origin=origin)
         return view
 
     async def aclose(self) -> None:
@@ -270,6 +279,23 @@ class SegmentsClient:
         """
         if self._owner:
             await self._shared.transport.aclose()
+
+    def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
+        # Garbage-collected with its pool open: close the sockets now (nothing may be
+        # scheduled on a loop from here) and say so once, naming the client and, under
+        # ``python -X tracemalloc``, where it was created (``source``), instead of the
+        # anonymous "Unclosed client session" and "Unclosed connector" of aiohttp.
+        try:
+            owner, transport = self._owner, self._shared.transport
+        except AttributeError:  # __init__ raised: nothing was opened
+            return
+        if owner and transport.abandon():
+            _warn(
+                f"unclosed {self!r}: use 'async with SegmentsClient(...)' or "
+                "'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+            )
 
     async def __aenter__(self) -> SegmentsClient:
         if self.closed:
