@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,33 +25,25 @@ OTHER_ID = "0c4b7a39-70a4-4a7e-9d1b-3c1a8b6f2e55"
 SEGMENT = {"success": True, "result": {"id": SEGMENT_ID, "name": "EMEA"}}
 
 
-class Kept(logging.Handler):
-    """Keeps every record it is handed."""
+class Logs:
+    """The library's records that the test captured."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self._caplog = caplog
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+    @property
+    def records(self) -> list[logging.LogRecord]:
+        return [r for r in self._caplog.records if r.name == "segments_async"]
 
     def at(self, level: int) -> list[logging.LogRecord]:
         return [r for r in self.records if r.levelno == level]
 
 
 @pytest.fixture
-def logs() -> Iterator[Kept]:
+def logs(caplog: pytest.LogCaptureFixture) -> Logs:
     """The library's records from DEBUG up, for the test."""
-    logger = logging.getLogger("segments_async")
-    kept = Kept()
-    level = logger.level
-    logger.addHandler(kept)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield kept
-    finally:
-        logger.removeHandler(kept)
-        logger.setLevel(level)
+    caplog.set_level(logging.DEBUG, logger="segments_async")
+    return Logs(caplog)
 
 
 @pytest.fixture

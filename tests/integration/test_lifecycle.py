@@ -32,24 +32,13 @@ from aiohttp.test_utils import TestServer
 from segments_async import SegmentsClient
 from segments_async.testing import FakeSegmentsServer
 
+from ..conftest import page_payload
 from ..rawserver import RawRequest, RawServer, json_response
 from .support import make_client, recipe, run_recipe
 
-PAGE = {
-    "success": True,
-    "result": {
-        "currentPage": 1,
-        "perPage": 20,
-        "lastPage": 1,
-        "total": 0,
-        "items": [],
-        "filters": [],
-    },
-}
-
 
 async def empty_page(request: RawRequest) -> bytes:
-    return json_response(200, PAGE)
+    return json_response(200, page_payload(1, 20, 0))
 
 
 class Recorded:

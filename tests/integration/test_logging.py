@@ -83,21 +83,10 @@ def library_log() -> Iterator[logging.Logger]:
                 logger.removeHandler(handler)
 
 
-class Kept(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-async def test_deletes_the_server_answers_with_a_body_warn_once(library_log):
+async def test_deletes_the_server_answers_with_a_body_warn_once(caplog):
     """delete_many against the spec's 204 with a body: two requests per id, as before, but
     one WARNING for the client instead of one per delete; each retry is a DEBUG line."""
-    kept = Kept()
-    library_log.addHandler(kept)
-    library_log.setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="segments_async")
     async with FakeSegmentsServer(seed=13, delete_body=True) as server:
         ids = list(server.add_segments(500))
         async with client_for(server) as client:
@@ -107,10 +96,11 @@ async def test_deletes_the_server_answers_with_a_body_warn_once(library_log):
         assert {} == server.segments()
         assert 1000 == server.counts.total
 
-    warnings = [r for r in kept.records if r.levelno == logging.WARNING]
+    records = [r for r in caplog.records if r.name == "segments_async"]
+    warnings = [r for r in records if r.levelno == logging.WARNING]
     assert 1 == len(warnings), [r.getMessage() for r in warnings]
     assert "every DELETE costs a second request" in warnings[0].getMessage()
-    retries = [r for r in kept.records if r.getMessage().startswith("retrying DELETE")]
+    retries = [r for r in records if r.getMessage().startswith("retrying DELETE")]
     assert 500 == len(retries)
     assert {logging.DEBUG} == {r.levelno for r in retries}
 
