@@ -12,6 +12,7 @@ import inspect
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar, final
@@ -74,7 +75,7 @@ NOT_GIVEN: Final = _NotGiven()
 class _Shared:
     """What a client and its ``with_options`` views share: one pool, budget and flow."""
 
-    __slots__ = ("base_url", "budget", "flow", "token", "transport")
+    __slots__ = ("base_url", "budget", "flow", "garbled_deletes_logged", "token", "transport")
 
     def __init__(self, base_url: str, token: str, transport: Transport, flow: Flow) -> None:
         self.base_url = base_url
@@ -82,6 +83,8 @@ class _Shared:
         self.transport = transport
         self.budget = RetryBudget()
         self.flow = flow
+        # A server whose DELETE answers aiohttp cannot read says so once, not per delete.
+        self.garbled_deletes_logged = False
 
     def __repr__(self) -> str:
         return f"<_Shared base_url={self.base_url!r} token='***'>"
@@ -113,7 +116,7 @@ class SegmentsClient:
     ``session`` lends the client an ``aiohttp.ClientSession`` that it uses but never closes.
     """
 
-    __slots__ = ("_headers", "_options", "_owner", "_plain", "_shared", "segments")
+    __slots__ = ("_headers", "_options", "_origin", "_owner", "_plain", "_shared", "segments")
 
     segments: SegmentsResource
     """The ``/v2.3/data/segments`` endpoints: list, iterate, create, update, delete, bulk."""
@@ -166,13 +169,20 @@ class SegmentsClient:
             shared = _Shared(checked_url, checked_token, transport, flow)
         finally:
             del checked_token
-        self._setup(shared, options, owner=True)
+        self._setup(shared, options, origin=None)
 
-    def _setup(self, shared: _Shared, options: ClientOptions, *, owner: bool) -> None:
-        """Every field of a client or a view is set here, and only here."""
+    def _setup(
+        self, shared: _Shared, options: ClientOptions, *, origin: SegmentsClient | None
+    ) -> None:
+        """Every field of a client or a view is set here, and only here.
+
+        ``origin`` is the client a view was made from (None for the client itself): a view
+        keeps it alive, so that its finalizer never closes a pool that a view still uses.
+        """
         self._shared = shared
         self._options = options
-        self._owner = owner
+        self._origin = origin
+        self._owner = origin is None
         self._headers = RequestHeaders(shared.token, options.default_headers)
         # Nothing but the send itself to do around an attempt (see _request).
         self._plain = not (
@@ -257,7 +267,8 @@ class SegmentsClient:
                 self._options.default_headers, default_headers
             )
         view = SegmentsClient.__new__(SegmentsClient)
-        view._setup(self._shared, attrs.evolve(self._options, **changes), owner=False)
+        origin = self if self._origin is None else self._origin
+        view._setup(self._shared, attrs.evolve(self._options, **changes), origin=origin)
         return view
 
     async def aclose(self) -> None:
@@ -268,6 +279,23 @@ class SegmentsClient:
         """
         if self._owner:
             await self._shared.transport.aclose()
+
+    def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
+        # Garbage-collected with its pool open: close the sockets now (nothing may be
+        # scheduled on a loop from here) and say so once, naming the client and, under
+        # ``python -X tracemalloc``, where it was created (``source``), instead of the
+        # anonymous "Unclosed client session" and "Unclosed connector" of aiohttp.
+        try:
+            owner, transport = self._owner, self._shared.transport
+        except AttributeError:  # __init__ raised: nothing was opened
+            return
+        if owner and transport.abandon():
+            _warn(
+                f"unclosed {self!r}: use 'async with SegmentsClient(...)' or "
+                "'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+            )
 
     async def __aenter__(self) -> SegmentsClient:
         if self.closed:
@@ -402,9 +430,26 @@ class SegmentsClient:
             now=time.time(),
             remaining=remaining,
         )
-        if decision.log_level is not None:
-            logger.log(decision.log_level, "%s", decision.log_message)
+        level = decision.log_level
+        if level is not None and logger.isEnabledFor(level):
+            _log_decision(level, call, outcome, decision)
+        if decision.action is Action.DELETED and call.garbled:
+            self._log_garbled_deletes(call)
         return decision
+
+    def _log_garbled_deletes(self, call: Call) -> None:
+        shared = self._shared
+        if shared.garbled_deletes_logged:
+            return
+        shared.garbled_deletes_logged = True
+        logger.warning(
+            "%s %s: this server's answers to DELETE cannot be read (a 204 with a body, as "
+            "in the API's spec, which aiohttp rejects), so every DELETE costs a second "
+            "request, whose 404 confirms it; said once per client",
+            call.method,
+            call.path,
+            extra=_fields(call, reason=Failure.PROTOCOL.value),
+        )
 
     async def _back_off(self, call: Call, url: str, outcome: Outcome, decision: Decision) -> None:
         hooks = self._options.event_hooks.retry
@@ -431,7 +476,7 @@ class SegmentsClient:
             status = outcome.status
             assert status is not None
             if status < 200 or status >= 300:
-                raise _with_outcome(_attempt_error(call, url, outcome), call)
+                raise _with_outcome(_attempt_error(call, url, outcome), call, outcome)
             try:
                 return _decode.read_response(
                     decode,
@@ -447,6 +492,8 @@ class SegmentsClient:
                 # unless its envelope says it failed.
                 unsuccessful = isinstance(error, APIStatusError)
                 error.outcome_unknown = call.method != "GET" and not unsuccessful
+                if error.outcome_unknown:
+                    _log_unknown(call, outcome, error)
                 raise
         failed = _attempt_error(call, url, outcome)
         # A wait for a connection (or a request slot) is no attempt; its error names the
@@ -461,7 +508,7 @@ class SegmentsClient:
             )
             expired.__cause__ = failed
             failed = expired
-        raise _with_outcome(failed, call)
+        raise _with_outcome(failed, call, outcome)
 
 
 def _closed_error(method: str, url: str) -> SegmentsError:
@@ -489,9 +536,10 @@ def _attempt_error(call: Call, url: str, outcome: Outcome) -> SegmentsError:
     )
 
 
-def _with_outcome(error: SegmentsError, call: Call) -> SegmentsError:
+def _with_outcome(error: SegmentsError, call: Call, outcome: Outcome) -> SegmentsError:
     if call.method != "GET" and call.maybe_acted and isinstance(error, _RequestError):
         error.outcome_unknown = True
+        _log_unknown(call, outcome, error)
     return error
 
 
@@ -516,6 +564,31 @@ async def _emit(hooks: tuple[Callable[[Any], object], ...], event: object) -> No
             await result
 
 
+# --------------------------------------------------------------------------- logging
+# Every record is a template with arguments (handlers and error trackers group by it), and
+# carries the call in ``extra`` as segments_* fields for structured (JSON) logging. They
+# are built only for a level that is enabled.
+
+
+def _fields(call: Call, outcome: Outcome | None = None, **more: object) -> dict[str, object]:
+    """The structured fields of a record about ``call`` (and its latest ``outcome``)."""
+    fields: dict[str, object] = {
+        "segments_method": call.method,
+        "segments_path": call.path,
+        "segments_attempt": call.attempts,
+    }
+    if outcome is not None:
+        failure = outcome.failure
+        fields["segments_status"] = outcome.status
+        fields["segments_failure"] = None if failure is None else failure.value
+        fields["segments_elapsed_ms"] = round(outcome.elapsed * 1000, 3)
+        if call.method != "GET":
+            fields["segments_outcome_unknown"] = _retry.outcome_unknown(outcome)
+    for name, value in more.items():
+        fields[f"segments_{name}"] = value
+    return fields
+
+
 def _log_attempt(call: Call, outcome: Outcome) -> None:
     result = outcome.failure.value if outcome.failure is not None else outcome.status
     logger.debug(
@@ -525,7 +598,29 @@ def _log_attempt(call: Call, outcome: Outcome) -> None:
         result,
         outcome.elapsed * 1000,
         call.attempts,
+        extra=_fields(call, outcome),
     )
+
+
+def _log_decision(level: int, call: Call, outcome: Outcome, decision: Decision) -> None:
+    more: dict[str, object] = {"reason": decision.reason}
+    if decision.action is Action.RETRY:
+        more["delay"] = decision.delay
+    logger.log(
+        level, decision.log_template, *decision.log_args, extra=_fields(call, outcome, **more)
+    )
+
+
+def _log_unknown(call: Call, outcome: Outcome, error: SegmentsError) -> None:
+    """A write failed after the server may have carried it out: the caller must reconcile."""
+    if logger.isEnabledFor(logging.WARNING):
+        logger.warning(
+            "%s %s failed, but the server may have carried it out (outcome unknown): %s",
+            call.method,
+            call.path,
+            error.message,
+            extra=_fields(call, outcome, outcome_unknown=True, error=type(error).__name__),
+        )
 
 
 def _merge_headers(

@@ -119,15 +119,27 @@ class RateLimit:
     that counts over shorter windows.
     """
 
-    __slots__ = ("_limiter", "per_second")
+    __slots__ = ("_limiter", "_loop", "per_second")
 
     def __init__(self, per_second: float) -> None:
         self.per_second = per_second
-        burst = max(1.0, per_second / 10)
-        self._limiter = AsyncLimiter(burst, burst / per_second)
+        self._limiter = self._new_limiter()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _new_limiter(self) -> AsyncLimiter:
+        burst = max(1.0, self.per_second / 10)
+        return AsyncLimiter(burst, burst / self.per_second)
 
     async def acquire(self) -> None:
         """Wait until a request may start."""
+        bound = self._loop
+        if bound is None or bound.is_closed():
+            # aiolimiter binds to the loop it runs in, and warns when it is used again
+            # after that loop has ended: a client used by the next asyncio.run() gets a
+            # fresh one.
+            if bound is not None:
+                self._limiter = self._new_limiter()
+            self._loop = asyncio.get_running_loop()
         await self._limiter.acquire()
 
 

@@ -286,7 +286,7 @@ class RetryBudget:
 class Call:
     """What the decisions remember across the attempts of one call."""
 
-    __slots__ = ("attempts", "last_cost", "maybe_acted", "method", "path")
+    __slots__ = ("attempts", "garbled", "last_cost", "maybe_acted", "method", "path")
 
     def __init__(self, method: str, path: str) -> None:
         self.method = method
@@ -294,6 +294,7 @@ class Call:
         self.attempts = 0  # attempts made so far, this one included
         self.last_cost: int | None = None  # what the last retry took from the budget
         self.maybe_acted = False  # an attempt may have changed the server's state
+        self.garbled = False  # an attempt's answer was not valid HTTP (Failure.PROTOCOL)
 
 
 class Action(enum.Enum):
@@ -311,14 +312,24 @@ class Action(enum.Enum):
 
 @attrs.frozen
 class Decision:
-    """``decide``'s verdict, and what to log about it (``log_level`` None: nothing)."""
+    """``decide``'s verdict, and what to log about it (``log_level`` None: nothing).
+
+    The log line is a template and its arguments, not a sentence: log handlers, JSON
+    formatters and error trackers group records by the template.
+    """
 
     action: Action
     delay: float = 0.0
     reason: str = ""
     log_level: int | None = None
-    log_message: str = ""
+    log_template: str = ""
+    log_args: tuple[object, ...] = ()
     deadline: bool = False
+
+    @property
+    def log_message(self) -> str:
+        """The log line as a handler would format it."""
+        return self.log_template % self.log_args
 
 
 _ANSWER: Final = Decision(Action.ANSWER)
@@ -348,11 +359,14 @@ def decide(
             return Decision(
                 Action.DELETED,
                 log_level=logging.DEBUG,
-                log_message=f"DELETE {call.path} -> 404 after an unknown outcome: deleted",
+                log_template="%s %s -> 404 after an attempt whose outcome was unknown: deleted",
+                log_args=(call.method, call.path),
             )
         return _ANSWER
     if outcome_unknown(outcome):
         call.maybe_acted = True
+    if outcome.failure is Failure.PROTOCOL:
+        call.garbled = True
     if remaining is not None and remaining <= 0:
         expired = outcome.failure in (Failure.TIMEOUT, Failure.QUEUE_TIMEOUT)
         return Decision(Action.RAISE, deadline=expired)
@@ -372,7 +386,7 @@ def _plan_retry(
     now: float,
     remaining: float | None,
 ) -> Decision:
-    where = f"{call.method} {call.path}"
+    method, path = call.method, call.path
     retry_after = None
     if outcome.failure is None:
         retry_after = parse_retry_after(outcome.headers.get("Retry-After"), now)
@@ -381,18 +395,22 @@ def _plan_retry(
         asked = f"{retry_after:.0f}s" if retry_after is not None and retry_after < 1e12 else "ages"
         return Decision(
             Action.RAISE,
+            reason=reason,
             log_level=logging.WARNING,
-            log_message=f"not retrying {where}: the server asks to wait {asked}, "
-            f"longer than retry_after_max={policy.retry_after_max:.0f}s",
+            log_template="not retrying %s %s: the server asks to wait %s, "
+            "longer than retry_after_max=%.0fs",
+            log_args=(method, path, asked, policy.retry_after_max),
         )
     if outcome.failure is Failure.PROTOCOL:
         delay = 0.0  # a garbled answer is not a sign of load: try again at once
     if remaining is not None and delay >= remaining:
         return Decision(
             Action.RAISE,
+            reason=reason,
             log_level=logging.WARNING,
-            log_message=f"not retrying {where} after {reason}: the wait of {delay:.3f}s "
-            f"would outlast the deadline ({remaining:.3f}s left)",
+            log_template="not retrying %s %s after %s: the wait of %.3fs "
+            "would outlast the deadline (%.3fs left)",
+            log_args=(method, path, reason, delay, remaining),
         )
     cost = budget.acquire(outcome.failure)
     if cost is None:
@@ -402,18 +420,24 @@ def _plan_retry(
         budget.exhaustion_logged = True
         return Decision(
             Action.RAISE,
+            reason=reason,
             log_level=level,
-            log_message=f"not retrying {where} after {reason}: the client's retry budget is spent",
+            log_template="not retrying %s %s after %s: the client's retry budget is spent",
+            log_args=(method, path, reason),
         )
     budget.exhaustion_logged = False
     call.last_cost = cost
+    # A DELETE answered with a malformed response is, from a server that follows the
+    # spec, a 204 with a body that aiohttp cannot read: the retry is how every such
+    # DELETE completes, so it is no news per call (the client says so once, at WARNING).
+    routine = outcome.failure is Failure.PROTOCOL and method == "DELETE"
     return Decision(
         Action.RETRY,
         delay=delay,
         reason=reason,
-        log_level=logging.WARNING,
-        log_message=f"retrying {where} after {reason} in {delay:.3f}s "
-        f"(retry {call.attempts} of {policy.max_retries})",
+        log_level=logging.DEBUG if routine else logging.WARNING,
+        log_template="retrying %s %s after %s in %.3fs (retry %d of %d)",
+        log_args=(method, path, reason, delay, call.attempts, policy.max_retries),
     )
 
 

@@ -15,12 +15,18 @@ Three things here exist because of how aiohttp works:
 - aiohttp's frames hold the request's headers, token included: no exception that leaves
   this module references them (a fresh ``CancelledError`` is raised in place of theirs,
   and our errors chain only tracebackless causes).
+
+A pool belongs to the event loop it was opened in. When that loop shuts down (an
+``asyncio.run()`` returning), the pool is closed on it (``_LoopEnd``) and the next loop
+opens another; using it from a second loop while the first still runs is an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import traceback
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import ClientRequest, ClientResponse, hdrs
@@ -82,6 +88,54 @@ async def _without_cookies(request: ClientRequest, handler: ClientHandlerType) -
     return await handler(request)
 
 
+#: The ``_LoopEnd`` generators still waiting: an unfinished async generator that is
+#: garbage-collected makes asyncio schedule its ``aclose()`` on its loop, which may be
+#: gone by then, so each is held here until it has finished.
+_WAITING: Final[set[AsyncGenerator[None, None]]] = set()
+
+
+def _run_now(step: Coroutine[Any, Any, object]) -> None:
+    """Run a step of an async generator that cannot suspend (it awaits nothing)."""
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    raise RuntimeError("an async generator step that must not suspend did")
+
+
+class _LoopEnd:
+    """Awaits ``then()`` on the running event loop when that loop shuts down.
+
+    ``asyncio.run()`` and ``asyncio.Runner`` close every open async generator of their
+    loop (``loop.shutdown_asyncgens()``) after the last task and before closing the loop.
+    A generator paused here is one of them, so ``then`` runs on the loop while it still
+    works: the pool's sockets are closed properly, not left to a loop that is gone.
+    """
+
+    __slots__ = ("_generator", "_then")
+
+    def __init__(self, then: Callable[[], Awaitable[None]]) -> None:
+        self._then: Callable[[], Awaitable[None]] | None = then
+        self._generator = self._wait()
+        # Its first step registers it with the running loop (the loop's firstiter hook).
+        _run_now(self._generator.asend(None))
+        _WAITING.add(self._generator)
+
+    async def _wait(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            _WAITING.discard(self._generator)
+            then, self._then = self._then, None
+            if then is not None:
+                await then()
+
+    def cancel(self) -> None:
+        """Stop waiting, at once and without running ``then``."""
+        self._then = None
+        _run_now(self._generator.aclose())
+
+
 class Transport:
     """The connection pool of one client and its views, and the sending of one attempt."""
 
@@ -91,6 +145,7 @@ class Transport:
         "_closing",
         "_gate",
         "_loop",
+        "_loop_end",
         "_middlewares",
         "_proxy",
         "_request_options",
@@ -109,6 +164,7 @@ class Transport:
         self._session = session
         self._borrowed = session is not None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_end: _LoopEnd | None = None
         if session is not None:
             # The session's own loop; aiohttp has no public accessor but the deprecated one.
             self._loop = getattr(session, "_loop", None)
@@ -154,6 +210,17 @@ class Transport:
     def _open(self) -> aiohttp.ClientSession:
         running = asyncio.get_running_loop()
         session = self._session
+        if session is not None and self._loop is not running:
+            self._check_loop_ended("use this SegmentsClient")
+            if self._borrowed:
+                raise RuntimeError(
+                    "the aiohttp.ClientSession lent to this SegmentsClient belongs to an "
+                    "event loop that has ended: lend it one made in the loop that uses it"
+                )
+            # Its loop was closed without shutting down its async generators (loop.close()
+            # without asyncio.run), so the pool was not closed on it: drop what is left.
+            self._drop_pool()
+            session = None
         if session is None:
             self._loop = running
             session = self._session = aiohttp.ClientSession(
@@ -164,12 +231,62 @@ class Transport:
                 # tenant's responses steer another's requests through a shared pool.
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-        elif self._loop is not running:
-            raise RuntimeError(
-                "this SegmentsClient's connection pool belongs to another event loop: "
-                "create the client inside the loop that uses it (e.g. in your app's lifespan)"
-            )
+            self._loop_end = _LoopEnd(self._close_at_loop_end)
         return session
+
+    def _check_loop_ended(self, action: str) -> None:
+        """Raise unless the pool's event loop has ended (so that the pool can be dropped)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            raise RuntimeError(
+                f"cannot {action} from another event loop than the one its connection pool "
+                "belongs to, which has not ended (it is not closed): create the client inside "
+                "the loop that uses it (e.g. in your app's lifespan), one client per loop"
+            )
+
+    async def _close_at_loop_end(self) -> None:
+        """The pool's loop is shutting down: close the pool on it, and forget it."""
+        session, self._session = self._session, None
+        self._loop = None
+        self._loop_end = None
+        if session is not None:
+            await session.close()
+
+    def _drop_pool(self) -> None:
+        """Close the pool's connections now, without awaiting, and forget the pool.
+
+        For a pool whose loop is closed (nothing can be awaited on it), or one whose client
+        was garbage-collected (nothing may be scheduled from a finalizer). A borrowed
+        session is only forgotten.
+        """
+        session, self._session = self._session, None
+        self._loop = None
+        if self._loop_end is not None:
+            self._loop_end.cancel()
+            self._loop_end = None
+        # The tasks of a loop that is gone can be neither cancelled nor awaited.
+        self._active.clear()
+        self._closing.clear()
+        connector = session.connector if session is not None and not self._borrowed else None
+        if connector is not None:
+            # What aiohttp's own finalizer does: close each connection's transport, and
+            # mark the connector (so the session) closed. Its close() would also schedule
+            # a task to wait for the transports.
+            connector._close()
+
+    def abandon(self) -> bool:
+        """The client was garbage-collected unclosed: close its pool now, without awaiting.
+
+        True if it held a pool of its own on a loop still alive: a leak worth a warning.
+        A borrowed session is not ours to close, and a pool whose loop has ended is dead
+        already.
+        """
+        if self.closed or self._borrowed or self._session is None:
+            return False
+        loop = self._loop
+        self.closed = True
+        self._drop_pool()
+        return loop is not None and not loop.is_closed()
 
     # ----------------------------------------------------------------------- lifecycle
 
@@ -204,12 +321,9 @@ class Transport:
         """End every call in progress with ``ClientClosedError``, then close the pool."""
         if self.closed:
             return
-        running = asyncio.get_running_loop()
-        if self._loop is not None and self._loop is not running:
-            raise RuntimeError(
-                "aclose() was called from another event loop than the one this "
-                "SegmentsClient's pool belongs to: close it inside that loop"
-            )
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            self._check_loop_ended("close this SegmentsClient")
+            self._drop_pool()
         self.closed = True
         current = asyncio.current_task()
         for task in self._active:
@@ -219,6 +333,9 @@ class Transport:
         # Let the calls meet their cancellation and give their connections back first.
         await asyncio.sleep(0)
         session, self._session = self._session, None
+        if self._loop_end is not None:
+            self._loop_end.cancel()
+            self._loop_end = None
         if session is not None and not self._borrowed:
             await session.close()
 

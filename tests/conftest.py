@@ -8,12 +8,15 @@ Where a test goes (the map):
   (page metadata), ``test_flow`` (the adaptive limit, fed scripted answers and simulated
   servers), ``test_public_api`` (``__init__``: names, models, types). Through the in-memory
   I/O seam of ``fakes.py``: ``test_client`` (the call loop: retries, deadline, hooks),
-  ``test_segments`` (the pagination window), ``test_bulk``. ``test_transport`` is the
+  ``test_client_logging`` (what the call loop logs), ``test_segments`` (the pagination
+  window), ``test_bulk``. ``test_transport`` is the
   aiohttp level, with aioresponses. ``test_cli`` holds the command line's pure parts;
   ``test_benchmarks_*`` the benchmarks' logic and a smoke run.
 - ``tests/integration/``: real sockets on 127.0.0.1, one file per concern: the fake server
   and testing kit, pagination, the pool, closing, deadlines, hooks, borrowed sessions,
-  proxies, security and frames, reliability soak, fuzzing, the console script.
+  proxies, security and frames, reliability soak, fuzzing, the console script, logging,
+  tracing (OpenTelemetry), and the lifecycle (clients never closed, one event loop after
+  another).
 - Helpers: ``fakes.py`` (the in-memory seam), ``rawserver.py`` (a scriptable raw HTTP
   server), ``leaks.py`` (tasks, connections, warnings left behind), ``capacity_sim.py``
   (simulated servers with a hidden capacity), ``integration/support.py``.

@@ -62,6 +62,11 @@ class RawServer:
         self._writers: set[asyncio.StreamWriter] = set()
 
     @property
+    def open_connections(self) -> int:
+        """Connections the server holds open now (a client that closed its end is gone)."""
+        return len(self._writers)
+
+    @property
     def url(self) -> str:
         assert self._server is not None
         port = self._server.sockets[0].getsockname()[1]

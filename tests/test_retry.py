@@ -672,6 +672,37 @@ class TestDecide:
         """A garbled answer is not a sign of load: no backoff."""
         assert 0.0 == decide_once(failed(Failure.PROTOCOL), draw=0.9).delay
 
+    def test_a_delete_answered_unreadably_is_retried_at_debug(self):
+        """A DELETE's malformed answer (the spec's 204 with a body) is routine: DEBUG, and
+        the call remembers it, so that the client can say it once."""
+        call = Call("DELETE", "/x")
+        decision = decide_once(failed(Failure.PROTOCOL), method="DELETE", call=call)
+
+        assert (Action.RETRY, logging.DEBUG) == (decision.action, decision.log_level)
+        assert call.garbled is True
+        assert Action.DELETED == decide_once(answer(404), method="DELETE", call=call).action
+
+    @pytest.mark.parametrize("method", ["GET", "PUT"])
+    def test_other_unreadable_answers_are_retried_with_a_warning(self, method):
+        """Any other method's malformed answer is worth a WARNING."""
+        decision = decide_once(failed(Failure.PROTOCOL), method=method)
+
+        assert (Action.RETRY, logging.WARNING) == (decision.action, decision.log_level)
+
+    def test_log_lines_are_templates_with_arguments(self):
+        """Every decision that logs gives a template and its arguments, never a sentence."""
+        decisions = [
+            decide_once(answer(503), draw=0.5),
+            decide_once(answer(429, **{"Retry-After": "120"})),
+            decide_once(answer(503), draw=0.9, remaining=0.2),
+        ]
+
+        for decision in decisions:
+            assert decision.log_args
+            assert "%s %s" in decision.log_template
+            assert "/v2.3/data/segments" not in decision.log_template
+            assert decision.log_template % decision.log_args == decision.log_message
+
     def test_deadline_expired_after_a_timeout(self):
         """A timeout with no time left is the deadline running out."""
         decision = decide_once(failed(Failure.TIMEOUT), remaining=0.0)

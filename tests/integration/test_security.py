@@ -158,6 +158,9 @@ async def test_token_never_in_logs_reprs_or_errors(debug_logs):
     records = debug_logs.records
     assert any(r.name == "segments_async" and r.levelno == logging.DEBUG for r in records)
     assert any(r.name == "segments_async" and r.levelno == logging.WARNING for r in records)
+    # The structured fields and the outcome-unknown WARNINGs were among what was checked.
+    assert any(getattr(r, "segments_outcome_unknown", False) for r in records)
+    assert any(hasattr(r, "segments_elapsed_ms") for r in records)
     assert_no_token_in_logs(records)
 
 
