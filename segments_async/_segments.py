@@ -387,6 +387,12 @@ class SegmentsResource:
                 "created or deleted meanwhile may be missed or seen twice",
                 pages.total,
                 page.total,
+                extra={
+                    "segments_method": "GET",
+                    "segments_path": f"{_wire.SEGMENTS_PATH}?{_wire.list_query(number, per_page)}",
+                    "segments_total_before": pages.total,
+                    "segments_total": page.total,
+                },
             )
 
     def _invalid(self, error: PageError, number: int, per_page: int) -> APIResponseValidationError:

@@ -294,5 +294,9 @@ async def test_a_total_that_changes_is_logged_once(caplog):
 
     assert error is None
     assert 35 <= len(names) <= 40
-    warnings = [r.getMessage() for r in caplog.records if "total changed" in r.getMessage()]
+    warnings = [r for r in caplog.records if "total changed" in r.getMessage()]
     assert 1 == len(warnings)
+    record = warnings[0]
+    assert ("GET", 35) == (record.segments_method, record.segments_total_before)
+    assert record.segments_total > 35
+    assert record.segments_path.startswith("/v2.3/data/segments?page=")
