@@ -420,7 +420,18 @@ class _CsvFeed:
     its size, its quotes, and a line over the cap in it (which csv is given as a stub with
     the same quote parity, so that it stays in step with the file)."""
 
-    __slots__ = ("_lines", "_source", "chars", "head", "long", "number", "quotes", "start")
+    __slots__ = (
+        "_ending",
+        "_lines",
+        "_source",
+        "chars",
+        "head",
+        "long",
+        "number",
+        "quotes",
+        "size",
+        "start",
+    )
 
     def __init__(self, lines: Iterable[bytes | LongLine], source: str) -> None:
         self._lines = _numbered(lines)
@@ -430,7 +441,7 @@ class _CsvFeed:
 
     def new_record(self) -> None:
         self.start = self.number + 1
-        self.chars = self.quotes = 0
+        self.chars = self.quotes = self.size = self._ending = 0
         self.head = ""
         self.long: LongLine | None = None
 
@@ -443,10 +454,14 @@ class _CsvFeed:
             self.long = self.long or line
             self.quotes += line.quotes
             self.chars += line.size
+            self.size += line.size
+            self._ending = 0
             return '"' if line.quotes % 2 else ""
         text = _text(line, self._source, self.number)
         self.quotes += text.count('"')
         self.chars += len(text)
+        self.size += len(line)
+        self._ending = len(line) - len(line.rstrip(b"\r\n"))
         if len(self.head) < EXCERPT_CHARS:
             self.head += text[:EXCERPT_CHARS]
         return text
@@ -454,6 +469,10 @@ class _CsvFeed:
     def long_line(self) -> LongLine | None:
         """The first line of the record over the cap, if any."""
         return self.long
+
+    def excerpt(self) -> str:
+        """The record's start and its size in bytes (without its line end)."""
+        return excerpt(self.head, self.size - self._ending)
 
     def skip_quoted_rest(self) -> None:
         """After csv gave up on a record, drop its lines up to where its quotes close."""
@@ -488,7 +507,7 @@ def _csv_names(lines: Iterable[bytes | LongLine], source: str) -> Iterator[Item]
                 raise InputError(source, feed.start, f"not valid CSV ({error})") from None
             feed.skip_quoted_rest()
             reason = f"a field longer than the {limit:,} characters csv reads"
-            yield feed.start, Unreadable(reason, excerpt(feed.head, feed.chars))
+            yield feed.start, Unreadable(reason, feed.excerpt())
             continue
         if row is None:
             return

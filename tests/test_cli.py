@@ -508,6 +508,8 @@ def test_a_csv_field_over_csvs_limit_fails_alone_and_the_reader_goes_on():
     failed = [v for v in values(items) if isinstance(v, _cli_core.Unreadable)]
     assert 2 == len(failed)
     assert f"{limit:,} characters" in failed[0].reason
+    assert failed[0].excerpt.endswith(f"... ({3 * len(big) + 4:,} bytes)")  # quotes, newlines
+    assert failed[1].excerpt == "x" * 200 + f"... ({3 * len(big):,} bytes)"
     assert limit == csv.field_size_limit()
 
 
