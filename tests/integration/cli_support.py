@@ -96,3 +96,31 @@ async def run(
     assert "\x1b" not in ran.stderr
     assert "Traceback" not in ran.stderr
     return ran
+
+
+async def run_into_head(server: FakeSegmentsServer, *argv: str) -> Ran:
+    """Run the command line with stdout into a pipe whose reader takes the first bytes
+    and goes away, as ``| head -1`` does; ``stdout`` holds what was read."""
+    read_end, write_end = os.pipe()
+    open_ends = {read_end, write_end}
+    try:
+        async with spawn(
+            str(SCRIPT),
+            *argv,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+            env=child_env(server),
+        ) as child:
+            assert child.stderr is not None
+            os.close(write_end)  # the child has its own
+            open_ends.discard(write_end)
+            first = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 4096), HANG)
+            os.close(read_end)  # as head does once it has its line
+            open_ends.discard(read_end)
+            err = await asyncio.wait_for(child.stderr.read(), HANG)
+            await asyncio.wait_for(child.wait(), HANG)
+    finally:
+        for end in open_ends:
+            os.close(end)
+    assert child.returncode is not None
+    return Ran(child.returncode, first, err.decode())

@@ -33,6 +33,7 @@ from .cli_support import (
     SCRIPT,
     child_env,
     run,
+    run_into_head,
     spawn,
 )
 
@@ -449,31 +450,12 @@ async def test_ctrl_c_mid_export_stops_cleanly_with_status_130(server):
 async def test_a_closed_stdout_ends_the_export_quietly(server):
     """`export | head -n 1`: the reader goes away, the export ends with status 0, silently."""
     server.add_segments(20_000)
-    read_end, write_end = os.pipe()
-    open_ends = {read_end, write_end}
-    try:
-        async with spawn(
-            str(SCRIPT),
-            "export",
-            stdout=write_end,
-            stderr=asyncio.subprocess.PIPE,
-            env=child_env(server),
-        ) as child:
-            assert child.stderr is not None
-            os.close(write_end)  # the child has its own
-            open_ends.discard(write_end)
-            first = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 4096), HANG)
-            os.close(read_end)  # as head does once it has its line
-            open_ends.discard(read_end)
-            err = await asyncio.wait_for(child.stderr.read(), HANG)
-            await asyncio.wait_for(child.wait(), HANG)
-    finally:
-        for end in open_ends:
-            os.close(end)
 
-    assert json.loads(first.split(b"\n")[0])["id"] == next(iter(server.segments()))
-    assert 0 == child.returncode
-    assert b"" == err
+    ran = await run_into_head(server, "export")
+
+    assert json.loads(ran.stdout.split(b"\n")[0])["id"] == next(iter(server.segments()))
+    assert 0 == ran.status
+    assert "" == ran.stderr
 
 
 async def peak_rss_kib(server: FakeSegmentsServer, output: Path) -> int:

@@ -24,7 +24,7 @@ from segments_async.testing import FakeSegmentsServer, Fault
 
 from ..conftest import page_payload
 from ..rawserver import RawRequest, RawServer, json_response
-from .cli_support import FOREGROUND, HANG, LAUNCHER, SCRIPT, child_env, run, spawn
+from .cli_support import FOREGROUND, HANG, LAUNCHER, SCRIPT, child_env, run, run_into_head, spawn
 
 pytestmark = pytest.mark.skipif(
     not SCRIPT.exists(), reason="the console script is not installed (pip install -e .)"
@@ -325,34 +325,14 @@ async def test_create_whose_stdout_is_closed_still_creates_every_name(server):
     """`create N1 .. N3000 | head -1`: every name created, a stderr line says how many were
     not printed, and the status says everything was done."""
     names = [f"made-{number}" for number in range(1, 3001)]
-    read_end, write_end = os.pipe()
-    open_ends = {read_end, write_end}
-    try:
-        async with spawn(
-            str(SCRIPT),
-            "create",
-            *names,
-            stdout=write_end,
-            stderr=asyncio.subprocess.PIPE,
-            env=child_env(server),
-        ) as child:
-            assert child.stderr is not None
-            os.close(write_end)
-            open_ends.discard(write_end)
-            first = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 100), HANG)
-            os.close(read_end)  # as head -1 does
-            open_ends.discard(read_end)
-            err = (await asyncio.wait_for(child.stderr.read(), HANG)).decode()
-            await asyncio.wait_for(child.wait(), HANG)
-    finally:
-        for end in open_ends:
-            os.close(end)
 
-    assert json.loads(first.split(b"\n")[0])["name"] == "made-1"
+    ran = await run_into_head(server, "create", *names)
+
+    assert "made-1" == json.loads(ran.stdout.split(b"\n")[0])["name"]
     assert sorted(names) == sorted(n for n in server.segments().values() if n.startswith("made-"))
-    assert 0 == child.returncode, err
-    assert "create: 3,000 succeeded, 0 failed, 0 unknown" in err
-    assert "were not printed" in err
+    assert 0 == ran.status, ran.stderr
+    assert "create: 3,000 succeeded, 0 failed, 0 unknown" in ran.stderr
+    assert "created segments were not printed" in ran.stderr
 
 
 # --------------------------------------------------------------------------- 12. skip-existing
