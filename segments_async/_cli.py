@@ -771,9 +771,11 @@ def _deletes(concurrency: int | Literal["auto"]) -> _Operation:
 
 class _Items(Protocol):
     """The items of a bulk command's input, each with its line; ``error`` once they end
-    early at a line not in the input's format."""
+    early at a line not in the input's format; ``stop()`` ends them at once (Ctrl-C)."""
 
     def __aiter__(self) -> AsyncGenerator[core.Item]: ...
+
+    def stop(self) -> None: ...
 
     @property
     def error(self) -> core.InputError | None: ...
@@ -786,9 +788,15 @@ class _ArgumentItems:
 
     def __init__(self, values: Sequence[str]) -> None:
         self._values = values
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
 
     async def __aiter__(self) -> AsyncGenerator[core.Item]:
         for value in self._values:
+            if self._stopped:
+                return
             yield None, value
 
 
@@ -801,13 +809,17 @@ class _FileItems:
         self._fd = file.fileno()
         self._parse = parse
         self._items: core.InputItems | None = None
+        self._threaded = _cli_io.ThreadItems(self._read)
 
     def _read(self, flush: Callable[[], None]) -> core.InputItems:
         self._items = self._parse(core.capped_lines(_cli_io.read_chunks(self._fd, flush)))
         return self._items
 
     def __aiter__(self) -> AsyncGenerator[core.Item]:
-        return _cli_io.thread_items(self._read)
+        return aiter(self._threaded)
+
+    def stop(self) -> None:
+        self._threaded.stop()
 
     @property
     def error(self) -> core.InputError | None:
@@ -871,7 +883,7 @@ class _Bulk:
 
     def job(self, items: _Items, operation: _Operation) -> Job:
         async def run(client: SegmentsClient) -> int:
-            async with _first_ctrl_c(client, self._interrupt):
+            async with _first_ctrl_c(client, lambda: self._interrupt(items)):
                 try:
                     if self.existing is not None:
                         await self._read_existing(client)
@@ -901,8 +913,9 @@ class _Bulk:
 
         return run
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, items: _Items) -> None:
         self.interrupted = True
+        items.stop()  # the operation may be waiting for input, with nothing in flight
         self.ui.say("interrupted: finishing the report (Ctrl-C again to stop at once)")
 
     async def _read_existing(self, client: SegmentsClient) -> None:

@@ -1,7 +1,7 @@
 """The command line's files: input read in a thread, output replaced atomically.
 
 Input. Waiting on a pipe (a producer that writes a line a minute) or a disk must never
-block the event loop, or every request in flight stalls and times out. ``thread_items``
+block the event loop, or every request in flight stalls and times out. ``ThreadItems``
 runs the blocking reader (``os.read`` of the file descriptor, split into capped lines,
 parsed) in a daemon thread and hands its items to the loop in batches, at most a few
 batches ahead: a batch goes as soon as the reader is about to wait for more bytes, so a
@@ -26,7 +26,7 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from typing import IO, Final, Generic, TypeVar
 
-__all__ = ["AtomicOutput", "read_chunks", "thread_items"]
+__all__ = ["AtomicOutput", "ThreadItems", "read_chunks"]
 
 _T = TypeVar("_T")
 
@@ -99,7 +99,10 @@ class _Handover(Generic[_T]):
         self._arrived.set()
 
     async def receive(self) -> object:
+        """The next message, or ``_END`` once closed."""
         while not self._queue:
+            if self.closed:
+                return _END
             self._arrived.clear()
             await self._arrived.wait()
         self._room.release()
@@ -108,47 +111,62 @@ class _Handover(Generic[_T]):
     def close(self) -> None:
         self.closed = True
         self._room.release()  # a reader waiting for room wakes up, and ends
+        self._arrived.set()  # a receiver waiting for a message too
 
 
-async def thread_items(
-    items: Callable[[Callable[[], None]], Iterable[_T]],
-) -> AsyncGenerator[_T, None]:
+class ThreadItems(Generic[_T]):
     """The items ``items(flush)`` yields, iterated in a daemon thread; ``flush`` hands
     over what was read so far, and ``items`` calls it before it waits (``read_chunks``).
 
-    An exception from ``items`` is raised here, after the items before it. Closing this
-    generator ends the thread at its next hand-over (or when its read returns).
+    An exception from ``items`` is raised from the iteration, after the items before it.
+    ``stop()`` ends the iteration at once, even while it waits for input; leaving it, or
+    stopping it, ends the thread at its next hand-over (or when its read returns).
     """
-    handover: _Handover[_T] = _Handover(asyncio.get_running_loop())
 
-    def read() -> None:
-        try:
-            try:
-                for item in items(handover.flush):
-                    handover.add(item)
-                handover.flush()
-            except _Closed:
-                raise
-            except BaseException as error:  # handed to the loop, raised there
-                handover.flush()
-                handover.send(_Failed(error))
-            else:
-                handover.send(_END)
-        except _Closed:
+    def __init__(self, items: Callable[[Callable[[], None]], Iterable[_T]]) -> None:
+        self._items = items
+        self._handover: _Handover[_T] | None = None
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._handover is not None:
+            self._handover.close()
+
+    async def __aiter__(self) -> AsyncGenerator[_T]:
+        handover = self._handover = _Handover(asyncio.get_running_loop())
+        if self._stopped:
             return
+        items = self._items
 
-    threading.Thread(target=read, name="segments-async input", daemon=True).start()
-    try:
-        while True:
-            message = await handover.receive()
-            if message is _END:
+        def read() -> None:
+            try:
+                try:
+                    for item in items(handover.flush):
+                        handover.add(item)
+                    handover.flush()
+                except _Closed:
+                    raise
+                except BaseException as error:  # handed to the loop, raised there
+                    handover.flush()
+                    handover.send(_Failed(error))
+                else:
+                    handover.send(_END)
+            except _Closed:
                 return
-            if isinstance(message, _Failed):
-                raise message.error
-            for item in message:  # type: ignore[attr-defined]
-                yield item
-    finally:
-        handover.close()
+
+        threading.Thread(target=read, name="segments-async input", daemon=True).start()
+        try:
+            while True:
+                message = await handover.receive()
+                if message is _END:
+                    return
+                if isinstance(message, _Failed):
+                    raise message.error
+                for item in message:  # type: ignore[attr-defined]
+                    yield item
+        finally:
+            handover.close()
 
 
 class AtomicOutput:

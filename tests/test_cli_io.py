@@ -38,7 +38,7 @@ async def test_waiting_for_input_never_blocks_the_loop():
             await asyncio.sleep(0.001)
 
     ticker = asyncio.create_task(tick())
-    items = _cli_io.thread_items(lines_of(read_end))
+    items = aiter(_cli_io.ThreadItems(lines_of(read_end)))
     valve_wrote = []
     valve = threading.Timer(5, lambda: valve_wrote.append(os.write(write_end, b"two\n")))
     try:
@@ -66,6 +66,25 @@ async def test_waiting_for_input_never_blocks_the_loop():
             os.close(write_end)
 
 
+async def test_stop_ends_the_items_while_they_wait_for_input():
+    """stop() ends an iteration waiting on a pipe that stays open and silent."""
+    read_end, write_end = os.pipe()
+    threaded = _cli_io.ThreadItems(lines_of(read_end))
+    items = aiter(threaded)
+    try:
+        os.write(write_end, b"one\n")
+        assert b"one" == await asyncio.wait_for(anext(items), 10)
+        waiting = asyncio.create_task(anext(items, None))
+        await asyncio.sleep(0.01)
+        threaded.stop()
+
+        assert await asyncio.wait_for(waiting, 10) is None
+    finally:
+        await items.aclose()
+        os.close(write_end)
+        os.close(read_end)
+
+
 async def test_a_reader_error_comes_after_the_items_before_it():
     """What the reader raises is raised on the loop, after the items it yielded."""
 
@@ -76,7 +95,7 @@ async def test_a_reader_error_comes_after_the_items_before_it():
 
     got = []
     with pytest.raises(OSError, match="Input/output error"):
-        async for item in _cli_io.thread_items(read):
+        async for item in _cli_io.ThreadItems(read):
             got.append(item)
     assert [1, 2] == got
 
@@ -96,7 +115,7 @@ async def test_leaving_early_ends_the_reader_thread():
         finally:
             ended.set()
 
-    items = _cli_io.thread_items(read)
+    items = aiter(_cli_io.ThreadItems(read))
     assert 1 == await anext(items)
     await items.aclose()
 

@@ -375,3 +375,32 @@ async def test_stderr_names_the_line_of_a_failed_item(server, tmp_path):
 
     assert 1 == ran.status
     assert f"segments-async: {bad}, line 4: '': failed: 422 " in ran.stderr
+
+
+# --------------------------------------------------------------------------- 3. Ctrl-C
+
+
+async def test_ctrl_c_while_waiting_for_input_ends_at_once(server, tmp_path):
+    """stdin open and silent, nothing in flight: the first Ctrl-C ends the import (130),
+    with what was done reported, instead of waiting for input that may never come."""
+    report = tmp_path / "report.jsonl"
+    async with spawn(
+        *(sys.executable, "-S", "-c", FOREGROUND, str(SCRIPT)),
+        *("import", "-", "--format", "jsonl", "--report", str(report)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env(server),
+    ) as child:
+        assert child.stdin is not None
+        child.stdin.write(b'{"name": "the only one"}\n')
+        await child.stdin.drain()
+        while "the only one" not in server.segments().values():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        err = await asyncio.wait_for(child.stderr.read(), HANG)  # type: ignore[union-attr]
+        await asyncio.wait_for(child.wait(), HANG)
+
+    assert 130 == child.returncode, err.decode()
+    assert ["ok"] == [line["status"] for line in report_lines(report)]
+    assert "import: 1 succeeded, 0 failed, 0 unknown" in err.decode()
