@@ -651,7 +651,7 @@ class _Export:
         self.concurrency: int | Literal["auto"] = args.concurrency
         self.written = 0
 
-    async def batches(self, client: SegmentsClient, bar: _Bar) -> AsyncGenerator[list[Segment]]:
+    async def batches(self, client: SegmentsClient, bar: _Bar) -> AsyncGenerator[Sequence[Segment]]:
         """The segments, a page's worth at a time; with ``--limit``, ``iterate(limit=)``
         asks for no page beyond those the limit needs."""
         segments = client.segments
@@ -705,7 +705,8 @@ def _prepare_rename(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitSta
 def _prepare_create(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
     report = _open_report(args.report, files)
     bulk = _Bulk("create", ui, report, _NoBar(), printer=_Printer(sys.stdout.buffer))
-    return bulk.job(_ArgumentItems(args.names), _creates(args.concurrency))
+    # Created segments are printed in the order of the arguments, as a script expects.
+    return bulk.job(_ArgumentItems(args.names), _creates(args.concurrency, ordered=True))
 
 
 def _prepare_delete(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
@@ -754,17 +755,21 @@ def _source_name(path: str) -> str:
 _Operation = Callable[[SegmentsClient, AsyncIterable[Any]], _Results]
 
 
-def _creates(concurrency: int | Literal["auto"]) -> _Operation:
+def _creates(concurrency: int | Literal["auto"], *, ordered: bool = False) -> _Operation:
+    """Results as they finish, by default: one slow item holds back no line of the report,
+    and an interrupt loses none (``ordered`` for output whose order is the arguments')."""
+
     def operation(client: SegmentsClient, names: AsyncIterable[Any]) -> _Results:
         # A name that is not a str is passed on on purpose: it fails only its own item.
-        return client.segments.create_many(names, concurrency=concurrency)
+        segments = client.segments
+        return segments.create_many(names, concurrency=concurrency, ordered=ordered)
 
     return operation
 
 
 def _deletes(concurrency: int | Literal["auto"]) -> _Operation:
     def operation(client: SegmentsClient, ids: AsyncIterable[Any]) -> _Results:
-        return client.segments.delete_many(ids, concurrency=concurrency)
+        return client.segments.delete_many(ids, concurrency=concurrency, ordered=False)
 
     return operation
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,12 @@ async def server() -> AsyncIterator[FakeSegmentsServer]:
     async with FakeSegmentsServer(seed=11) as fake:
         fake.add_segments(250)
         yield fake
+
+
+def report_lines(path: Path) -> list[dict[str, Any]]:
+    """A report's lines in input order (they are written as results come)."""
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()]
+    return sorted(lines, key=lambda line: line["index"])
 
 
 def as_json_lines(segments: dict[str, str]) -> list[dict[str, object]]:
@@ -125,7 +132,7 @@ async def test_create_prints_the_created_and_reports_every_name(server, tmp_path
     created = ran.json_lines()
     assert ["EMEA", "DACH"] == [line["name"] for line in created]
     assert all(server.segments()[line["id"]] == line["name"] for line in created)
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert [
         {"index": 0, "input": "EMEA", "status": "ok", "id": created[0]["id"]},
         {"index": 1, "input": "", "status": "failed", "error": lines[1]["error"]},
@@ -160,7 +167,7 @@ async def test_delete_fails_only_the_missing_id(server, tmp_path):
     assert 1 == ran.status
     assert b"" == ran.stdout
     assert not set(doomed) & set(server.segments())
-    statuses = [json.loads(line)["status"] for line in report.read_text().splitlines()]
+    statuses = [line["status"] for line in report_lines(report)]
     assert ["ok", "failed", "ok"] == statuses
     assert "delete: 2 succeeded, 1 failed, 0 unknown" in ran.stderr
 
@@ -192,7 +199,7 @@ async def test_import_csv_reports_every_row(server, tmp_path):
 
     assert 1 == ran.status
     assert b"" == ran.stdout
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert [0, 1, 2] == [line["index"] for line in lines]
     assert ["Nordics", "", "Iberia, south"] == [line["input"] for line in lines]
     assert ["ok", "failed", "ok"] == [line["status"] for line in lines]
@@ -210,7 +217,7 @@ async def test_import_stops_at_a_line_not_in_the_format(server, tmp_path):
     ran = await run(server, "import", str(names), "--report", str(report))
 
     assert 2 == ran.status
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert [("one", "ok"), ("two", "ok")] == [(line["input"], line["status"]) for line in lines]
     assert {"one", "two"} <= set(server.segments().values())
     assert "four" not in server.segments().values()
@@ -234,7 +241,7 @@ async def test_a_create_whose_answer_was_lost_is_unknown(server, tmp_path):
     )
 
     assert 1 == ran.status
-    (line,) = [json.loads(line) for line in report.read_text().splitlines()]
+    (line,) = report_lines(report)
     assert ("x", "unknown") == (line["input"], line["status"])
     assert "x" in server.segments().values()
     assert "import: 0 succeeded, 0 failed, 1 unknown" in ran.stderr
@@ -250,7 +257,7 @@ async def test_a_refused_token_stops_a_bulk_command_with_status_3(server, tmp_pa
     ran = await run(server, "import", str(names), "--report", str(report), env=env)
 
     assert 3 == ran.status
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert 0 < len(lines) < 500
     assert {"failed"} == {line["status"] for line in lines}
     assert [
@@ -270,7 +277,7 @@ async def test_delete_many_reads_ids_from_stdin(server, tmp_path):
 
     assert 1 == ran.status
     assert not set(doomed) & set(server.segments())
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert ["ok", "ok", "failed", "ok"] == [line["status"] for line in lines]
     assert "not-an-id" == lines[2]["input"]
     assert "delete-many: 3 succeeded, 1 failed, 0 unknown" in ran.stderr

@@ -380,6 +380,49 @@ async def test_stderr_names_the_line_of_a_failed_item(server, tmp_path):
 # --------------------------------------------------------------------------- 3. Ctrl-C
 
 
+async def test_ctrl_c_keeps_every_result_that_came_back(server, tmp_path):
+    """One slow create, 199 quick ones, SIGINT once they are done: status 130, every answer
+    in the report and the summary, the slow one unknown; a re-run creates nothing twice."""
+    names = tmp_path / "names.csv"
+    names.write_text("name\n" + "".join(f"item-{number}\n" for number in range(200)))
+    report = tmp_path / "report.jsonl"
+    slow = server.inject(Fault.latency(30), method="POST", times=1)
+    before = len(server.segments())
+
+    def created() -> int:
+        return len(server.segments()) - before
+
+    async with spawn(
+        *(sys.executable, "-S", "-c", FOREGROUND, str(SCRIPT)),
+        *("import", str(names), "--concurrency", "16", "--report", str(report)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env(server),
+    ) as child:
+        deadline = time.monotonic() + 5  # the old code stalls behind the slow item
+        while (slow.hits == 0 or created() < 199) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(child.communicate(), HANG)
+    done_before_rerun = created()
+
+    assert 130 == child.returncode, err.decode()
+    lines = report_lines(report)
+    statuses = [line["status"] for line in lines]
+    assert 199 == statuses.count("ok")
+    assert 1 == statuses.count("unknown")
+    assert list(range(200)) == sorted(int(line["index"]) for line in lines)  # type: ignore[call-overload]
+    assert statuses.count("ok") <= done_before_rerun <= statuses.count("ok") + 1
+    assert "199 succeeded, 0 failed, 1 unknown" in err.decode()
+
+    rerun = await run(server, "import", str(names), "--skip-existing")
+
+    assert 0 == rerun.status, rerun.stderr
+    created_names = [n for n in server.segments().values() if n.startswith("item-")]
+    assert sorted(set(created_names)) == sorted(created_names)
+    assert 200 == len(created_names)
+
+
 async def test_ctrl_c_while_waiting_for_input_ends_at_once(server, tmp_path):
     """stdin open and silent, nothing in flight: the first Ctrl-C ends the import (130),
     with what was done reported, instead of waiting for input that may never come."""
