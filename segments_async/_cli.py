@@ -907,10 +907,7 @@ class _Bulk:
                     raise
             self._summarize()
             if self.interrupted:
-                self.ui.say(
-                    "interrupted: every answer that came back is counted above; "
-                    "the rest of the input was not sent"
-                )
+                self.ui.say("interrupted: the results that came back are counted above")
                 return core.EXIT_INTERRUPTED
             if items.error is not None:
                 raise items.error

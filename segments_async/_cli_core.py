@@ -644,6 +644,10 @@ def item_error(error: BaseException) -> str:
     """What went wrong with one item, in one line, without the request's URL."""
     if isinstance(error, APIStatusError):
         return _one_line(f"{error.status_code} {error.message}")
+    if isinstance(error, ClientClosedError):  # the command line closes its client on Ctrl-C
+        if error.outcome_unknown:
+            return "interrupted while in flight: it may have been carried out"
+        return "interrupted before it was sent"
     if isinstance(error, SegmentsError):
         return _one_line(error.message)
     return _one_line(str(error) or type(error).__name__)

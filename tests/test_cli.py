@@ -24,6 +24,7 @@ from segments_async import (
     APITimeoutError,
     AuthenticationError,
     BulkResult,
+    ClientClosedError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -597,6 +598,21 @@ def test_report_lines_say_what_became_of_each_input():
     assert {"index": 3, "input": 5, "status": "failed", "error": "name must be a str"} == report(
         BulkResult(3, 5, error=TypeError("name must be a str"))
     )
+
+
+@pytest.mark.parametrize(
+    ("unknown", "said"),
+    [
+        (True, "interrupted while in flight: it may have been carried out"),
+        (False, "interrupted before it was sent"),
+    ],
+)
+def test_a_closed_client_is_an_interrupt(unknown, said):
+    """The command line closes its client only on Ctrl-C: its items say so."""
+    closed = ClientClosedError("the client was closed", method="POST", url=URL)
+    closed.outcome_unknown = unknown
+
+    assert said == report(BulkResult(0, "x", error=closed, outcome_unknown=unknown))["error"]
 
 
 def test_a_delete_report_gives_the_deleted_id():
