@@ -98,6 +98,12 @@ async def run(
     return ran
 
 
+def report_lines(path: Path) -> list[dict[str, Any]]:
+    """A report's lines in input order (they are written as results come)."""
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()]
+    return sorted(lines, key=lambda line: line["index"])
+
+
 async def run_into_head(server: FakeSegmentsServer, *argv: str) -> Ran:
     """Run the command line with stdout into a pipe whose reader takes the first bytes
     and goes away, as ``| head -1`` does; ``stdout`` holds what was read."""

@@ -19,7 +19,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,6 +32,7 @@ from .cli_support import (
     MISSING_ID,
     SCRIPT,
     child_env,
+    report_lines,
     run,
     run_into_head,
     spawn,
@@ -48,12 +48,6 @@ async def server() -> AsyncIterator[FakeSegmentsServer]:
     async with FakeSegmentsServer(seed=11) as fake:
         fake.add_segments(250)
         yield fake
-
-
-def report_lines(path: Path) -> list[dict[str, Any]]:
-    """A report's lines in input order (they are written as results come)."""
-    lines = [json.loads(line) for line in path.read_bytes().splitlines()]
-    return sorted(lines, key=lambda line: line["index"])
 
 
 def as_json_lines(segments: dict[str, str]) -> list[dict[str, object]]:

@@ -16,7 +16,6 @@ import stat
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +23,17 @@ from segments_async.testing import FakeSegmentsServer, Fault
 
 from ..conftest import page_payload
 from ..rawserver import RawRequest, RawServer, json_response
-from .cli_support import FOREGROUND, HANG, LAUNCHER, SCRIPT, child_env, run, run_into_head, spawn
+from .cli_support import (
+    FOREGROUND,
+    HANG,
+    LAUNCHER,
+    SCRIPT,
+    child_env,
+    report_lines,
+    run,
+    run_into_head,
+    spawn,
+)
 
 pytestmark = pytest.mark.skipif(
     not SCRIPT.exists(), reason="the console script is not installed (pip install -e .)"
@@ -36,14 +45,6 @@ async def server() -> AsyncIterator[FakeSegmentsServer]:
     async with FakeSegmentsServer(seed=14) as fake:
         fake.add_segments(250)
         yield fake
-
-
-def report_lines(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_bytes().splitlines()]
-
-
-def by_index(lines: list[dict[str, object]]) -> list[dict[str, object]]:
-    return sorted(lines, key=lambda line: int(line["index"]))  # type: ignore[call-overload]
 
 
 async def peak_rss(server: FakeSegmentsServer, *argv: str) -> tuple[int, int, str]:
@@ -294,7 +295,7 @@ async def test_a_csv_field_over_the_csv_limit_fails_alone(server, tmp_path):
     ran = await run(server, "import", str(names), "--report", str(report))
 
     assert 1 == ran.status, ran.stderr
-    lines = by_index(report_lines(report))
+    lines = report_lines(report)
     assert [(0, 2, "ok"), (1, 3, "failed"), (2, 4, "failed"), (3, 7, "ok")] == [
         (line["index"], line["line"], line["status"]) for line in lines
     ]
@@ -354,8 +355,7 @@ async def test_import_skip_existing_creates_nothing_twice(server, tmp_path):
 
     assert 0 == first.status, first.stderr
     assert [(0, 2, "ok"), (1, 3, "skipped"), (2, 4, "ok"), (3, 6, "skipped")] == [
-        (line["index"], line["line"], line["status"])
-        for line in by_index(report_lines(first_report))
+        (line["index"], line["line"], line["status"]) for line in report_lines(first_report)
     ]
     assert "import: 2 succeeded, 0 failed, 0 unknown, 2 skipped" in first.stderr
     assert 0 == second.status, second.stderr
@@ -411,7 +411,7 @@ async def test_ctrl_c_keeps_every_result_that_came_back(server, tmp_path):
     statuses = [line["status"] for line in lines]
     assert 199 == statuses.count("ok")
     assert 1 == statuses.count("unknown")
-    assert list(range(200)) == sorted(int(line["index"]) for line in lines)  # type: ignore[call-overload]
+    assert list(range(200)) == [line["index"] for line in lines]
     assert statuses.count("ok") <= done_before_rerun <= statuses.count("ok") + 1
     assert "199 succeeded, 0 failed, 1 unknown" in err.decode()
 
@@ -441,7 +441,8 @@ async def test_ctrl_c_while_waiting_for_input_ends_at_once(server, tmp_path):
         while "the only one" not in server.segments().values():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         child.send_signal(signal.SIGINT)
-        err = await asyncio.wait_for(child.stderr.read(), HANG)  # type: ignore[union-attr]
+        assert child.stderr is not None
+        err = await asyncio.wait_for(child.stderr.read(), HANG)
         await asyncio.wait_for(child.wait(), HANG)
 
     assert 130 == child.returncode, err.decode()
