@@ -641,16 +641,19 @@ def _echoed(value: object) -> object:
 
 
 def item_error(error: BaseException) -> str:
-    """What went wrong with one item, in one line, without the request's URL."""
+    """What went wrong with one item, in one line (an excerpt of a server's long message),
+    without the request's URL."""
     if isinstance(error, APIStatusError):
-        return _one_line(f"{error.status_code} {error.message}")
-    if isinstance(error, ClientClosedError):  # the command line closes its client on Ctrl-C
+        text = f"{error.status_code} {error.message}"
+    elif isinstance(error, ClientClosedError):  # the command line closes its client on Ctrl-C
         if error.outcome_unknown:
             return "interrupted while in flight: it may have been carried out"
         return "interrupted before it was sent"
-    if isinstance(error, SegmentsError):
-        return _one_line(error.message)
-    return _one_line(str(error) or type(error).__name__)
+    elif isinstance(error, SegmentsError):
+        text = error.message
+    else:
+        text = str(error) or type(error).__name__
+    return excerpt(_one_line(text))
 
 
 def _one_line(text: str) -> str:

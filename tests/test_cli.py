@@ -638,6 +638,17 @@ def test_a_long_input_is_echoed_as_an_excerpt():
     )["input"]
 
 
+def test_a_servers_long_message_is_echoed_as_an_excerpt():
+    """A server may explain a refusal at length: the report and stderr get its start."""
+    refused = UnprocessableEntityError("no " * 50_000, method="POST", url=URL, status_code=422)
+
+    error = report(BulkResult(0, "x", error=refused))["error"]
+
+    assert error.startswith("422 no no")
+    assert error.endswith("... (150,003 bytes)")
+    assert len(error) < 250
+
+
 def test_a_failure_names_the_line_or_the_argument():
     """1-based: a file's line, or the argument's position; never a 0-based index."""
     entry = _cli_core.Entry(0, None, "x", "unknown", error="lost")
