@@ -192,7 +192,7 @@ class AtomicOutput:
         fd, self._temp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=directory)
         self._target = target
         with contextlib.suppress(OSError):  # a file system without modes: still written
-            os.fchmod(fd, mode)
+            os.chmod(self._temp, mode)
         self.file = os.fdopen(fd, "wb", buffering=buffering)
 
     @property
