@@ -8,6 +8,8 @@ batches ahead: a batch goes as soon as the reader is about to wait for more byte
 slow producer's lines arrive one by one, and a fast file's by the thousand. The thread
 is a daemon reading the descriptor itself (no buffered object, whose lock could hang the
 interpreter's exit): a command that stops while stdin stays open does not wait for it.
+(``asyncio.to_thread`` or aiofiles would use the default executor, which ``asyncio.run``
+joins on the way out: a read of a silent stdin would then hold the command forever.)
 
 Output. ``AtomicOutput`` writes ``FILE`` under a temporary name beside it and renames it
 over ``FILE`` only once everything is written, flushed and synced, so a failed or
