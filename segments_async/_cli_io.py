@@ -9,7 +9,8 @@ slow producer's lines arrive one by one, and a fast file's by the thousand. The 
 is a daemon reading the descriptor itself (no buffered object, whose lock could hang the
 interpreter's exit): a command that stops while stdin stays open does not wait for it.
 (``asyncio.to_thread`` or aiofiles would use the default executor, which ``asyncio.run``
-joins on the way out: a read of a silent stdin would then hold the command forever.)
+joins on the way out: a read of a silent stdin would then hold the command as long as
+the read lasts, or up to 5 minutes from Python 3.12.)
 
 Output. ``AtomicOutput`` writes ``FILE`` under a temporary name beside it and renames it
 over ``FILE`` only once everything is written, flushed and synced, so a failed or
