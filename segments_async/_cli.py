@@ -645,7 +645,6 @@ class _Export:
 
     def __init__(self, args: argparse.Namespace, ui: _Ui) -> None:
         self.ui = ui
-        self.path: str | None = args.output
         self.limit: int | None = args.limit
         self.per_page: int = args.per_page if self.limit is None else min(args.per_page, self.limit)
         self.concurrency: int | Literal["auto"] = args.concurrency
