@@ -20,16 +20,27 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import textwrap
 import traceback
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import IO, Any, Final, NoReturn, Protocol, cast
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import IO, Any, Final, Literal, NoReturn, Protocol
 
 from . import _cli_core as core
+from . import _cli_io
 from ._cli_core import UsageError
 from ._client import SegmentsClient
-from ._errors import AuthenticationError, PermissionDeniedError, SegmentsError
+from ._errors import AuthenticationError, ClientClosedError, PermissionDeniedError, SegmentsError
 from ._models import BulkResult, Segment
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -56,6 +67,7 @@ _EXAMPLES: Final = {
     "rename": 'segments-async rename 7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2 "DACH"',
     "delete": "segments-async delete 7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2",
     "import": "segments-async import names.csv --report import-report.jsonl\n"
+    "  segments-async import names.csv --skip-existing   # again, after a crash\n"
     "  jq -c '{name: .title}' items.jsonl | segments-async import - --format jsonl",
     "delete-many": "segments-async delete-many ids.txt --report deleted.jsonl\n"
     "  segments-async export | jq -r 'select(.name | startswith(\"tmp\")) | .id'"
@@ -65,12 +77,15 @@ _EXAMPLES: Final = {
 }
 
 _BULK_DETAILS: Final = (
-    " An item that fails (refused by the API, not a name, not an id, a 404) fails only"
-    " itself: the status is then 1. A summary goes to stderr; --report FILE writes a JSON"
-    ' line per input: {"index", "input", "status": "ok"|"failed"|"unknown", "id"|"error"}.'
+    " An item that fails (refused by the API, not a name, not an id, a 404, a line over"
+    " 1 MiB) fails only itself: the status is then 1. A summary goes to stderr; --report"
+    ' FILE writes a JSON line per input as its result comes: {"index", "line", "input",'
+    ' "status": "ok"|"failed"|"unknown"|"skipped", "id"|"error"}. The first Ctrl-C stops'
+    " sending and keeps every result that came back (status 130)."
 )
 _DETAILS: Final = {
-    "export": " Streamed: memory stays the same whatever the number of segments.",
+    "export": " Streamed: memory stays the same whatever the number of segments. --output"
+    " FILE is replaced only once the export has succeeded.",
     "create": _BULK_DETAILS,
     "delete": " Every id is checked before anything is sent." + _BULK_DETAILS,
     "import": " Nothing is printed on stdout; a line not in the file's format stops the command"
@@ -276,6 +291,11 @@ def _add_import(parser: argparse.ArgumentParser) -> None:
     )
     _concurrency(parser, "creates")
     _report(parser)
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="read the existing names first and create only the missing ones (and each name once)",
+    )
 
 
 def _add_delete_many(parser: argparse.ArgumentParser) -> None:
@@ -401,15 +421,11 @@ class _Ui:
             return _NoBar()
         return _rich_bar(label)
 
-    def item_failed(self, result: BulkResult[Any]) -> None:
-        if isinstance(result.error, AuthenticationError | PermissionDeniedError):
-            return  # the whole command stops on it, with one line that says so
+    def item_failed(self, line: str) -> None:
+        """A failed item's line (``core.failure_line``), for the first few of them."""
         self._failures_shown += 1
         if self._failures_shown <= _FAILURES_SHOWN:
-            status = "unknown outcome" if result.outcome_unknown else "failed"
-            shown = core.terminal_safe(repr(result.input))
-            assert result.error is not None
-            self.say(f"item {result.index} {shown}: {status}: {core.item_error(result.error)}")
+            self.say(line)
 
     def more_failures(self, hint: str) -> None:
         hidden = self._failures_shown - _FAILURES_SHOWN
@@ -456,21 +472,38 @@ def _library_log(debug: bool) -> Iterator[None]:
 # --------------------------------------------------------------------------- files
 
 
-def _open_output(path: str | None, files: contextlib.ExitStack) -> IO[bytes]:
+def _open_atomic(
+    path: str | None,
+    files: contextlib.ExitStack,
+    discarded: Callable[[_cli_io.AtomicOutput], None],
+) -> _cli_io.AtomicOutput | None:
+    """``--output FILE``, written beside FILE and renamed over it on success; ``discarded``
+    says so if the command ends first. None for stdout."""
     if path is None or path == "-":
-        return sys.stdout.buffer
+        return None
     try:
-        return files.enter_context(open(path, "wb", buffering=_FILE_BUFFER))
+        output = _cli_io.AtomicOutput(path, _FILE_BUFFER)
     except OSError as error:
         raise UsageError(f"cannot write {path}: {error.strerror}") from None
 
+    def discard() -> None:
+        if output.discard():
+            discarded(output)
+
+    files.callback(discard)
+    return output
+
 
 def _open_report(path: str | None, files: contextlib.ExitStack) -> IO[bytes] | None:
+    """``--report FILE``, written as results come (a crash leaves what was done)."""
     if path is None:
         return None
     if path == "-":
         raise UsageError("--report needs a file: stdout carries the command's data")
-    return _open_output(path, files)
+    try:
+        return files.enter_context(open(path, "wb", buffering=_FILE_BUFFER))
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None
 
 
 def _open_input_and_report(
@@ -575,41 +608,85 @@ def _prepare_list(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack
 
 def _prepare_export(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
     fmt = core.output_format(args.output, args.format)
-    out = _open_output(args.output, files)
-    to_stdout = out is sys.stdout.buffer
-    bar = ui.bar("export", data_on_stdout=to_stdout)
+    export = _Export(args, ui)
+    output = _open_atomic(args.output, files, export.discarded)
+    out = sys.stdout.buffer if output is None else output.file
+    bar = ui.bar("export", data_on_stdout=output is None)
     encode = core.csv_lines if fmt == "csv" else core.jsonl_lines
-    limit: int | None = args.limit
-    per_page = args.per_page if limit is None else min(args.per_page, limit)
-    window = core.page_window(args.concurrency, per_page, limit)
 
     async def run(client: SegmentsClient) -> int:
-        written = 0
         if fmt == "csv":
             out.write(core.csv_header())
-        pages = client.segments.iter_pages(per_page=per_page, concurrency=window)
+        batches = export.batches(client, bar)
         try:
-            async with contextlib.aclosing(pages):
-                async for page in pages:
-                    if written == 0:
-                        bar.start(page.total if limit is None else min(page.total, limit))
-                    items = page.items if limit is None else page.items[: limit - written]
-                    out.write(encode(items))
-                    written += len(items)
-                    bar.advance(len(items))
-                    if limit is not None and written >= limit:
-                        break
+            async with contextlib.aclosing(batches):
+                async for segments in batches:
+                    out.write(encode(segments))
+                    export.written += len(segments)
+                    bar.advance(len(segments))
+            if output is not None:
+                output.commit()
         except asyncio.CancelledError:
-            ui.interrupted_note = f" after {written:,} segments were written"
+            ui.interrupted_note = export.interrupted_note(output)
             raise
         finally:
             bar.close()
-            out.flush()
-        if ui.stderr_is_terminal and not to_stdout:
-            ui.say(f"exported {written:,} segments to {args.output}")
+            if output is None:
+                out.flush()
+        if ui.stderr_is_terminal and output is not None:
+            ui.say(f"exported {export.written:,} segments to {args.output}")
         return core.EXIT_OK
 
     return run
+
+
+class _Export:
+    """What an export asks for, and how far it got."""
+
+    def __init__(self, args: argparse.Namespace, ui: _Ui) -> None:
+        self.ui = ui
+        self.limit: int | None = args.limit
+        self.per_page: int = args.per_page if self.limit is None else min(args.per_page, self.limit)
+        self.concurrency: int | Literal["auto"] = args.concurrency
+        self.written = 0
+
+    async def batches(self, client: SegmentsClient, bar: _Bar) -> AsyncGenerator[Sequence[Segment]]:
+        """The segments, a page's worth at a time; with ``--limit``, ``iterate(limit=)``
+        asks for no page beyond those the limit needs."""
+        segments = client.segments
+        if self.limit is None:
+            pages = segments.iter_pages(per_page=self.per_page, concurrency=self.concurrency)
+            async with contextlib.aclosing(pages):
+                async for page in pages:
+                    if not self.written:
+                        bar.start(page.total)
+                    yield page.items
+            return
+        bar.start(self.limit)
+        batch: list[Segment] = []
+        each = segments.iterate(
+            per_page=self.per_page, concurrency=self.concurrency, limit=self.limit
+        )
+        async with contextlib.aclosing(each):
+            async for segment in each:
+                batch.append(segment)
+                if len(batch) == self.per_page:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def interrupted_note(self, output: _cli_io.AtomicOutput | None) -> str:
+        if output is None:
+            return f" after {self.written:,} segments were written"
+        return f" after {self.written:,} segments"
+
+    def discarded(self, output: _cli_io.AtomicOutput) -> None:
+        """The export did not finish: say what became of the file and of the partial one."""
+        kept = "was left as it was" if output.existed else "was not created"
+        self.ui.say(
+            f"{output.path} {kept}; the partial export ({self.written:,} segments) was removed"
+        )
 
 
 def _prepare_rename(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
@@ -625,62 +702,160 @@ def _prepare_rename(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitSta
 
 
 def _prepare_create(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
-    names: list[str] = args.names
     report = _open_report(args.report, files)
-
-    def results(client: SegmentsClient) -> _Results:
-        return client.segments.create_many(names, concurrency=args.concurrency)
-
-    bulk = _Bulk("create", ui, report, _NoBar(), created=sys.stdout.buffer)
-    return bulk.job(results)
+    bulk = _Bulk("create", ui, report, _NoBar(), printer=_Printer(sys.stdout.buffer))
+    # Created segments are printed in the order of the arguments, as a script expects.
+    return bulk.job(_ArgumentItems(args.names), _creates(args.concurrency, ordered=True))
 
 
 def _prepare_delete(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
     ids = core.segment_ids(args.segment_ids)
     report = _open_report(args.report, files)
-
-    def results(client: SegmentsClient) -> _Results:
-        return client.segments.delete_many(ids, concurrency=args.concurrency)
-
-    return _Bulk("delete", ui, report, _NoBar()).job(results)
+    bulk = _Bulk("delete", ui, report, _NoBar())
+    return bulk.job(_ArgumentItems(ids), _deletes(args.concurrency))
 
 
 def _prepare_import(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
     fmt = core.input_format(args.file, args.format)
     source, report = _open_input_and_report(args.file, args.report, files)
-    names = core.read_names(source, fmt, _source_name(args.file))
+    name = _source_name(args.file)
     bar = ui.bar("import", data_on_stdout=False)
     lines = _count_lines(args.file) if not isinstance(bar, _NoBar) else None
     total = None if lines is None else max(0, lines - (fmt == "csv"))
-
-    def results(client: SegmentsClient) -> _Results:
-        # A name that is not a str is passed on on purpose: it fails only its own item.
-        inputs = cast("Iterable[str]", names)
-        return client.segments.create_many(inputs, concurrency=args.concurrency)
-
-    return _Bulk("import", ui, report, bar, total=total, source=names).job(results)
+    bulk = _Bulk(
+        "import",
+        ui,
+        report,
+        bar,
+        total=total,
+        source=name,
+        skip_existing=args.skip_existing,
+        concurrency=args.concurrency,
+    )
+    items = _FileItems(source, lambda lines: core.read_names(lines, fmt, name))
+    return bulk.job(items, _creates(args.concurrency))
 
 
 def _prepare_delete_many(args: argparse.Namespace, ui: _Ui, files: contextlib.ExitStack) -> Job:
     source, report = _open_input_and_report(args.file, args.report, files)
-    ids = core.read_ids(source, _source_name(args.file))
+    name = _source_name(args.file)
     bar = ui.bar("delete-many", data_on_stdout=False)
     total = _count_lines(args.file) if not isinstance(bar, _NoBar) else None
-
-    def results(client: SegmentsClient) -> _Results:
-        inputs = cast("Iterable[str]", ids)  # each line is a str
-        return client.segments.delete_many(inputs, concurrency=args.concurrency)
-
-    return _Bulk("delete-many", ui, report, bar, total=total, source=ids).job(results)
+    bulk = _Bulk("delete-many", ui, report, bar, total=total, source=name)
+    items = _FileItems(source, lambda lines: core.read_ids(lines, name))
+    return bulk.job(items, _deletes(args.concurrency))
 
 
 def _source_name(path: str) -> str:
     return "stdin" if path == "-" else path
 
 
+#: A bulk operation of the client over the inputs the command hands it.
+_Operation = Callable[[SegmentsClient, AsyncIterable[Any]], _Results]
+
+
+def _creates(concurrency: int | Literal["auto"], *, ordered: bool = False) -> _Operation:
+    """Results as they finish, by default: one slow item holds back no line of the report,
+    and an interrupt loses none (``ordered`` for output whose order is the arguments')."""
+
+    def operation(client: SegmentsClient, names: AsyncIterable[Any]) -> _Results:
+        # A name that is not a str is passed on on purpose: it fails only its own item.
+        segments = client.segments
+        return segments.create_many(names, concurrency=concurrency, ordered=ordered)
+
+    return operation
+
+
+def _deletes(concurrency: int | Literal["auto"]) -> _Operation:
+    def operation(client: SegmentsClient, ids: AsyncIterable[Any]) -> _Results:
+        return client.segments.delete_many(ids, concurrency=concurrency, ordered=False)
+
+    return operation
+
+
+class _Items(Protocol):
+    """The items of a bulk command's input, each with its line; ``error`` once they end
+    early at a line not in the input's format; ``stop()`` ends them at once (Ctrl-C)."""
+
+    def __aiter__(self) -> AsyncGenerator[core.Item]: ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def error(self) -> core.InputError | None: ...
+
+
+class _ArgumentItems:
+    """The command's arguments as items (no line numbers)."""
+
+    error = None
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self._values = values
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    async def __aiter__(self) -> AsyncGenerator[core.Item]:
+        for value in self._values:
+            if self._stopped:
+                return
+            yield None, value
+
+
+class _FileItems:
+    """An input file's items, read and parsed in a thread (never on the event loop)."""
+
+    def __init__(
+        self, file: IO[bytes], parse: Callable[[Iterable[bytes | core.LongLine]], core.InputItems]
+    ) -> None:
+        self._fd = file.fileno()
+        self._parse = parse
+        self._items: core.InputItems | None = None
+        self._threaded = _cli_io.ThreadItems(self._read)
+
+    def _read(self, flush: Callable[[], None]) -> core.InputItems:
+        self._items = self._parse(core.capped_lines(_cli_io.read_chunks(self._fd, flush)))
+        return self._items
+
+    def __aiter__(self) -> AsyncGenerator[core.Item]:
+        return aiter(self._threaded)
+
+    def stop(self) -> None:
+        self._threaded.stop()
+
+    @property
+    def error(self) -> core.InputError | None:
+        return None if self._items is None else self._items.error
+
+
+class _Printer:
+    """Created segments on stdout, a line each as they come. Once the reader is gone (a
+    broken pipe: `| head -1`), the rest are counted, not printed: the work goes on."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.lost = 0
+
+    def print(self, segment: Segment) -> None:
+        if self.lost:
+            self.lost += 1
+            return
+        try:
+            self.out.write(core.jsonl_lines([segment]))
+            self.out.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+            self.lost = 1
+
+
 class _Bulk:
-    """Runs a bulk operation: a report line per result, created segments on stdout,
-    failures on stderr, the bar, and a summary; the exit status from the tally."""
+    """Runs a bulk command: hands the input's items to the operation (skipping, or
+    failing alone, those it cannot send), then writes a report line per item as results
+    come, created segments on stdout, failures on stderr, the bar and a summary; the exit
+    status from the tally. The first Ctrl-C closes the client: every result that came back
+    is still reported and counted (writes in flight become "unknown"), then status 130."""
 
     def __init__(
         self,
@@ -689,61 +864,154 @@ class _Bulk:
         report: IO[bytes] | None,
         bar: _Bar,
         *,
-        created: IO[bytes] | None = None,
+        printer: _Printer | None = None,
         total: int | None = None,
-        source: core.InputItems | None = None,
+        source: str | None = None,
+        skip_existing: bool = False,
+        concurrency: int | Literal["auto"] = 16,
     ) -> None:
         self.label = label
+        self.concurrency = concurrency
         self.ui = ui
         self.report = report
         self.bar = bar
-        self.created = created
+        self.printer = printer
         self.total = total
         self.source = source
-        self.tally = core.Tally()
+        self.tally = core.Tally(skipping=skip_existing)
+        self.existing: set[str] | None = set() if skip_existing else None
+        self.interrupted = False
+        self._read = 0  # items read from the input
+        self._sent = 0  # items handed to the operation, which numbers them from 0 as well
+        self._handed: dict[int, tuple[int, int | None]] = {}  # its index -> ours, and the line
 
-    def job(self, results: Callable[[SegmentsClient], _Results]) -> Job:
+    def job(self, items: _Items, operation: _Operation) -> Job:
         async def run(client: SegmentsClient) -> int:
-            try:
-                await self._consume(results(client))
-            except asyncio.CancelledError:
-                self.ui.interrupted_note = (
-                    f": {self.tally.summary()} before it; requests in flight were cancelled "
-                    f"and may have been carried out"
-                )
-                raise
-            except SegmentsError:
-                self._summarize()
-                raise
+            async with _first_ctrl_c(client, lambda: self._interrupt(items)):
+                try:
+                    if self.existing is not None:
+                        await self._read_existing(client)
+                    await self._consume(operation(client, self._inputs(items)))
+                except ClientClosedError:
+                    if not self.interrupted:
+                        raise
+                except asyncio.CancelledError:
+                    self.ui.interrupted_note = (
+                        f": {self.tally.summary()} before it; requests in flight were "
+                        f"cancelled and may have been carried out"
+                    )
+                    raise
+                except SegmentsError:
+                    self._summarize()
+                    raise
             self._summarize()
-            if self.source is not None and self.source.error is not None:
-                raise self.source.error
+            if self.interrupted:
+                self.ui.say("interrupted: the results that came back are counted above")
+                return core.EXIT_INTERRUPTED
+            if items.error is not None:
+                raise items.error
             return self.tally.exit_status()
 
         return run
+
+    def _interrupt(self, items: _Items) -> None:
+        self.interrupted = True
+        items.stop()  # the operation may be waiting for input, with nothing in flight
+        self.ui.say("interrupted: finishing the report (Ctrl-C again to stop at once)")
+
+    async def _read_existing(self, client: SegmentsClient) -> None:
+        assert self.existing is not None
+        segments = client.segments.iterate(concurrency=self.concurrency)
+        async with contextlib.aclosing(segments):
+            async for segment in segments:
+                self.existing.add(segment.name)
+
+    async def _inputs(self, items: _Items) -> AsyncGenerator[object]:
+        """The items the operation is to send; the others are settled here, unsent."""
+        read = aiter(items)
+        async with contextlib.aclosing(read):
+            async for line, value in read:
+                index = self._read
+                self._read += 1
+                if isinstance(value, core.Unreadable):
+                    self._settle(core.unreadable_entry(index, line, value))
+                    continue
+                if self.existing is not None and isinstance(value, str):
+                    if value in self.existing:
+                        self._settle(core.Entry(index, line, value, "skipped"))
+                        continue
+                    self.existing.add(value)  # a name twice in the input is created once
+                self._handed[self._sent] = (index, line)
+                self._sent += 1
+                yield value
 
     async def _consume(self, results: _Results) -> None:
         self.bar.start(self.total)
         try:
             async with contextlib.aclosing(results):
                 async for result in results:
-                    self.tally.add(result)
-                    if self.report is not None:
-                        self.report.write(core.report_line(result))
-                    if result.error is not None:
-                        self.ui.item_failed(result)
-                    elif self.created is not None and isinstance(result.value, Segment):
-                        self.created.write(core.jsonl_lines([result.value]))
-                    self.bar.advance(1)
+                    index, line = self._handed.pop(result.index)
+                    entry = core.result_entry(result, index, line)
+                    stops = isinstance(result.error, AuthenticationError | PermissionDeniedError)
+                    self._settle(entry, quiet=stops)
+                    if self.printer is not None and isinstance(result.value, Segment):
+                        self.printer.print(result.value)
         finally:
             self.bar.close()
-            if self.created is not None:
-                self.created.flush()
+
+    def _settle(self, entry: core.Entry, *, quiet: bool = False) -> None:
+        self.tally.add(entry)
+        if self.report is not None:
+            self.report.write(core.report_line(entry))
+        if entry.status in ("failed", "unknown") and not quiet:
+            self.ui.item_failed(core.failure_line(entry, self.source))
+        self.bar.advance(1)
 
     def _summarize(self) -> None:
         hint = "" if self.report is not None else " (--report FILE records every item)"
         self.ui.more_failures(hint)
         self.ui.say(f"{self.label}: {self.tally.summary()}")
+        if self.printer is not None and self.printer.lost:
+            self.ui.say(
+                f"stdout was closed: {self.printer.lost:,} created segments were not printed{hint}"
+            )
+
+
+@contextlib.asynccontextmanager
+async def _first_ctrl_c(
+    client: SegmentsClient, interrupted: Callable[[], None]
+) -> AsyncIterator[None]:
+    """While a bulk command runs, the first Ctrl-C closes the client (each call in progress
+    then ends with ``ClientClosedError``, so its result is still reported) and restores
+    the usual handling, under which a second Ctrl-C cancels at once."""
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGINT)
+    closing: list[asyncio.Task[None]] = []
+
+    def restore() -> None:
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, previous)
+
+    def first() -> None:
+        restore()
+        interrupted()
+        closing.append(loop.create_task(client.aclose()))
+
+    if previous is signal.SIG_IGN or previous is None:  # Ctrl-C is not ours to handle
+        yield
+        return
+    try:
+        loop.add_signal_handler(signal.SIGINT, first)
+    except (NotImplementedError, RuntimeError):  # no signal handlers here (Windows, a thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        if closing:
+            await closing[0]
+        else:
+            restore()
 
 
 _PREPARE: Final[dict[str, Callable[[argparse.Namespace, _Ui, contextlib.ExitStack], Job]]] = {

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import PurePath
 from typing import Any, Final, Literal
 
+import attrs
 import orjson
 
 from . import _wire
@@ -44,36 +45,46 @@ from ._models import BulkResult, Segment
 from ._options import check_token
 
 __all__ = [
+    "EXCERPT_CHARS",
     "EXIT_FAILED_ITEMS",
     "EXIT_INTERRUPTED",
     "EXIT_NO_ANSWER",
     "EXIT_OK",
     "EXIT_REFUSED",
     "EXIT_USAGE",
+    "MAX_LINE_BYTES",
+    "Entry",
     "InputError",
     "InputItems",
+    "Item",
+    "LongLine",
     "Tally",
+    "Unreadable",
     "UsageError",
+    "capped_lines",
     "concurrency_arg",
     "csv_header",
     "csv_lines",
     "error_message",
+    "excerpt",
     "exit_status",
+    "failure_line",
     "input_format",
     "jsonl_lines",
     "non_negative_int_arg",
     "output_format",
-    "page_window",
     "positive_float_arg",
     "positive_int_arg",
     "read_ids",
     "read_names",
     "report_line",
     "report_record",
+    "result_entry",
     "segment_ids",
     "table_lines",
     "terminal_safe",
     "token_from_bytes",
+    "unreadable_entry",
 ]
 
 EXIT_OK: Final = 0
@@ -213,20 +224,116 @@ def output_format(path: str | None, given: str | None) -> Format:
     return "jsonl"
 
 
-def page_window(
-    concurrency: int | Literal["auto"], per_page: int, limit: int | None
-) -> int | Literal["auto"]:
-    """Pages in flight for an export: no more than the pages ``limit`` segments need."""
-    if limit is None or concurrency == "auto":
-        return concurrency
-    return max(1, min(concurrency, math.ceil(limit / per_page)))
-
-
 # --------------------------------------------------------------------------- input files
+
+#: The longest input line read whole: above the fake's (and aiohttp's) 1 MiB body limit,
+#: so no line the API could accept is cut; a longer one fails alone, read in passing.
+MAX_LINE_BYTES: Final = 1 << 20
+#: How much of an input is echoed (in the report, on stderr) when it is longer.
+EXCERPT_CHARS: Final = 200
+#: An input up to this long is echoed whole.
+_ECHOED_WHOLE: Final = 256
+#: Enough of a long line's start for an excerpt of ``EXCERPT_CHARS`` characters.
+_HEAD_BYTES: Final = 4 * EXCERPT_CHARS
+
+
+@attrs.frozen
+class LongLine:
+    """A line over ``MAX_LINE_BYTES``, read in passing: its size, its first bytes, and how
+    many double quotes it held (so that a CSV reader can stay in step with the file)."""
+
+    size: int
+    head: bytes
+    quotes: int
+
+
+@attrs.frozen
+class Unreadable:
+    """An input item that cannot be sent (a line too long, a CSV field over csv's limit):
+    it fails alone, with ``reason``; ``excerpt`` stands for it in the report."""
+
+    reason: str
+    excerpt: str
+
+
+#: An input item and the 1-based line it starts on (``None`` for a command-line argument).
+Item = tuple[int | None, object]
+
+
+def capped_lines(chunks: Iterable[bytes], cap: int = MAX_LINE_BYTES) -> Iterator[bytes | LongLine]:
+    """The lines of a stream of chunks, each with its newline; a line longer than ``cap``
+    bytes is a ``LongLine``, so that memory stays bounded whatever the input."""
+    pending = _Pending(cap)
+    for chunk in chunks:
+        *complete, rest = chunk.split(b"\n")
+        for piece in complete:
+            line = piece + b"\n"
+            if not pending.size and len(line) <= cap:
+                yield line
+            else:
+                pending.add(line)
+                yield pending.take()
+        if rest:
+            pending.add(rest)
+    if pending.size:
+        yield pending.take()
+
+
+class _Pending:
+    """The line being read: its pieces while within the cap, then only its size and head."""
+
+    __slots__ = ("_cap", "_head", "_last", "_parts", "_quotes", "size")
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._parts: list[bytes] | None = []
+        self._head = b""
+        self._last = b""
+        self._quotes = 0
+        self.size = 0
+
+    def add(self, piece: bytes) -> None:
+        self.size += len(piece)
+        self._last = piece
+        if self._parts is None:
+            self._quotes += piece.count(b'"')
+            if len(self._head) < _HEAD_BYTES:
+                self._head += piece[: _HEAD_BYTES - len(self._head)]
+            return
+        self._parts.append(piece)
+        if self.size > self._cap:
+            whole = b"".join(self._parts)
+            self._head, self._quotes, self._parts = whole[:_HEAD_BYTES], whole.count(b'"'), None
+
+    def take(self) -> bytes | LongLine:
+        if self._parts is None:
+            # The size of what the line holds, as a user counts it: without its newline.
+            newline = self._last.endswith(b"\n")
+            line: bytes | LongLine = LongLine(self.size - newline, self._head, self._quotes)
+        else:
+            line = b"".join(self._parts)
+        self._parts, self._head, self._quotes, self.size = [], b"", 0, 0
+        return line
+
+
+def excerpt(text: str, size: int | None = None) -> str:
+    """``text`` if it is short, else its start and its size: what is echoed of an input."""
+    if size is None and len(text) <= _ECHOED_WHOLE:
+        return text
+    size = len(text.encode("utf-8", "surrogatepass")) if size is None else size
+    return f"{text[:EXCERPT_CHARS]}... ({size:,} bytes)"
+
+
+def _too_long(line: LongLine) -> Unreadable:
+    text = line.head.decode("utf-8", "backslashreplace")
+    return Unreadable(
+        f"longer than the {MAX_LINE_BYTES >> 20} MiB a line may have ({line.size:,} bytes)",
+        excerpt(text, line.size),
+    )
 
 
 class InputItems:
-    """The items of an input file, read lazily, one line at a time.
+    """The items of an input file, read lazily, one line at a time, with their line numbers.
 
     Iteration stops at the first line that is not in the file's format and keeps that
     line's ``InputError`` in ``error``: the bulk operation then finishes the items before
@@ -235,14 +342,14 @@ class InputItems:
 
     __slots__ = ("_items", "error")
 
-    def __init__(self, items: Iterator[object]) -> None:
+    def __init__(self, items: Iterator[Item]) -> None:
         self._items = items
         self.error: InputError | None = None
 
     def __iter__(self) -> InputItems:
         return self
 
-    def __next__(self) -> object:
+    def __next__(self) -> Item:
         if self.error is not None:
             raise StopIteration
         try:
@@ -252,25 +359,26 @@ class InputItems:
             raise StopIteration from None
 
 
-def read_names(lines: Iterable[bytes], fmt: Format, source: str) -> InputItems:
+def read_names(lines: Iterable[bytes | LongLine], fmt: Format, source: str) -> InputItems:
     """The names of a CSV file (its ``name`` column) or of JSON lines (``{"name": ...}``).
 
-    A name that is not a string (``{"name": 5}``) is passed on: it fails only its own item.
+    A name that is not a string (``{"name": 5}``) is passed on: it fails only its own item,
+    as does an ``Unreadable`` one (a line over the cap, a CSV field over csv's limit).
     """
     if fmt == "csv":
         return InputItems(_csv_names(lines, source))
     return InputItems(_jsonl_names(lines, source))
 
 
-def read_ids(lines: Iterable[bytes], source: str) -> InputItems:
+def read_ids(lines: Iterable[bytes | LongLine], source: str) -> InputItems:
     """Segment ids, one a line; blank lines are skipped, a bad id fails only its item."""
     return InputItems(_ids(lines, source))
 
 
-def _numbered(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes) from 1, with a UTF-8 byte order mark dropped from line 1."""
+def _numbered(lines: Iterable[bytes | LongLine]) -> Iterator[tuple[int, bytes | LongLine]]:
+    """(line number, line) from 1, with a UTF-8 byte order mark dropped from line 1."""
     for number, line in enumerate(lines, 1):
-        if number == 1 and line.startswith(codecs.BOM_UTF8):
+        if number == 1 and isinstance(line, bytes) and line.startswith(codecs.BOM_UTF8):
             yield number, line[len(codecs.BOM_UTF8) :]
         else:
             yield number, line
@@ -283,15 +391,19 @@ def _text(line: bytes, source: str, number: int) -> str:
         raise InputError(source, number, "not UTF-8 text") from None
 
 
-def _ids(lines: Iterable[bytes], source: str) -> Iterator[object]:
+def _ids(lines: Iterable[bytes | LongLine], source: str) -> Iterator[Item]:
     for number, line in _numbered(lines):
-        text = _text(line, source, number).strip()
-        if text:
-            yield text
+        if isinstance(line, LongLine):
+            yield number, _too_long(line)
+        elif text := _text(line, source, number).strip():
+            yield number, text
 
 
-def _jsonl_names(lines: Iterable[bytes], source: str) -> Iterator[object]:
+def _jsonl_names(lines: Iterable[bytes | LongLine], source: str) -> Iterator[Item]:
     for number, line in _numbered(lines):
+        if isinstance(line, LongLine):
+            yield number, _too_long(line)
+            continue
         if not line.strip():
             continue
         try:
@@ -300,30 +412,113 @@ def _jsonl_names(lines: Iterable[bytes], source: str) -> Iterator[object]:
             raise InputError(source, number, "not valid JSON") from None
         if not isinstance(record, dict) or "name" not in record:
             raise InputError(source, number, 'not a JSON object with a "name"')
-        yield record["name"]
+        yield number, record["name"]
 
 
-def _csv_names(lines: Iterable[bytes], source: str) -> Iterator[object]:
-    texts = (_text(line, source, number) for number, line in _numbered(lines))
-    reader = csv.reader(texts, strict=True)
-    start = 1  # the line a record starts on (a quoted field may span lines)
+class _CsvFeed:
+    """The lines csv.reader reads, tracked record by record: where the record started,
+    its size, its quotes, and a line over the cap in it (which csv is given as a stub with
+    the same quote parity, so that it stays in step with the file)."""
+
+    __slots__ = (
+        "_ending",
+        "_lines",
+        "_source",
+        "chars",
+        "head",
+        "long",
+        "number",
+        "quotes",
+        "size",
+        "start",
+    )
+
+    def __init__(self, lines: Iterable[bytes | LongLine], source: str) -> None:
+        self._lines = _numbered(lines)
+        self._source = source
+        self.number = 0  # the last line handed out
+        self.new_record()
+
+    def new_record(self) -> None:
+        self.start = self.number + 1
+        self.chars = self.quotes = self.size = self._ending = 0
+        self.head = ""
+        self.long: LongLine | None = None
+
+    def __iter__(self) -> _CsvFeed:
+        return self
+
+    def __next__(self) -> str:
+        self.number, line = next(self._lines)
+        if isinstance(line, LongLine):
+            self.long = self.long or line
+            self.quotes += line.quotes
+            self.chars += line.size
+            self.size += line.size
+            self._ending = 0
+            return '"' if line.quotes % 2 else ""
+        text = _text(line, self._source, self.number)
+        self.quotes += text.count('"')
+        self.chars += len(text)
+        self.size += len(line)
+        self._ending = len(line) - len(line.rstrip(b"\r\n"))
+        if len(self.head) < EXCERPT_CHARS:
+            self.head += text[:EXCERPT_CHARS]
+        return text
+
+    def long_line(self) -> LongLine | None:
+        """The first line of the record over the cap, if any."""
+        return self.long
+
+    def excerpt(self) -> str:
+        """The record's start and its size in bytes (without its line end)."""
+        return excerpt(self.head, self.size - self._ending)
+
+    def skip_quoted_rest(self) -> None:
+        """After csv gave up on a record, drop its lines up to where its quotes close."""
+        while self.quotes % 2:
+            try:
+                next(self)
+            except StopIteration:
+                return
+
+
+def _csv_names(lines: Iterable[bytes | LongLine], source: str) -> Iterator[Item]:
+    feed = _CsvFeed(lines, source)
+    reader = csv.reader(feed, strict=True)
     try:
         header = next(reader, None)
-        if header is None:
-            return
-        column = _name_column(header, source)
-        while True:
-            start = reader.line_num + 1
-            row = next(reader, None)
-            if row is None:
-                return
-            if not row:
-                continue  # a blank line
-            if len(row) <= column:
-                raise InputError(source, start, "no value in the name column")
-            yield row[column]
     except csv.Error as error:
-        raise InputError(source, start, f"not valid CSV ({error})") from None
+        raise InputError(source, 1, f"not valid CSV ({error})") from None
+    if header is None:
+        return
+    if feed.long_line() is not None:
+        raise InputError(source, 1, f"the header is longer than {MAX_LINE_BYTES >> 20} MiB")
+    column = _name_column(header, source)
+    # csv's field limit is process-wide state: read, never raised, so a field over it
+    # fails its own record instead (the API would refuse such a name anyway).
+    limit = csv.field_size_limit()
+    while True:
+        feed.new_record()
+        try:
+            row = next(reader, None)
+        except csv.Error as error:
+            if feed.chars < limit:
+                raise InputError(source, feed.start, f"not valid CSV ({error})") from None
+            feed.skip_quoted_rest()
+            reason = f"a field longer than the {limit:,} characters csv reads"
+            yield feed.start, Unreadable(reason, feed.excerpt())
+            continue
+        if row is None:
+            return
+        if (long := feed.long_line()) is not None:
+            yield feed.start, _too_long(long)
+        elif not row:
+            continue  # a blank line
+        elif len(row) <= column:
+            raise InputError(source, feed.start, "no value in the name column")
+        else:
+            yield feed.start, row[column]
 
 
 def _name_column(header: list[str], source: str) -> int:
@@ -344,13 +539,17 @@ def jsonl_lines(segments: Iterable[Segment]) -> bytes:
 
 
 def csv_header() -> bytes:
-    return b"id,name\n"
+    return b"id,name\r\n"
 
 
 def csv_lines(segments: Iterable[Segment]) -> bytes:
-    """Segments as CSV rows (quoted where needed), without the header."""
+    """Segments as CSV rows (RFC 4180, quoted where needed), without the header.
+
+    Lines end in CRLF, csv's default: with a bare LF as the line end, csv would leave a
+    name holding a bare CR unquoted, and a reader would split the row there.
+    """
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows([(s.id, s.name) for s in segments])
+    csv.writer(buffer).writerows([(s.id, s.name) for s in segments])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -369,31 +568,92 @@ def table_lines(segments: Sequence[Segment]) -> list[str]:
     return lines
 
 
-def report_record(result: BulkResult[Any]) -> dict[str, object]:
-    """One report line: index, input, status (ok, failed, unknown), and id or error."""
-    record: dict[str, object] = {"index": result.index, "input": result.input}
+Status = Literal["ok", "failed", "unknown", "skipped"]
+
+
+@attrs.frozen
+class Entry:
+    """What became of one input item: a line of the report, and what the tally counts.
+
+    ``index`` is the item's 0-based position in the input, ``line`` the 1-based line of
+    the input file it starts on (``None`` for a command-line argument).
+    """
+
+    index: int
+    line: int | None
+    input: object
+    status: Status
+    id: str | None = None
+    error: str | None = None
+
+
+def result_entry(result: BulkResult[Any], index: int, line: int | None) -> Entry:
+    """The entry of a bulk operation's result; a delete's id is its input, as sent."""
     if result.error is None:
-        record["status"] = "ok"
         value = result.value
-        record["id"] = value.id if isinstance(value, Segment) else str(result.input).lower()
-    else:
-        record["status"] = "unknown" if result.outcome_unknown else "failed"
-        record["error"] = item_error(result.error)
+        found = value.id if isinstance(value, Segment) else str(result.input).lower()
+        return Entry(index, line, result.input, "ok", id=found)
+    status: Status = "unknown" if result.outcome_unknown else "failed"
+    return Entry(index, line, result.input, status, error=item_error(result.error))
+
+
+def unreadable_entry(index: int, line: int | None, item: Unreadable) -> Entry:
+    """The entry of an item that could not be read whole: failed, and never sent."""
+    return Entry(index, line, item.excerpt, "failed", error=item.reason)
+
+
+def report_record(entry: Entry) -> dict[str, object]:
+    """One report line: index, line, input (an excerpt if long), status, id or error."""
+    record: dict[str, object] = {"index": entry.index}
+    if entry.line is not None:
+        record["line"] = entry.line
+    record["input"] = _echoed(entry.input)
+    record["status"] = entry.status
+    if entry.id is not None:
+        record["id"] = entry.id
+    if entry.error is not None:
+        record["error"] = entry.error
     return record
 
 
-def report_line(result: BulkResult[Any]) -> bytes:
+def report_line(entry: Entry) -> bytes:
     """``report_record`` as a JSON line."""
-    return orjson.dumps(report_record(result), option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(report_record(entry), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def failure_line(entry: Entry, source: str | None) -> str:
+    """A failed item on stderr: where it is in the input (the 1-based line of a file, or
+    the argument), an excerpt of it, and what went wrong."""
+    where = f"argument {entry.index + 1}" if entry.line is None else f"{source}, line {entry.line}"
+    shown = terminal_safe(repr(_echoed(entry.input)))
+    status = "unknown outcome" if entry.status == "unknown" else entry.status
+    return f"{where}: {shown}: {status}: {entry.error}"
+
+
+def _echoed(value: object) -> object:
+    """An input as the report and stderr show it: whole if short, else an excerpt."""
+    if isinstance(value, str):
+        return excerpt(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_SUBCLASS, default=repr).decode()
+    return value if len(text) <= _ECHOED_WHOLE else excerpt(text)
 
 
 def item_error(error: BaseException) -> str:
-    """What went wrong with one item, in one line, without the request's URL."""
+    """What went wrong with one item, in one line (an excerpt of a server's long message),
+    without the request's URL."""
     if isinstance(error, APIStatusError):
-        return _one_line(f"{error.status_code} {error.message}")
-    if isinstance(error, SegmentsError):
-        return _one_line(error.message)
-    return _one_line(str(error) or type(error).__name__)
+        text = f"{error.status_code} {error.message}"
+    elif isinstance(error, ClientClosedError):  # the command line closes its client on Ctrl-C
+        if error.outcome_unknown:
+            return "interrupted while in flight: it may have been carried out"
+        return "interrupted before it was sent"
+    elif isinstance(error, SegmentsError):
+        text = error.message
+    else:
+        text = str(error) or type(error).__name__
+    return excerpt(_one_line(text))
 
 
 def _one_line(text: str) -> str:
@@ -401,29 +661,31 @@ def _one_line(text: str) -> str:
 
 
 class Tally:
-    """How many items of a bulk command succeeded, failed, or have an unknown outcome."""
+    """How many items of a bulk command succeeded, failed, have an unknown outcome, or
+    were skipped (``skipping``: the summary counts those too)."""
 
-    __slots__ = ("failed", "succeeded", "unknown")
+    __slots__ = ("failed", "skipped", "skipping", "succeeded", "unknown")
 
-    def __init__(self) -> None:
+    def __init__(self, *, skipping: bool = False) -> None:
+        self.skipping = skipping
         self.succeeded = 0
         self.failed = 0
         self.unknown = 0
+        self.skipped = 0
 
-    def add(self, result: BulkResult[Any]) -> None:
-        if result.error is None:
+    def add(self, entry: Entry) -> None:
+        if entry.status == "ok":
             self.succeeded += 1
-        elif result.outcome_unknown:
+        elif entry.status == "failed":
+            self.failed += 1
+        elif entry.status == "unknown":
             self.unknown += 1
         else:
-            self.failed += 1
-
-    @property
-    def total(self) -> int:
-        return self.succeeded + self.failed + self.unknown
+            self.skipped += 1
 
     def summary(self) -> str:
-        return f"{self.succeeded:,} succeeded, {self.failed:,} failed, {self.unknown:,} unknown"
+        said = f"{self.succeeded:,} succeeded, {self.failed:,} failed, {self.unknown:,} unknown"
+        return f"{said}, {self.skipped:,} skipped" if self.skipping else said
 
     def exit_status(self) -> int:
         return EXIT_OK if self.failed == self.unknown == 0 else EXIT_FAILED_ITEMS

@@ -10,8 +10,11 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
+import hypothesis
+import hypothesis.strategies
 import pytest
 
 from segments_async import (
@@ -21,6 +24,7 @@ from segments_async import (
     APITimeoutError,
     AuthenticationError,
     BulkResult,
+    ClientClosedError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -317,21 +321,6 @@ def test_output_format_defaults_to_json_lines(path, given, expected):
     assert expected == _cli_core.output_format(path, given)
 
 
-@pytest.mark.parametrize(
-    ("concurrency", "per_page", "limit", "expected"),
-    [
-        (16, 100, None, 16),
-        (16, 100, 250, 3),
-        (16, 10, 10, 1),
-        (2, 100, 10_000, 2),
-        ("auto", 100, 10, "auto"),
-    ],
-)
-def test_page_window_never_exceeds_the_pages_a_limit_needs(concurrency, per_page, limit, expected):
-    """With --limit, no more pages are in flight than the limit needs."""
-    assert expected == _cli_core.page_window(concurrency, per_page, limit)
-
-
 # --------------------------------------------------------------------------- input files
 
 
@@ -340,12 +329,17 @@ def lines(text: str | bytes) -> list[bytes]:
     return io.BytesIO(data).readlines()
 
 
+def values(items: Iterable[tuple[int | None, object]]) -> list[object]:
+    return [value for _, value in items]
+
+
 def test_csv_names_come_from_the_name_column():
-    """The name column wherever it is, any case, BOM and blank lines tolerated, quotes read."""
+    """The name column wherever it is, any case, BOM and blank lines tolerated, quotes read;
+    each name with the line its record starts on."""
     text = '\ufeffid,Name,note\n1,EMEA,x\n\n2,"Central, ""Europe""\nwest",y\n3,,z\n'
     items = _cli_core.read_names(lines(text), "csv", "in.csv")
 
-    assert ["EMEA", 'Central, "Europe"\nwest', ""] == list(items)
+    assert [(2, "EMEA"), (4, 'Central, "Europe"\nwest'), (6, "")] == list(items)
     assert items.error is None
 
 
@@ -385,7 +379,7 @@ def test_json_lines_names_are_passed_on_whatever_their_type():
     text = '{"name": "EMEA"}\n\n  \n{"name": 5, "extra": true}\r\n{"name": null}\n'
     items = _cli_core.read_names(lines(text), "jsonl", "in.jsonl")
 
-    assert ["EMEA", 5, None] == list(items)
+    assert [(1, "EMEA"), (4, 5), (5, None)] == list(items)
     assert items.error is None
 
 
@@ -402,7 +396,7 @@ def test_a_json_line_not_in_the_format_stops_the_names_there(text, line, complai
     """The error names the line (counting blank ones); the names before it were read."""
     items = _cli_core.read_names(lines(text), "jsonl", "stdin")
 
-    assert ["a"] == list(items)
+    assert ["a"] == values(items)
     assert isinstance(items.error, InputError)
     assert f"stdin, line {line}: {complaint}" == str(items.error)
 
@@ -412,7 +406,7 @@ def test_ids_are_read_one_a_line():
     text = f"\ufeff{SEGMENT_ID}\n\n  not-an-id \n{SEGMENT_ID.upper()}"
     items = _cli_core.read_ids(lines(text), "ids.txt")
 
-    assert [SEGMENT_ID, "not-an-id", SEGMENT_ID.upper()] == list(items)
+    assert [(1, SEGMENT_ID), (3, "not-an-id"), (4, SEGMENT_ID.upper())] == list(items)
     assert items.error is None
 
 
@@ -420,8 +414,113 @@ def test_an_id_line_that_is_not_text_stops_the_ids():
     """Bytes that are not UTF-8 are not an id file: the error names the line."""
     items = _cli_core.read_ids(lines(f"{SEGMENT_ID}\n\xff\n".encode("latin-1")), "ids.txt")
 
-    assert [SEGMENT_ID] == list(items)
+    assert [SEGMENT_ID] == values(items)
     assert "ids.txt, line 2: not UTF-8 text" == str(items.error)
+
+
+# --------------------------------------------------------------------------- capped lines
+
+
+def chunked(data: bytes, size: int) -> list[bytes]:
+    return [data[start : start + size] for start in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 64, 10_000])
+def test_capped_lines_are_the_lines_whatever_the_chunks(size):
+    """Lines keep their newline (LF or CRLF); the last may have none; chunks cut anywhere."""
+    data = b'a\r\nbb\n\n"c"\nlast'
+
+    assert [b"a\r\n", b"bb\n", b"\n", b'"c"\n', b"last"] == list(
+        _cli_core.capped_lines(chunked(data, size), cap=10)
+    )
+
+
+@pytest.mark.parametrize("size", [1, 4, 1000])
+def test_a_line_over_the_cap_is_only_measured(size):
+    """A line over the cap is its size (without the newline), its head and its quotes;
+    the lines around it are whole."""
+    long = b'"' + b"x" * 2000 + b'"",'
+    data = b"before\n" + long + b"\nafter\n" + long
+
+    got = list(_cli_core.capped_lines(chunked(data, size), cap=100))
+
+    head = long[: 4 * _cli_core.EXCERPT_CHARS]
+    assert [
+        b"before\n",
+        _cli_core.LongLine(len(long), head, 3),
+        b"after\n",
+        _cli_core.LongLine(len(long), head, 3),
+    ] == got
+
+
+def test_a_line_exactly_at_the_cap_is_whole():
+    """The cap counts the newline: a line of cap bytes is read whole, one more is not."""
+    got = list(_cli_core.capped_lines([b"abc\nabcd\n"], cap=4))
+
+    assert [b"abc\n", _cli_core.LongLine(4, b"abcd\n", 0)] == got
+
+
+@pytest.mark.parametrize(
+    ("fmt", "before", "after"),
+    [
+        ("csv", b"name\nbefore\n", b"after\n"),
+        ("jsonl", b'{"name": "before"}\n', b'{"name": "after"}\n'),
+    ],
+)
+def test_a_line_over_the_cap_fails_alone(fmt, before, after):
+    """A name line over the cap is an Unreadable item with its line and an excerpt."""
+    data = before + b"z" * (3 << 20) + b"\n" + after
+
+    items = list(_cli_core.read_names(_cli_core.capped_lines(chunked(data, 1 << 16)), fmt, "in"))
+
+    (start, first), (number, unreadable), (end, last) = items
+    assert first in ("before",)
+    assert last == "after"
+    assert isinstance(unreadable, _cli_core.Unreadable)
+    assert (start + 1, start + 2) == (number, end)
+    assert f"({3 << 20:,} bytes)" in unreadable.reason
+    assert unreadable.excerpt.startswith("z" * _cli_core.EXCERPT_CHARS + "...")
+    assert len(unreadable.excerpt) < 250
+
+
+def test_a_long_line_inside_a_quoted_csv_field_keeps_the_reader_in_step():
+    """A long line within a record spanning lines fails that record; the next is read."""
+    data = b'name\n"starts\n' + b"y" * 300 + b'"\nnext\n"two\n' + b'""' * 200 + b'\nends"\n'
+
+    items = list(_cli_core.read_names(_cli_core.capped_lines([data], cap=100), "csv", "in.csv"))
+
+    assert [2, 4, 5] == [number for number, _ in items]
+    assert isinstance(items[0][1], _cli_core.Unreadable)
+    assert "next" == items[1][1]
+    assert isinstance(items[2][1], _cli_core.Unreadable)
+
+
+def test_a_csv_field_over_csvs_limit_fails_alone_and_the_reader_goes_on():
+    """csv's own 128 KiB field limit (left as it is, process-wide) fails one record,
+    even when its quoted field goes on over more lines."""
+    limit = csv.field_size_limit()
+    big = "x" * (limit // 2)
+    text = f'name\nbefore\n"{big}\n{big}\n{big}"\nmiddle\n{big}{big}{big}\nafter\n'
+
+    items = list(_cli_core.read_names(lines(text), "csv", "in.csv"))
+
+    assert [2, 3, 6, 7, 8] == [number for number, _ in items]
+    assert ["before", "middle", "after"] == [v for v in values(items) if isinstance(v, str)]
+    failed = [v for v in values(items) if isinstance(v, _cli_core.Unreadable)]
+    assert 2 == len(failed)
+    assert f"{limit:,} characters" in failed[0].reason
+    assert failed[0].excerpt.endswith(f"... ({3 * len(big) + 4:,} bytes)")  # quotes, newlines
+    assert failed[1].excerpt == "x" * 200 + f"... ({3 * len(big):,} bytes)"
+    assert limit == csv.field_size_limit()
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("short", "short"), ("é" * 300, "é" * 200 + "... (600 bytes)")],
+)
+def test_an_excerpt_is_the_text_or_its_start_and_size(text, shown):
+    """Inputs up to 256 characters are echoed whole; longer, 200 and the size in bytes."""
+    assert shown == _cli_core.excerpt(text)
 
 
 # --------------------------------------------------------------------------- output
@@ -450,6 +549,25 @@ def test_csv_lines_read_back_as_written():
     assert [{"id": s.id, "name": s.name} for s in SEGMENTS] == rows
 
 
+@hypothesis.given(hypothesis.strategies.lists(hypothesis.strategies.text(min_size=1)))
+@hypothesis.settings(max_examples=300, deadline=None)
+def test_any_name_survives_csv_export_and_import(names):
+    """CR, LF, quotes, commas, spaces, a BOM, non-BMP: export -> import gives them back."""
+    names = [name for name in names if "\x00" not in name and not _is_surrogate(name)]
+    segments = [Segment(SEGMENT_ID, name) for name in names]
+    written = _cli_core.csv_header() + _cli_core.csv_lines(segments)
+
+    read_back = _cli_core.read_names(_cli_core.capped_lines(chunked(written, 7)), "csv", "x")
+    by_csv = [row["name"] for row in csv.DictReader(io.StringIO(written.decode(), newline=""))]
+
+    assert names == values(read_back)
+    assert names == by_csv
+
+
+def _is_surrogate(text: str) -> bool:
+    return any("\ud800" <= char <= "\udfff" for char in text)
+
+
 def test_a_table_cannot_carry_terminal_escapes():
     """Control characters in a name are shown escaped, never sent to the terminal."""
     table = _cli_core.table_lines([Segment(SEGMENT_ID, "evil\x1b[2J\rname\u202e")])
@@ -459,8 +577,8 @@ def test_a_table_cannot_carry_terminal_escapes():
     assert "Zürich" == _cli_core.terminal_safe("Zürich")
 
 
-def report(result: BulkResult[object]) -> dict[str, object]:
-    return json.loads(_cli_core.report_line(result))
+def report(result: BulkResult[object], line: int | None = None) -> dict[str, object]:
+    return json.loads(_cli_core.report_line(_cli_core.result_entry(result, result.index, line)))
 
 
 def test_report_lines_say_what_became_of_each_input():
@@ -468,8 +586,8 @@ def test_report_lines_say_what_became_of_each_input():
     refused = UnprocessableEntityError("name is invalid", method="POST", url=URL, status_code=422)
     lost = APIConnectionError("connection lost", method="POST", url=URL)
 
-    assert {"index": 0, "input": "EMEA", "status": "ok", "id": SEGMENT_ID} == report(
-        BulkResult(0, "EMEA", value=SEGMENTS[0])
+    assert {"index": 0, "line": 2, "input": "EMEA", "status": "ok", "id": SEGMENT_ID} == report(
+        BulkResult(0, "EMEA", value=SEGMENTS[0]), line=2
     )
     assert {"index": 1, "input": "", "status": "failed", "error": "422 name is invalid"} == report(
         BulkResult(1, "", error=refused)
@@ -482,6 +600,21 @@ def test_report_lines_say_what_became_of_each_input():
     )
 
 
+@pytest.mark.parametrize(
+    ("unknown", "said"),
+    [
+        (True, "interrupted while in flight: it may have been carried out"),
+        (False, "interrupted before it was sent"),
+    ],
+)
+def test_a_closed_client_is_an_interrupt(unknown, said):
+    """The command line closes its client only on Ctrl-C: its items say so."""
+    closed = ClientClosedError("the client was closed", method="POST", url=URL)
+    closed.outcome_unknown = unknown
+
+    assert said == report(BulkResult(0, "x", error=closed, outcome_unknown=unknown))["error"]
+
+
 def test_a_delete_report_gives_the_deleted_id():
     """A delete has no value: the id is the input's, lower case as sent."""
     assert {"index": 0, "input": SEGMENT_ID.upper(), "status": "ok", "id": SEGMENT_ID} == report(
@@ -489,16 +622,53 @@ def test_a_delete_report_gives_the_deleted_id():
     )
 
 
+def test_a_long_input_is_echoed_as_an_excerpt():
+    """The report and stderr show a long input's start and size, never all of it."""
+    name = "n" * 100_000
+    refused = UnprocessableEntityError("too long", method="POST", url=URL, status_code=422)
+    entry = _cli_core.result_entry(BulkResult(4, name, error=refused), 4, 7)
+
+    shown = "n" * 200 + "... (100,000 bytes)"
+    assert shown == report(BulkResult(4, name, error=refused))["input"]
+    assert f"in.csv, line 7: {shown!r}: failed: 422 too long" == _cli_core.failure_line(
+        entry, "in.csv"
+    )
+    assert {"name": [1] * 100} == json.loads(
+        _cli_core.report_line(_cli_core.Entry(0, 1, {"name": [1] * 100}, "failed"))
+    )["input"]
+
+
+def test_a_servers_long_message_is_echoed_as_an_excerpt():
+    """A server may explain a refusal at length: the report and stderr get its start."""
+    refused = UnprocessableEntityError("no " * 50_000, method="POST", url=URL, status_code=422)
+
+    error = report(BulkResult(0, "x", error=refused))["error"]
+
+    assert error.startswith("422 no no")
+    assert error.endswith("... (150,003 bytes)")
+    assert len(error) < 250
+
+
+def test_a_failure_names_the_line_or_the_argument():
+    """1-based: a file's line, or the argument's position; never a 0-based index."""
+    entry = _cli_core.Entry(0, None, "x", "unknown", error="lost")
+
+    assert "argument 1: 'x': unknown outcome: lost" == _cli_core.failure_line(entry, None)
+
+
 def test_the_tally_sums_up_and_sets_the_exit_status():
-    """All ok is 0; any failed or unknown item is 1."""
-    tally = _cli_core.Tally()
-    tally.add(BulkResult(0, "a", value=SEGMENTS[0]))
+    """All ok or skipped is 0; any failed or unknown item is 1; skipped are counted when
+    the command skips."""
+    tally = _cli_core.Tally(skipping=True)
+    tally.add(_cli_core.Entry(0, None, "a", "ok"))
+    tally.add(_cli_core.Entry(1, None, "a", "skipped"))
     assert 0 == tally.exit_status()
 
-    tally.add(BulkResult(1, "b", error=TypeError("x")))
-    tally.add(BulkResult(2, "c", error=TypeError("x"), outcome_unknown=True))
+    tally.add(_cli_core.Entry(2, None, "b", "failed"))
+    tally.add(_cli_core.Entry(3, None, "c", "unknown"))
     assert 1 == tally.exit_status()
-    assert "1 succeeded, 1 failed, 1 unknown" == tally.summary()
+    assert "1 succeeded, 1 failed, 1 unknown, 1 skipped" == tally.summary()
+    assert "0 succeeded, 0 failed, 0 unknown" == _cli_core.Tally().summary()
 
 
 # --------------------------------------------------------------------------- errors
@@ -618,9 +788,9 @@ def test_the_readmes_report_lines_are_what_the_command_writes():
 
     assert ["ok", "failed", "unknown"] == [record["status"] for record in records]
     written = [
-        report(BulkResult(0, "EMEA", value=SEGMENTS[0])),
-        report(BulkResult(1, "", error=TypeError("x"))),
-        report(BulkResult(2, "DACH", error=TypeError("x"), outcome_unknown=True)),
+        report(BulkResult(0, "EMEA", value=SEGMENTS[0]), line=2),
+        report(BulkResult(1, "", error=TypeError("x")), line=3),
+        report(BulkResult(2, "DACH", error=TypeError("x"), outcome_unknown=True), line=4),
     ]
     assert [set(record) for record in written] == [set(record) for record in records]
 

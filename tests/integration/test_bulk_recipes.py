@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import orjson
 
 from segments_async.testing import FakeSegmentsServer, Fault
@@ -33,3 +36,19 @@ async def test_import_export_and_reconcile(monkeypatch, tmp_path):
         await bulk.export(str(target))
     exported = [orjson.loads(line) for line in target.read_bytes().splitlines()]
     assert sorted(name for name in names if name) == sorted(row["name"] for row in exported)
+
+
+async def test_a_blocking_source_pulled_in_a_thread(monkeypatch, tmp_path):
+    """A database table of 1,200 names, fetched 500 at a time off the loop, all created."""
+    path = tmp_path / "regions.db"
+    names = [f"Region {number}" for number in range(1_200)]
+    with closing(sqlite3.connect(path)) as database, database:
+        database.execute("CREATE TABLE regions (id INTEGER PRIMARY KEY, name TEXT)")
+        database.executemany("INSERT INTO regions (name) VALUES (?)", [(n,) for n in names])
+    async with FakeSegmentsServer() as server:
+        blocking = run_recipe("bulk-blocking", monkeypatch, server.base_url, server.token)
+
+        created = await blocking.import_from_database(str(path))
+
+        assert 1_200 == created
+        assert sorted(names) == sorted(server.segments().values())

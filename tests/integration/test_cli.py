@@ -9,7 +9,6 @@ parses every line of stdout, and reads the server's state. Children run with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import json
@@ -20,99 +19,28 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
 
 from segments_async import SegmentsClient
 from segments_async.testing import FakeSegmentsServer, Fault
 
-SCRIPT = Path(sys.executable).with_name("segments-async")
-MISSING_ID = "7f2d6e6d-a4ad-4b58-abfe-bd8b918ebec2"
-#: Only stops a hung child; no test relies on how long anything takes.
-HANG = 120
-#: Spawns the console script and prints its peak RSS (KiB) once it exits. The launcher is
-#: a bare ``python -S``, below the child's own size: Linux carries ru_maxrss over execve.
-LAUNCHER = (
-    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
-)
-
-#: Execs the console script with Ctrl-C as in a foreground job: a shell starts background
-#: jobs (a test run among them) with SIGINT ignored, which exec and Python would keep.
-FOREGROUND = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.argv[1], sys.argv[1:])"
+from .cli_support import (
+    FOREGROUND,
+    HANG,
+    LAUNCHER,
+    MISSING_ID,
+    SCRIPT,
+    child_env,
+    report_lines,
+    run,
+    run_into_head,
+    spawn,
 )
 
 pytestmark = pytest.mark.skipif(
     not SCRIPT.exists(), reason="the console script is not installed (pip install -e .)"
 )
-
-
-@attrs.frozen
-class Ran:
-    status: int
-    stdout: bytes
-    stderr: str
-
-    def json_lines(self) -> list[dict[str, object]]:
-        """stdout parsed: every line must be a JSON object."""
-        return [json.loads(line) for line in self.stdout.decode().splitlines()]
-
-    def stderr_lines(self) -> list[str]:
-        return self.stderr.splitlines()
-
-
-def child_env(server: FakeSegmentsServer | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTS_")}
-    env["PYTHONWARNINGS"] = "error"
-    if server is not None:
-        env["SEGMENTS_BASE_URL"] = server.base_url
-        env["SEGMENTS_API_TOKEN"] = server.token
-    env.update(extra)
-    return env
-
-
-@contextlib.asynccontextmanager
-async def spawn(*argv: str, **options: Any) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A child process, killed if the test ends (fails) before the child has."""
-    child = await asyncio.create_subprocess_exec(*argv, **options)
-    try:
-        yield child
-    finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
-
-
-async def run(
-    server: FakeSegmentsServer | None,
-    *argv: str,
-    stdin: bytes = b"",
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    program: Sequence[str] = (str(SCRIPT),),
-) -> Ran:
-    """Run the command line to its end while this loop serves the fake."""
-    async with spawn(
-        *program,
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=child_env(server) if env is None else env,
-        cwd=cwd,
-    ) as child:
-        stdout, stderr = await asyncio.wait_for(child.communicate(stdin), HANG)
-    assert child.returncode is not None
-    ran = Ran(child.returncode, stdout, stderr.decode())
-    # Off a terminal: no bar, no colour, no escape code anywhere.
-    assert b"\x1b" not in stdout
-    assert "\x1b" not in ran.stderr
-    assert "Traceback" not in ran.stderr
-    return ran
 
 
 @pytest.fixture
@@ -198,7 +126,7 @@ async def test_create_prints_the_created_and_reports_every_name(server, tmp_path
     created = ran.json_lines()
     assert ["EMEA", "DACH"] == [line["name"] for line in created]
     assert all(server.segments()[line["id"]] == line["name"] for line in created)
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert [
         {"index": 0, "input": "EMEA", "status": "ok", "id": created[0]["id"]},
         {"index": 1, "input": "", "status": "failed", "error": lines[1]["error"]},
@@ -233,7 +161,7 @@ async def test_delete_fails_only_the_missing_id(server, tmp_path):
     assert 1 == ran.status
     assert b"" == ran.stdout
     assert not set(doomed) & set(server.segments())
-    statuses = [json.loads(line)["status"] for line in report.read_text().splitlines()]
+    statuses = [line["status"] for line in report_lines(report)]
     assert ["ok", "failed", "ok"] == statuses
     assert "delete: 2 succeeded, 1 failed, 0 unknown" in ran.stderr
 
@@ -265,7 +193,7 @@ async def test_import_csv_reports_every_row(server, tmp_path):
 
     assert 1 == ran.status
     assert b"" == ran.stdout
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert [0, 1, 2] == [line["index"] for line in lines]
     assert ["Nordics", "", "Iberia, south"] == [line["input"] for line in lines]
     assert ["ok", "failed", "ok"] == [line["status"] for line in lines]
@@ -283,7 +211,7 @@ async def test_import_stops_at_a_line_not_in_the_format(server, tmp_path):
     ran = await run(server, "import", str(names), "--report", str(report))
 
     assert 2 == ran.status
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert [("one", "ok"), ("two", "ok")] == [(line["input"], line["status"]) for line in lines]
     assert {"one", "two"} <= set(server.segments().values())
     assert "four" not in server.segments().values()
@@ -307,7 +235,7 @@ async def test_a_create_whose_answer_was_lost_is_unknown(server, tmp_path):
     )
 
     assert 1 == ran.status
-    (line,) = [json.loads(line) for line in report.read_text().splitlines()]
+    (line,) = report_lines(report)
     assert ("x", "unknown") == (line["input"], line["status"])
     assert "x" in server.segments().values()
     assert "import: 0 succeeded, 0 failed, 1 unknown" in ran.stderr
@@ -323,7 +251,7 @@ async def test_a_refused_token_stops_a_bulk_command_with_status_3(server, tmp_pa
     ran = await run(server, "import", str(names), "--report", str(report), env=env)
 
     assert 3 == ran.status
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert 0 < len(lines) < 500
     assert {"failed"} == {line["status"] for line in lines}
     assert [
@@ -343,7 +271,7 @@ async def test_delete_many_reads_ids_from_stdin(server, tmp_path):
 
     assert 1 == ran.status
     assert not set(doomed) & set(server.segments())
-    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    lines = report_lines(report)
     assert ["ok", "ok", "failed", "ok"] == [line["status"] for line in lines]
     assert "not-an-id" == lines[2]["input"]
     assert "delete-many: 3 succeeded, 1 failed, 0 unknown" in ran.stderr
@@ -523,31 +451,12 @@ async def test_ctrl_c_mid_export_stops_cleanly_with_status_130(server):
 async def test_a_closed_stdout_ends_the_export_quietly(server):
     """`export | head -n 1`: the reader goes away, the export ends with status 0, silently."""
     server.add_segments(20_000)
-    read_end, write_end = os.pipe()
-    open_ends = {read_end, write_end}
-    try:
-        async with spawn(
-            str(SCRIPT),
-            "export",
-            stdout=write_end,
-            stderr=asyncio.subprocess.PIPE,
-            env=child_env(server),
-        ) as child:
-            assert child.stderr is not None
-            os.close(write_end)  # the child has its own
-            open_ends.discard(write_end)
-            first = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 4096), HANG)
-            os.close(read_end)  # as head does once it has its line
-            open_ends.discard(read_end)
-            err = await asyncio.wait_for(child.stderr.read(), HANG)
-            await asyncio.wait_for(child.wait(), HANG)
-    finally:
-        for end in open_ends:
-            os.close(end)
 
-    assert json.loads(first.split(b"\n")[0])["id"] == next(iter(server.segments()))
-    assert 0 == child.returncode
-    assert b"" == err
+    ran = await run_into_head(server, "export")
+
+    assert json.loads(ran.stdout.split(b"\n")[0])["id"] == next(iter(server.segments()))
+    assert 0 == ran.status
+    assert "" == ran.stderr
 
 
 async def peak_rss_kib(server: FakeSegmentsServer, output: Path) -> int:
