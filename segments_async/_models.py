@@ -173,10 +173,19 @@ else:
         BulkFailure[I]`` (``I`` defaults to ``Any``, so ``BulkResult[Segment]`` means what
         it always did). At run time ``isinstance(result, BulkResult)`` holds for both, and
         ``BulkResult(index, input, value=..., error=..., outcome_unknown=...)`` builds the
-        right one, as it did when ``BulkResult`` was a class of its own (a ``ValueError``
-        for both a value and an error, or ``outcome_unknown=True`` without an error).
-        ``if result.ok:`` tells them apart; see ``BulkSuccess`` and ``BulkFailure`` for
-        their attributes.
+        right one, as it did when ``BulkResult`` was a class of its own. ``if result.ok:``
+        tells them apart; see ``BulkSuccess`` and ``BulkFailure`` for their attributes.
+
+        Args:
+            index: The input's 0-based position in the inputs.
+            input: The input itself.
+            value: The result of a success (a ``Segment``, or ``None`` for a delete).
+            error: The error of a failure; ``None`` makes a ``BulkSuccess``.
+            outcome_unknown: Whether a failed write may have been carried out.
+
+        Raises:
+            ValueError: Both a value and an error, or ``outcome_unknown=True`` without an
+                error.
         """
 
         __slots__ = ()
