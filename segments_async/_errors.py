@@ -59,6 +59,15 @@ __all__ = [
 class SegmentsError(Exception):
     """Base of everything the library raises on purpose: ``except SegmentsError`` catches all.
 
+    Its branches: ``ClientClosedError`` (the client was closed under the call),
+    ``APIConnectionError`` (no usable answer; ``APITimeoutError`` for running out of time),
+    ``APIResponseValidationError`` (an answer that cannot be read) and ``APIStatusError``
+    (an error answer; a subclass per common status: ``BadRequestError``,
+    ``AuthenticationError``, ``PermissionDeniedError``, ``NotFoundError``,
+    ``ConflictError``, ``UnprocessableEntityError``, ``RateLimitError``,
+    ``InternalServerError``). Bad arguments raise ``ValueError`` or ``TypeError`` instead,
+    before anything is sent.
+
     Args:
         message: What went wrong, in words (also ``str(error)``'s start).
 
