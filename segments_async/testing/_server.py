@@ -254,8 +254,9 @@ class FakeSegmentsServer:
         seed: The RNG seed of the generated data and of probabilistic faults: the same
             seed gives the same segments and the same fault draws.
         max_per_page: ``per_page`` above it is clamped, as the real API does (100).
-        delete_body: Send the spec's JSON body with a DELETE's 204 (which aiohttp's
-            client cannot read: see the module's documentation).
+        delete_body: Send the spec's JSON body with a DELETE's 204, as the spec shows.
+            aiohttp's default (C) parser rejects it, so each DELETE of the client costs a
+            retry, whose 404 reads as done.
         record_requests: How many of the latest requests ``requests`` keeps (1000, a
             ring buffer of about 2.5 KB a request; 0 keeps none). ``counts`` counts every
             request whatever this is, so a long run (the standalone mode) stays in
