@@ -1,9 +1,20 @@
 """segments_async: an asyncio-native client for the Segments API.
 
-async with SegmentsClient("https://api.example.com", token) as client:
-    segment = await client.segments.create("EMEA")
-    async for segment in client.segments.iterate(concurrency=8):
-        ...
+Example::
+
+    async with SegmentsClient("https://api.example.com", token) as client:
+        segment = await client.segments.create("EMEA")
+        async for segment in client.segments.iterate(concurrency=8):
+            ...
+
+``SegmentsClient`` holds the connection pool and the options (``RetryPolicy``, timeout,
+deadline, hooks); its ``segments`` (a ``SegmentsResource``) makes the calls, which return
+``Segment``, ``SegmentPage`` and, for bulk work, ``BulkResult`` (``BulkSuccess`` or
+``BulkFailure``). Every error the library raises on purpose is a ``SegmentsError``: see
+``help(segments_async.SegmentsError)`` for its branches, and each exception for what it
+carries. Event hooks
+receive ``RequestEvent``, ``ResponseEvent`` and ``RetryEvent``. ``segments_async.testing``
+has a fake API server for your tests.
 """
 
 from ._client import SegmentsClient

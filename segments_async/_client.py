@@ -104,22 +104,68 @@ def _token_from(token: object) -> str:
 
 @final
 class SegmentsClient:
-    """An asyncio client for the Segments API.
+    """An asyncio client for the Segments API; its calls are on ``client.segments``.
 
     One client holds one connection pool: create it once (per app, per lifespan) and
     share it; it is safe to use from many tasks at once. Use it as ``async with`` or call
-    ``await client.aclose()``.
+    ``await client.aclose()``. It may be created outside an event loop: its
+    ``aiohttp.ClientSession`` is made on first use, in the loop that uses it.
 
-    ``base_url`` and ``token`` default to the environment variables ``SEGMENTS_BASE_URL``
-    and ``SEGMENTS_API_TOKEN``. ``timeout`` applies to each attempt and ``deadline`` to a
-    whole call (the wait for a connection, every attempt and every backoff).
-    ``session`` lends the client an ``aiohttp.ClientSession`` that it uses but never closes.
+    Example::
+
+        async with SegmentsClient("https://api.example.com", token) as client:
+            segment = await client.segments.create("EMEA")
+            async for segment in client.segments.iterate(concurrency=8):
+                print(segment.id, segment.name)
+
+    Args:
+        base_url: The API's base URL, e.g. ``"https://api.example.com"``; default:
+            ``$SEGMENTS_BASE_URL``. ``http://`` is refused but for loopback hosts.
+        token: The API token, sent as ``Authorization: Bearer ...`` to the base URL's
+            origin only; default: ``$SEGMENTS_API_TOKEN``.
+        timeout: Seconds per attempt (aiohttp's ``total``; a connection not made within
+            90 % of it counts as never sent), an ``aiohttp.ClientTimeout``, or ``None``
+            for none.
+        retry: How failed calls are retried; ``None`` means ``RetryPolicy()``.
+        max_connections: The size of the connection pool: at most this many requests in
+            flight, the others wait for a connection in turn.
+        session: An ``aiohttp.ClientSession`` to borrow: used, never closed. It must
+            belong to the loop that makes the calls.
+        allow_insecure_http: Allow ``http://`` to a host that is not loopback (the
+            token then crosses the network in clear text).
+        deadline: Seconds one whole call may take: the wait for a connection, every
+            attempt and every backoff; ``None``: only ``timeout`` bounds each attempt.
+        rate_limit: At most this many requests per second, client-wide, retries
+            included; ``None``: no limit.
+        event_hooks: Functions (plain or ``async``) by kind, ``{"request": [fn],
+            "response": [fn], "retry": [fn]}``, called with a ``RequestEvent``,
+            ``ResponseEvent`` or ``RetryEvent`` for every attempt; what they raise
+            propagates to the caller.
+        default_headers: Extra headers sent with every request (``User-Agent`` may be
+            replaced; ``Authorization``, ``Accept``, ``Content-Type``, ``Host`` and the
+            framing headers may not).
+
+    Raises:
+        ValueError: No base URL or token (neither argument nor environment variable);
+            a token that cannot be a Bearer token; a base URL that is not an absolute
+            ``http(s)`` URL, carries credentials, a query or a fragment, or is
+            ``http://`` to a remote host without ``allow_insecure_http``; a ``timeout``,
+            ``deadline``, ``rate_limit`` or ``max_connections`` that is not positive; an
+            unknown hook kind; a reserved or malformed default header; a borrowed session
+            that is closed or has ``trust_env=True``, ``auth=``, a proxy for ``http://``
+            or framing headers; an ``HTTPS_PROXY`` that is not an ``http(s)`` URL.
+        TypeError: An argument of the wrong type (a hook that is not callable, a
+            ``retry`` that is not a ``RetryPolicy``, ...).
     """
 
     __slots__ = ("_headers", "_options", "_origin", "_owner", "_plain", "_shared", "segments")
 
     segments: SegmentsResource
-    """The ``/v2.3/data/segments`` endpoints: list, iterate, create, update, delete, bulk."""
+    """The ``/v2.3/data/segments`` endpoints: list, iterate, create, update, delete, bulk.
+
+    A ``SegmentsResource``: ``await client.segments.list()``, ``client.segments.iterate()``
+    and so on; each call uses this client's (or view's) options.
+    """
 
     def __init__(
         self,
@@ -196,48 +242,69 @@ class SegmentsClient:
 
     @property
     def base_url(self) -> str:
-        """The API's base URL, without a trailing slash."""
+        """The API's base URL, normalised: without a trailing slash (e.g. ``https://api.example.com``)."""
         return self._shared.base_url
 
     @property
     def timeout(self) -> aiohttp.ClientTimeout:
-        """The timeout of each attempt."""
+        """The timeout of each attempt, as an ``aiohttp.ClientTimeout``.
+
+        A float given as ``timeout=`` is its ``total``; ``timeout=None`` is
+        ``ClientTimeout(total=None)``. The wait for a pooled connection is not part of it.
+        """
         return self._options.timeout
 
     @property
     def retry(self) -> RetryPolicy:
-        """The retry policy."""
+        """The ``RetryPolicy`` of this client or view (``RetryPolicy()`` unless one was given).
+
+        It says how many times a failed call is retried, how long the backoff is, and
+        whether a POST whose outcome is unknown may be sent again.
+        """
         return self._options.retry
 
     @property
     def deadline(self) -> float | None:
-        """Seconds one call may take in all, or None."""
+        """Seconds one call may take in all (connection wait, attempts, backoffs), or ``None``."""
         return self._options.deadline
 
     @property
     def rate_limit(self) -> float | None:
-        """The client-wide ceiling on requests per second, or None."""
+        """The client-wide ceiling on requests per second (retries included), or ``None``."""
         return self._shared.flow.rate_limit
 
     @property
     def max_connections(self) -> int:
-        """How many requests may be in flight at once, client-wide."""
+        """How many requests may be in flight at once, client-wide: the pool's size.
+
+        A borrowed session's connector limits (``limit``, ``limit_per_host``) lower it.
+        """
         return self._shared.transport.max_connections
 
     @property
     def event_hooks(self) -> dict[str, list[Callable[[Any], object]]]:
-        """A copy of the hooks, by kind."""
+        """A copy of the event hooks, by kind: ``{"request": [...], "response": [...], ...}``.
+
+        All three kinds are keys. Changing the copy changes nothing; use
+        ``with_options(event_hooks=...)``.
+        """
         hooks = self._options.event_hooks
         return {"request": [*hooks.request], "response": [*hooks.response], "retry": [*hooks.retry]}
 
     @property
     def default_headers(self) -> dict[str, str]:
-        """A copy of the extra headers sent with every request."""
+        """A copy of the extra headers sent with every request (``default_headers=``).
+
+        Changing the copy changes nothing; use ``with_options(default_headers=...)``.
+        """
         return dict(self._options.default_headers)
 
     @property
     def closed(self) -> bool:
-        """True once the client (or the client this is a view of) has been closed."""
+        """True once the client (or the client this is a view of) has been closed.
+
+        A closed client cannot be used again: its calls raise ``ClientClosedError``.
+        """
         return self._shared.transport.closed
 
     def with_options(
@@ -251,9 +318,31 @@ class SegmentsClient:
     ) -> SegmentsClient:
         """A view of this client with other options, sharing its pool, budget and flow.
 
-        ``event_hooks`` replaces the hooks; ``default_headers`` is merged over this
-        client's (a header of the same name, in any case, is replaced). Closing the view
-        does nothing; closing the client it came from closes the pool.
+        Only the options given change; each means what it means for ``SegmentsClient``.
+        Closing the view does nothing; closing the client it came from closes the pool.
+
+        Example::
+
+            quick = client.with_options(timeout=5, retry=RetryPolicy(max_retries=0))
+            page = await quick.segments.list()
+
+        Args:
+            timeout: Seconds per attempt, an ``aiohttp.ClientTimeout``, or ``None`` for
+                none.
+            retry: A ``RetryPolicy``; ``None`` means ``RetryPolicy()``.
+            deadline: Seconds one whole call may take, or ``None`` for no deadline.
+            event_hooks: Hooks by kind; they replace all of this client's hooks (kinds not
+                given then have none); ``None`` removes them.
+            default_headers: Headers merged over this client's (a header of the same name,
+                in any case, is replaced); ``None`` drops them all.
+
+        Returns:
+            A new ``SegmentsClient`` view; this client is unchanged.
+
+        Raises:
+            ValueError: A ``timeout`` or ``deadline`` that is not positive, an unknown hook
+                kind, or a reserved or malformed header.
+            TypeError: An option of the wrong type.
         """
         given = {
             "timeout": timeout,
@@ -274,8 +363,14 @@ class SegmentsClient:
     async def aclose(self) -> None:
         """Close the connection pool (unless it was lent to the client). Idempotent.
 
-        Calls in progress, waiting or in flight, end with ``ClientClosedError``. On a
-        ``with_options`` view this does nothing: the pool is its parent's.
+        Calls in progress, waiting or in flight, end with ``ClientClosedError``, and so do
+        calls made afterwards. On a ``with_options`` view this does nothing: the pool is
+        its parent's. After the event loop of the pool has ended (an ``asyncio.run()``
+        returned), it closes what is left without error.
+
+        Raises:
+            RuntimeError: Called from another event loop than the pool's while that loop
+                is still running: the pool stays open; close it in its own loop.
         """
         if self._owner:
             await self._shared.transport.aclose()
@@ -298,6 +393,7 @@ class SegmentsClient:
             )
 
     async def __aenter__(self) -> SegmentsClient:
+        """The client itself; ``RuntimeError`` if it is closed already."""
         if self.closed:
             raise RuntimeError("this SegmentsClient is closed; create a new one")
         return self
@@ -308,6 +404,7 @@ class SegmentsClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close the client (``aclose()``)."""
         await self.aclose()
 
     # ----------------------------------------------------------------------- the call loop

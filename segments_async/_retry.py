@@ -67,15 +67,35 @@ def _max_retries(_inst: object, _attribute: attrs.Attribute[int], value: int) ->
 
 @attrs.frozen
 class RetryPolicy:
-    """How a failed call is retried. ``RetryPolicy(max_retries=0)`` disables retries.
+    """How a failed call is retried: frozen; ``RetryPolicy(max_retries=0)`` disables retries.
 
-    - ``max_retries``: retries after the first attempt.
-    - ``backoff_initial`` / ``backoff_max``: full-jitter exponential backoff, in seconds:
-      the n-th retry waits a random time in ``[0, min(backoff_max, backoff_initial * 2**n))``.
-    - ``retry_after_max``: a server's ``Retry-After`` is obeyed up to this many seconds; a
-      longer one is not waited for and the error is raised at once.
-    - ``retry_post``: also retry a POST whose outcome is unknown (the server may have
-      created the segment already, so a retry may create a duplicate). Off by default.
+    Retried: connection errors, timeouts, a body cut short, malformed HTTP, and the
+    statuses 408, 429, 500, 502, 503 and 504. GET, PUT and DELETE are retried on all of
+    them; a POST only where the server cannot have acted (never sent, or a 429), unless
+    ``retry_post`` is True. The client also keeps a retry budget (a token bucket shared
+    by the whole client), so that an outage makes calls fail fast instead of tripling the
+    load.
+
+    Example::
+
+        client = SegmentsClient(retry=RetryPolicy(max_retries=5, backoff_max=2.0))
+        no_retries = client.with_options(retry=RetryPolicy(max_retries=0))
+
+    Attributes:
+        max_retries: Retries after the first attempt (2).
+        backoff_initial: Seconds of the first backoff's ceiling (0.5): full-jitter
+            exponential backoff, where the n-th retry (from 0) waits a random time in
+            ``[0, min(backoff_max, backoff_initial * 2**n))``.
+        backoff_max: The ceiling of any backoff, in seconds (8.0).
+        retry_after_max: A server's ``Retry-After`` is obeyed up to this many seconds
+            (60.0); a longer one is not waited for and the error is raised at once.
+        retry_post: Also retry a POST whose outcome is unknown (False): the server may
+            have created the segment already, so a retry may create a duplicate.
+
+    Raises:
+        TypeError: A number that is not a finite ``int`` or ``float`` (``max_retries``: an
+            ``int``), or a ``retry_post`` that is not a ``bool``.
+        ValueError: A negative number.
     """
 
     max_retries: int = attrs.field(default=2, validator=_max_retries)

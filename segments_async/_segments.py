@@ -44,7 +44,12 @@ Concurrency = int | Literal["auto"]
 
 
 class Requester(Protocol):
-    """One API call, retried as the client's policy says: the client's ``_request``."""
+    """One API call, retried as the client's policy says: the client's ``_request``.
+
+    It sends ``method`` to ``path`` (with ``body``), retries as the policy allows, and
+    returns ``decode(body)`` of the answer or raises the call's ``SegmentsError``;
+    ``adaptive`` puts the request under the client's adaptive limit (``"auto"``).
+    """
 
     def __call__(
         self,
@@ -62,7 +67,9 @@ class Window(Protocol):
 
     max_connections: int
 
-    def auto_window(self) -> int: ...
+    def auto_window(self) -> int:
+        """How many pages or items an ``"auto"`` operation may hold in flight or done."""
+        ...
 
 
 def _check_inputs(name: str, inputs: object) -> None:
@@ -85,17 +92,63 @@ def check_concurrency(value: object) -> Concurrency:
 
 @final
 class SegmentsResource:
-    """``client.segments``: list, iterate, create, update and delete segments."""
+    """``client.segments``: list, iterate, create, update and delete segments, one or many.
+
+    Every call uses the options of the client (or ``with_options`` view) it came from:
+    its timeout, retry policy, deadline, hooks and headers. Arguments are checked before
+    anything is sent: a ``segment_id`` that is not a UUID, a ``page``, ``per_page`` or
+    ``concurrency`` below 1 is a ``ValueError``; a name that is not a ``str`` or a
+    number that is not an ``int`` is a ``TypeError``.
+
+    Example::
+
+        page = await client.segments.list(page=1, per_page=20)
+        segment = await client.segments.create("EMEA")
+        segment = await client.segments.update(segment.id, "Central Europe")
+        await client.segments.delete(segment.id)
+    """
 
     __slots__ = ("_base_url", "_request", "_window")
 
     def __init__(self, request: Requester, window: Window, base_url: str) -> None:
+        """Made by ``SegmentsClient``, which is how to get one: ``client.segments``.
+
+        Args:
+            request: The client's call: one request, retried as its policy says.
+            window: The client's flow control, for ``concurrency="auto"``.
+            base_url: The client's base URL, for the URLs in error messages.
+        """
         self._request = request
         self._window = window
         self._base_url = base_url
 
     async def list(self, page: int = 1, per_page: int = 20) -> SegmentPage:
-        """One page of the tenant's segments (the server may clamp ``per_page``)."""
+        """One page of the tenant's segments: ``GET /v2.3/data/segments``.
+
+        Args:
+            page: The page's number, from 1.
+            per_page: Segments per page; the server may clamp it (the API to 100).
+
+        Returns:
+            The ``SegmentPage``, with the server's ``per_page``, ``last_page`` and ``total``.
+
+        Raises:
+            AuthenticationError: The token was refused (401).
+            PermissionDeniedError: The token may not do this (403).
+            RateLimitError: 429 once the retries are spent, or with a ``Retry-After`` over
+                the policy's ``retry_after_max``.
+            InternalServerError: A 5xx once the retries are spent.
+            APIStatusError: Any other error answer (the classes above are subclasses).
+            APITimeoutError: An attempt timed out once the retries are spent, or the
+                client's ``deadline`` ran out.
+            APIConnectionError: No usable answer once the retries are spent (the
+                connection failed or was lost, the body was cut short).
+            APIResponseValidationError: The answer could not be read.
+            ClientClosedError: The client was closed before or during the call.
+            RuntimeError: The client's pool belongs to another event loop, still running.
+            ValueError: ``page`` or ``per_page`` is below 1 (nothing is sent).
+            TypeError: ``page`` or ``per_page`` is not an ``int`` (nothing is sent).
+        """
         return await self._list(_wire.list_query(page, per_page))
 
     def _list(self, query: str, *, adaptive: bool = False) -> Coroutine[Any, Any, SegmentPage]:
@@ -103,25 +156,107 @@ class SegmentsResource:
         return self._request("GET", path, _decode.decode_segment_page, adaptive=adaptive)
 
     async def create(self, name: str) -> Segment:
-        """Create a segment.
+        """Create a segment: ``POST /v2.3/data/segments``.
 
         Not retried once the server may have acted on it (unless the client's
-        ``RetryPolicy(retry_post=True)`` accepts the risk of a duplicate).
+        ``RetryPolicy(retry_post=True)`` accepts the risk of a duplicate): then the error
+        has ``outcome_unknown=True``, and the segment may exist. Reconcile (look for the
+        name) before creating it again.
+
+        Args:
+            name: The new segment's name; whether it is acceptable (empty, too long) is the
+                server's call.
+
+        Returns:
+            The created ``Segment``, with the id the server gave it.
+
+        Raises:
+            UnprocessableEntityError: The server refused the name (422), e.g. an empty one.
+            AuthenticationError: The token was refused (401).
+            PermissionDeniedError: The token may not do this (403).
+            RateLimitError: 429 once the retries are spent, or with a ``Retry-After`` over
+                the policy's ``retry_after_max``.
+            InternalServerError: A 5xx once the retries are spent.
+            APIStatusError: Any other error answer (the classes above are subclasses).
+            APITimeoutError: An attempt timed out once the retries are spent, or the
+                client's ``deadline`` ran out.
+            APIConnectionError: No usable answer once the retries are spent (the
+                connection failed or was lost, the body was cut short).
+            APIResponseValidationError: The answer could not be read.
+            ClientClosedError: The client was closed before or during the call.
+            RuntimeError: The client's pool belongs to another event loop, still running.
+            TypeError: ``name`` is not a ``str`` (nothing is sent).
+            ValueError: ``name`` cannot be encoded as JSON (a lone surrogate; nothing is
+                sent).
         """
         body = _wire.name_body(name)
         return await self._request("POST", _wire.SEGMENTS_PATH, _decode.decode_segment, body)
 
     async def update(self, segment_id: str | uuid.UUID, name: str) -> Segment:
-        """Rename a segment."""
+        """Rename a segment: ``PUT /v2.3/data/segments/{segment_id}``.
+
+        Retried like any idempotent call. An error after the request may have reached the
+        server has ``outcome_unknown=True``: the rename may have happened.
+
+        Args:
+            segment_id: The segment's UUID, a ``str`` in the 8-4-4-4-12 form or a
+                ``uuid.UUID``.
+            name: The new name.
+
+        Returns:
+            The renamed ``Segment``.
+
+        Raises:
+            NotFoundError: No segment of this tenant has this id (404).
+            UnprocessableEntityError: The server refused the name (422), e.g. an empty one.
+            AuthenticationError: The token was refused (401).
+            PermissionDeniedError: The token may not do this (403).
+            RateLimitError: 429 once the retries are spent, or with a ``Retry-After`` over
+                the policy's ``retry_after_max``.
+            InternalServerError: A 5xx once the retries are spent.
+            APIStatusError: Any other error answer (the classes above are subclasses).
+            APITimeoutError: An attempt timed out once the retries are spent, or the
+                client's ``deadline`` ran out.
+            APIConnectionError: No usable answer once the retries are spent (the
+                connection failed or was lost, the body was cut short).
+            APIResponseValidationError: The answer could not be read.
+            ClientClosedError: The client was closed before or during the call.
+            RuntimeError: The client's pool belongs to another event loop, still running.
+            ValueError: ``segment_id`` is not a UUID, or ``name`` cannot be encoded as JSON
+                (nothing is sent).
+            TypeError: ``name`` is not a ``str`` (nothing is sent).
+        """
         path = _wire.segment_path(segment_id)
         body = _wire.name_body(name)
         return await self._request("PUT", path, _decode.decode_segment, body)
 
     async def delete(self, segment_id: str | uuid.UUID) -> None:
-        """Delete a segment.
+        """Delete a segment: ``DELETE /v2.3/data/segments/{segment_id}``.
 
         A retry that finds the segment gone (404) after a send whose outcome was unknown
         counts as success: that send deleted it.
+
+        Args:
+            segment_id: The segment's UUID, a ``str`` in the 8-4-4-4-12 form or a
+                ``uuid.UUID``.
+
+        Raises:
+            NotFoundError: No segment of this tenant has this id (404), and no earlier
+                attempt of this call may have deleted it.
+            AuthenticationError: The token was refused (401).
+            PermissionDeniedError: The token may not do this (403).
+            RateLimitError: 429 once the retries are spent, or with a ``Retry-After`` over
+                the policy's ``retry_after_max``.
+            InternalServerError: A 5xx once the retries are spent.
+            APIStatusError: Any other error answer (the classes above are subclasses).
+            APITimeoutError: An attempt timed out once the retries are spent, or the
+                client's ``deadline`` ran out.
+            APIConnectionError: No usable answer once the retries are spent (the
+                connection failed or was lost, the body was cut short).
+            APIResponseValidationError: The answer could not be read.
+            ClientClosedError: The client was closed before or during the call.
+            RuntimeError: The client's pool belongs to another event loop, still running.
+            ValueError: ``segment_id`` is not a UUID (nothing is sent).
         """
         path = _wire.segment_path(segment_id)
         await self._request("DELETE", path, _decode.decode_delete)
@@ -136,6 +271,18 @@ class SegmentsResource:
         ordered: bool = True,
     ) -> AsyncGenerator[BulkResult[Segment, _Name], None]:
         """Create a segment per name; a ``BulkResult`` per name.
+
+        Example::
+
+            unknown: list[str] = []
+            async with contextlib.aclosing(client.segments.create_many(names)) as results:
+                async for result in results:
+                    if result.ok:
+                        print(result.index, result.value.id)
+                    elif result.outcome_unknown:
+                        unknown.append(result.input)  # it may exist: reconcile
+                    else:
+                        print(result.index, "failed:", result.error)
 
         Args:
             names: Any iterable or async iterable of names, consumed lazily: at most about
@@ -158,8 +305,14 @@ class SegmentsResource:
                 it is raised once the results of the creates in flight are yielded.
             PermissionDeniedError: Likewise for a 403.
             ClientClosedError: Likewise when the client is closed during the operation.
-            TypeError: ``names`` is not an iterable (raised at once).
-            ValueError: ``concurrency`` is not an int >= 1 or ``"auto"`` (raised at once).
+            RuntimeError: The client's pool belongs to another event loop, still running
+                (raised at once, the creates in flight cancelled; so is an exception raised
+                by an event hook or by the iteration of ``names``).
+            TypeError: ``names`` is not an iterable, ``concurrency`` is neither an ``int``
+                nor ``"auto"``, or ``ordered`` is not a ``bool`` (raised by the call
+                itself, before anything is sent).
+            ValueError: ``concurrency`` is below 1 or a ``str`` other than ``"auto"``
+                (likewise).
         """
         checked = check_concurrency(concurrency)
         _check_inputs("names", names)
@@ -197,8 +350,10 @@ class SegmentsResource:
             AuthenticationError: As for ``create_many``.
             PermissionDeniedError: As for ``create_many``.
             ClientClosedError: As for ``create_many``.
-            TypeError: ``changes`` is not an iterable (raised at once).
-            ValueError: ``concurrency`` is not an int >= 1 or ``"auto"`` (raised at once).
+            RuntimeError: As for ``create_many``.
+            TypeError: ``changes`` is not an iterable, or ``concurrency`` or ``ordered``
+                is of the wrong type (raised by the call itself).
+            ValueError: ``concurrency`` is below 1 or not ``"auto"`` (likewise).
         """
         checked = check_concurrency(concurrency)
         _check_inputs("changes", changes)
@@ -242,8 +397,10 @@ class SegmentsResource:
             AuthenticationError: As for ``create_many``.
             PermissionDeniedError: As for ``create_many``.
             ClientClosedError: As for ``create_many``.
-            TypeError: ``segment_ids`` is not an iterable (raised at once).
-            ValueError: ``concurrency`` is not an int >= 1 or ``"auto"`` (raised at once).
+            RuntimeError: As for ``create_many``.
+            TypeError: ``segment_ids`` is not an iterable, or ``concurrency`` or ``ordered``
+                is of the wrong type (raised by the call itself).
+            ValueError: ``concurrency`` is below 1 or not ``"auto"`` (likewise).
         """
         checked = check_concurrency(concurrency)
         _check_inputs("segment_ids", segment_ids)
@@ -283,12 +440,41 @@ class SegmentsResource:
         the iterator is waiting on, so at most ``concurrency`` pages are held whatever the
         total; ``concurrency=1`` fetches each page when it is asked for. ``"auto"`` keeps
         as many in flight as the client's adaptive limit allows, and holds at most twice
-        ``max_connections`` pages. The server's page metadata is checked (see
-        the README). Leaving the loop early cancels what is in flight; for cleanup at a
-        precise point, wrap the generator in ``contextlib.aclosing``. A page that fails
-        raises from the iterator after the others are cancelled. Each page is one call
-        (the client's ``deadline`` applies to each); bound a whole iteration with
-        ``asyncio.timeout()``.
+        ``max_connections`` pages. The server's page metadata is checked, not trusted: a
+        page other than the one asked for, or a changed ``perPage``, raises; an empty page
+        ends the iteration; a ``total`` that changes meanwhile is logged once at WARNING.
+        Leaving the loop early cancels what is in flight; for cleanup at a precise point,
+        wrap the generator in ``contextlib.aclosing``. Each page is one call (the client's
+        ``deadline`` applies to each); bound a whole iteration with ``asyncio.timeout()``.
+
+        Example::
+
+            async with contextlib.aclosing(client.segments.iter_pages(per_page=100)) as pages:
+                async for page in pages:
+                    save(page.items)  # resume later with start_page=page.current_page + 1
+
+        Args:
+            per_page: Segments per page asked for; the server may clamp it (the API to
+                100), and the pages after the first ask for the server's size.
+            concurrency: Page requests in flight at once, or ``"auto"`` to let the
+                client's adaptive limit decide.
+            start_page: The first page to fetch, from 1 (to resume an export); one past
+                the last page yields nothing.
+
+        Yields:
+            Each ``SegmentPage``, in page order.
+
+        Raises:
+            APIResponseValidationError: A page could not be read, or its metadata does not
+                add up; raised from the iteration, the other requests cancelled.
+            SegmentsError: Any error of ``list()`` for a page, raised from the iteration
+                once the other requests are cancelled (``AuthenticationError``,
+                ``APIConnectionError``, ``APITimeoutError``, ``ClientClosedError``, ...).
+            RuntimeError: The client's pool belongs to another event loop, still running.
+            ValueError: ``per_page``, ``start_page`` or ``concurrency`` is below 1 (raised
+                by the call itself, before anything is sent).
+            TypeError: One of them is not an ``int`` (``concurrency`` may be ``"auto"``;
+                likewise).
         """
         per_page = _wire.check_positive_int("per_page", per_page)
         checked = check_concurrency(concurrency)
@@ -305,8 +491,34 @@ class SegmentsResource:
     ) -> AsyncGenerator[Segment, None]:
         """Every segment from page ``start_page`` on, in the server's order.
 
-        Pages are fetched as ``iter_pages`` does; with ``limit``, iteration stops after
-        that many segments, and no page beyond those it needs is requested.
+        Pages are fetched as ``iter_pages`` does, up to ``concurrency`` at once, and their
+        segments yielded in order, in memory bounded by ``concurrency`` pages.
+
+        Example::
+
+            async with contextlib.aclosing(client.segments.iterate(concurrency=8)) as segments:
+                async for segment in segments:
+                    if segment.name == "DACH":
+                        break  # the requests in flight are cancelled
+
+        Args:
+            per_page: Segments per page asked for (the server may clamp it).
+            concurrency: Page requests in flight at once, or ``"auto"``.
+            start_page: The page to start from, from 1.
+            limit: Stop after this many segments, mid-page if need be, requesting no page
+                beyond those it needs; ``None``: every segment.
+
+        Yields:
+            Each ``Segment``, in the server's order.
+
+        Raises:
+            APIResponseValidationError: As for ``iter_pages``.
+            SegmentsError: As for ``iter_pages``: a page's error, raised from the iteration.
+            RuntimeError: The client's pool belongs to another event loop, still running.
+            ValueError: ``per_page``, ``start_page``, ``limit`` or ``concurrency`` is below
+                1 (raised by the call itself, before anything is sent).
+            TypeError: One of them is not an ``int`` (``concurrency`` may be ``"auto"``;
+                likewise).
         """
         per_page = _wire.check_positive_int("per_page", per_page)
         checked = check_concurrency(concurrency)

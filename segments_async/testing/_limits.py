@@ -12,13 +12,16 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from ._api import Reply, error_reply
 from ._faults import request_matches
 
 __all__ = ["Admission", "CapacityLimit", "ConcurrencyLimit", "RateLimit", "TokenBucket", "admit"]
 
-RetryAfter = float | str | None
+#: A ``Retry-After`` to send: seconds, a string sent as it is (an HTTP date), or None
+#: for no header.
+RetryAfter: TypeAlias = float | str | None
 
 
 def check_retry_after(retry_after: object) -> RetryAfter:
@@ -47,8 +50,20 @@ def retry_after_headers(retry_after: RetryAfter) -> tuple[tuple[str, str], ...]:
 class TokenBucket:
     """``rate`` tokens a second, holding at most ``burst``; full at the start.
 
-    A request takes one token, or is refused when there is none. ``clock`` returns
-    seconds (``time.monotonic`` by default); a clock going back adds nothing.
+    A request takes one token, or is refused when there is none. A clock going back adds
+    nothing.
+
+    Args:
+        rate: Tokens gained a second (> 0).
+        burst: The most tokens held (>= 1).
+        clock: Returns the time in seconds (``time.monotonic`` by default).
+
+    Raises:
+        ValueError: ``rate`` is not > 0 or ``burst`` not >= 1 (or either is not finite).
+
+    Attributes:
+        rate: Tokens gained a second.
+        burst: The most tokens held.
     """
 
     __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
@@ -60,8 +75,8 @@ class TokenBucket:
             raise ValueError(f"the rate must be > 0 a second, got {rate!r}")
         if not (math.isfinite(burst) and burst >= 1):
             raise ValueError(f"burst must be >= 1, got {burst!r}")
-        self.rate = float(rate)
-        self.burst = float(burst)
+        self.rate: float = float(rate)
+        self.burst: float = float(burst)
         self._clock = clock
         self._tokens = self.burst
         self._last = clock()
@@ -76,15 +91,15 @@ class TokenBucket:
         return self._tokens
 
     def has_token(self) -> bool:
-        """Whether a request would be admitted now (takes nothing)."""
+        """Whether a request would be admitted now: a whole token is there (takes nothing)."""
         return self.tokens >= 1
 
     def take(self) -> None:
-        """Take one token; call only after ``has_token()`` said yes."""
+        """Take one token; call only after ``has_token()`` said yes (it is not checked)."""
         self._tokens -= 1
 
     def try_take(self) -> bool:
-        """Take one token if there is one."""
+        """Take one token if there is one; True if it did, False if the bucket is empty."""
         if not self.has_token():
             return False
         self.take()
@@ -94,8 +109,29 @@ class TokenBucket:
 class CapacityLimit:
     """A limit on the requests matching ``method``/``path`` (all if None), until cancelled.
 
-    ``admitted`` and ``rejected`` count the matching requests it let through or answered
-    429 (with ``Retry-After: retry_after``, unless None).
+    The base of ``ConcurrencyLimit`` and ``RateLimit``, which
+    ``FakeSegmentsServer.limit_concurrency`` and ``.limit_rate`` return: a request over the
+    limit is answered 429 ``too_many_requests`` and changes nothing.
+
+    Args:
+        retry_after: The ``Retry-After`` of the 429: seconds, a string sent as it is, or
+            None for no header.
+        method: The method of the requests limited (any case), or None for all.
+        path: A prefix of the paths limited, a compiled pattern searched in them, or None
+            for all.
+
+    Raises:
+        ValueError: ``retry_after`` is a negative or non-finite number, or a string with
+            a line break.
+        TypeError: ``retry_after`` is neither a number, a string nor None.
+
+    Attributes:
+        retry_after: The ``Retry-After`` sent with each 429, or None.
+        method: The method limited (upper case), or None for all.
+        path: The path prefix or pattern limited, or None for all.
+        admitted: How many matching requests it let through.
+        rejected: How many matching requests it answered 429.
+        cancelled: Whether ``cancel()`` was called.
     """
 
     __slots__ = ("admitted", "cancelled", "method", "path", "rejected", "retry_after")
@@ -107,43 +143,51 @@ class CapacityLimit:
         method: str | None,
         path: str | re.Pattern[str] | None,
     ) -> None:
-        self.retry_after = check_retry_after(retry_after)
-        self.method = None if method is None else method.upper()
-        self.path = path
-        self.admitted = 0
-        self.rejected = 0
-        self.cancelled = False
+        self.retry_after: RetryAfter = check_retry_after(retry_after)
+        self.method: str | None = None if method is None else method.upper()
+        self.path: str | re.Pattern[str] | None = path
+        self.admitted: int = 0
+        self.rejected: int = 0
+        self.cancelled: bool = False
 
     @property
     def active(self) -> bool:
-        """Whether the limit still applies."""
+        """Whether the limit still applies: True until ``cancel()``."""
         return not self.cancelled
 
     def cancel(self) -> None:
-        """Stop limiting; requests already admitted finish as they would have."""
+        """Stop limiting; requests already admitted finish as they would have. Idempotent."""
         self.cancelled = True
 
     def matches(self, method: str, path: str) -> bool:
-        """Whether the limit applies to this request."""
+        """Whether the limit applies to a request, by its method and path.
+
+        Args:
+            method: The request's method, upper case.
+            path: The request's path, percent-decoded.
+
+        Returns:
+            True if ``method`` and ``path`` match the limit's (None matches anything).
+        """
         return request_matches(self.method, self.path, method, path)
 
     def has_room(self) -> bool:
-        """Whether one more request fits now."""
+        """Whether one more request fits now; each kind of limit says (takes nothing)."""
         raise NotImplementedError
 
     def take(self) -> None:
-        """Admit one request."""
+        """Admit one request (after ``has_room()`` said yes): count it in ``admitted``."""
         self.admitted += 1
 
     def release(self) -> None:
-        """An admitted request has been answered."""
+        """An admitted request has been answered: give back what it held, if anything."""
 
     def describe(self) -> str:
-        """The limit, in words, for the 429's message."""
+        """The limit, in words, for the 429's message (e.g. ``"at most 4 at once"``)."""
         raise NotImplementedError
 
     def rejection(self) -> Reply:
-        """The 429 a request over the limit gets."""
+        """The 429 ``too_many_requests`` a request over the limit gets, in the envelope."""
         return error_reply(
             429,
             "too_many_requests",
@@ -153,7 +197,25 @@ class CapacityLimit:
 
 
 class ConcurrencyLimit(CapacityLimit):
-    """At most ``max_in_flight`` matching requests at once; ``in_flight`` is how many now."""
+    """At most ``max_in_flight`` matching requests at once; ``in_flight`` is how many now.
+
+    A request is in flight from its admission (after its body is read) until its answer,
+    an injected latency included. ``FakeSegmentsServer.limit_concurrency`` makes one.
+
+    Args:
+        max_in_flight: The most matching requests in progress at once (>= 1).
+        retry_after: The ``Retry-After`` of the 429 (1 second by default), or None.
+        method: The method limited, or None for all.
+        path: A path prefix or compiled pattern, or None for all.
+
+    Raises:
+        TypeError: ``max_in_flight`` is not an ``int``, or ``retry_after`` of a wrong type.
+        ValueError: ``max_in_flight`` is below 1, or ``retry_after`` is negative.
+
+    Attributes:
+        max_in_flight: The most matching requests in progress at once.
+        in_flight: How many are in progress now.
+    """
 
     __slots__ = ("in_flight", "max_in_flight")
 
@@ -170,20 +232,24 @@ class ConcurrencyLimit(CapacityLimit):
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
         super().__init__(retry_after=retry_after, method=method, path=path)
-        self.max_in_flight = max_in_flight
-        self.in_flight = 0
+        self.max_in_flight: int = max_in_flight
+        self.in_flight: int = 0
 
     def has_room(self) -> bool:
+        """Whether fewer than ``max_in_flight`` matching requests are in progress."""
         return self.in_flight < self.max_in_flight
 
     def take(self) -> None:
+        """Admit one request: it is in flight until ``release()``."""
         super().take()
         self.in_flight += 1
 
     def release(self) -> None:
+        """An admitted request has been answered: one fewer in flight."""
         self.in_flight -= 1
 
     def describe(self) -> str:
+        """The limit in words, for the 429's message: ``"at most N at once"``."""
         return f"at most {self.max_in_flight} at once"
 
 
@@ -191,7 +257,26 @@ class RateLimit(CapacityLimit):
     """At most ``per_second`` matching requests a second on average, ``burst`` at once.
 
     A token bucket: it starts full with ``burst`` tokens (default one second's worth,
-    at least 1) and gains ``per_second`` tokens a second.
+    at least 1) and gains ``per_second`` tokens a second; each admitted request takes one.
+    ``FakeSegmentsServer.limit_rate`` makes one.
+
+    Args:
+        per_second: The sustained rate, requests a second (> 0).
+        burst: The most requests admitted at once after a pause (>= 1); None: one
+            second's worth, at least 1.
+        retry_after: The ``Retry-After`` of the 429 (1 second by default), or None.
+        method: The method limited, or None for all.
+        path: A path prefix or compiled pattern, or None for all.
+        clock: Returns the time in seconds (``time.monotonic``); a test passes its own
+            to drive the bucket without waiting.
+
+    Raises:
+        TypeError: ``per_second`` is not a number, or ``retry_after`` of a wrong type.
+        ValueError: ``per_second`` is not > 0, ``burst`` not >= 1, or ``retry_after`` is
+            negative.
+
+    Attributes:
+        bucket: The ``TokenBucket`` behind the limit.
     """
 
     __slots__ = ("bucket",)
@@ -211,26 +296,29 @@ class RateLimit(CapacityLimit):
         if burst is None:
             burst = max(1.0, per_second)
         super().__init__(retry_after=retry_after, method=method, path=path)
-        self.bucket = TokenBucket(per_second, burst, clock)
+        self.bucket: TokenBucket = TokenBucket(per_second, burst, clock)
 
     @property
     def per_second(self) -> float:
-        """The sustained rate."""
+        """The sustained rate: the requests a second the bucket gains."""
         return self.bucket.rate
 
     @property
     def burst(self) -> float:
-        """The most requests admitted at once after a pause."""
+        """The most requests admitted at once after a pause: the bucket's size."""
         return self.bucket.burst
 
     def has_room(self) -> bool:
+        """Whether the bucket holds a whole token now (takes nothing)."""
         return self.bucket.has_token()
 
     def take(self) -> None:
+        """Admit one request: it takes a token from the bucket."""
         super().take()
         self.bucket.take()
 
     def describe(self) -> str:
+        """The limit in words, for the 429's message: ``"at most R a second"``."""
         return f"at most {self.per_second:g} a second"
 
 

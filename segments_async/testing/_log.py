@@ -22,10 +22,19 @@ DEFAULT_RECORD_REQUESTS = 1000
 class RecordedRequest:
     """A request as the server received it, and the fault applied to it (if any).
 
-    ``path`` is percent-decoded, ``raw_path`` as sent; ``token`` is the tenant's token,
-    or None when the request carried no known token. ``body`` is empty when it was over
-    the size limit (and so never read). ``rejected_by`` is the capacity limit that
-    answered it 429, if one did (then no fault applied).
+    ``FakeSegmentsServer.requests`` lists them, oldest first.
+
+    Attributes:
+        method: The HTTP method.
+        path: The path, percent-decoded.
+        raw_path: The path as sent, query included.
+        query: The query's parameters (the first value of each).
+        headers: The request's headers, a read-only case-insensitive copy.
+        body: The body; empty when it was over the size limit (and so never read).
+        token: The tenant's token, or None when the request carried no known token.
+        fault: The ``Fault`` applied to it, or None.
+        rejected_by: The capacity limit that answered it 429, if one did (then no fault
+            applied).
     """
 
     method: str
@@ -39,7 +48,7 @@ class RecordedRequest:
     rejected_by: CapacityLimit | None = None
 
     def json(self) -> Any:
-        """The body, decoded as JSON."""
+        """The body, decoded as JSON (``orjson.JSONDecodeError`` if it is not JSON)."""
         return orjson.loads(self.body)
 
 
@@ -47,17 +56,19 @@ class RecordedRequest:
 class RequestCounts:
     """How many requests a server has received, since it was created.
 
-    Counters are never dropped: not by the log's bound, nor by ``clear_requests()``.
+    ``FakeSegmentsServer.counts`` takes a snapshot. Counters are never dropped: not by the
+    log's bound, nor by ``clear_requests()``.
 
-    - ``total``: every request that reached the fake's handler (requests aiohttp could
-      not parse are answered before that, and not counted);
-    - ``by_method``: ``{"GET": 10, ...}``;
-    - ``by_status``: the status of each answer sent whole (a reset or truncated answer
-      counts under its fault kind only);
-    - ``by_fault``: requests an injected fault applied to, by kind (``"latency"``, ...);
-    - ``rejected_by_limit``: requests a capacity limit answered 429;
-    - ``unrecorded``: requests no longer (or never) in ``server.requests`` because of the
-      log's bound; ``clear_requests()`` does not add to it.
+    Attributes:
+        total: Every request that reached the fake's handler (requests aiohttp could not
+            parse are answered before that, and not counted).
+        by_method: Requests by method, ``{"GET": 10, ...}``.
+        by_status: The status of each answer sent whole (a reset or truncated answer
+            counts under its fault kind only), ``{200: 97, 503: 2}``.
+        by_fault: Requests an injected fault applied to, by kind (``"latency"``, ...).
+        rejected_by_limit: Requests a capacity limit answered 429.
+        unrecorded: Requests no longer (or never) in ``server.requests`` because of the
+            log's bound; ``clear_requests()`` does not add to it.
     """
 
     total: int

@@ -231,16 +231,41 @@ def _raw_http(
 class FakeSegmentsServer:
     """An in-process Segments API on loopback, for tests; an async context manager.
 
-    - ``host``, ``port``: where to listen; port 0 (the default) picks a free one.
-    - ``token``: the default tenant's token (random if None); like every token, it must
-      be non-empty printable ASCII without spaces, as the client requires.
-    - ``seed``: the RNG seed of the generated data and of probabilistic faults.
-    - ``max_per_page``: ``per_page`` above it is clamped, as the real API does (100).
-    - ``delete_body``: send the spec's JSON body with a DELETE's 204.
-    - ``record_requests``: how many of the latest requests ``requests`` keeps (1000, a
-      ring buffer of about 2.5 KB a request; 0 keeps none). ``counts`` counts every
-      request whatever this is, so a long run (the standalone mode) stays in bounded
-      memory.
+    A real aiohttp server with Bearer tenants, the spec's Accept/Content-Type rules,
+    ``per_page`` clamped, 422 for an invalid name, 404 for an unknown id, and every
+    refusal in the API's JSON error envelope. Faults (``inject``) and capacity limits
+    (``limit_concurrency``, ``limit_rate``) make it misbehave on purpose.
+
+    Example::
+
+        async with FakeSegmentsServer(seed=1) as server:
+            server.add_segments(250)
+            server.inject(Fault.status(503, retry_after=0), method="GET", times=2)
+            async with SegmentsClient(server.base_url, server.token) as client:
+                names = [segment.name async for segment in client.segments.iterate()]
+            assert len(names) == 250
+            assert server.counts.by_status[503] == 2
+
+    Args:
+        host: The address to listen on (loopback by default).
+        port: The port to listen on; 0 (the default) picks a free one.
+        token: The default tenant's token (random if None); like every token, it must
+            be non-empty printable ASCII without spaces, as the client requires.
+        seed: The RNG seed of the generated data and of probabilistic faults: the same
+            seed gives the same segments and the same fault draws.
+        max_per_page: ``per_page`` above it is clamped, as the real API does (100).
+        delete_body: Send the spec's JSON body with a DELETE's 204, as the spec shows.
+            aiohttp's default (C) parser rejects it, so each DELETE of the client costs a
+            retry, whose 404 reads as done.
+        record_requests: How many of the latest requests ``requests`` keeps (1000, a
+            ring buffer of about 2.5 KB a request; 0 keeps none). ``counts`` counts every
+            request whatever this is, so a long run (the standalone mode) stays in
+            bounded memory.
+
+    Raises:
+        ValueError: ``port`` is not in 0..65535, ``max_per_page`` is below 1,
+            ``record_requests`` is negative, or ``token`` is not a valid token.
+        TypeError: ``token`` or ``record_requests`` is of the wrong type.
     """
 
     def __init__(
@@ -279,7 +304,12 @@ class FakeSegmentsServer:
     # Lifecycle
 
     async def start(self) -> None:
-        """Bind and start serving; a second call does nothing."""
+        """Bind and start serving; a second call does nothing. ``async with`` calls it.
+
+        Raises:
+            RuntimeError: The server was closed: make a new one.
+            OSError: The address cannot be listened on (the port is taken, say).
+        """
         if self._closed:
             raise RuntimeError("this FakeSegmentsServer is closed")
         if self._runner is not None:
@@ -297,7 +327,10 @@ class FakeSegmentsServer:
         self._port = int(runner.addresses[0][1])
 
     async def close(self) -> None:
-        """Stop serving and drop open connections; idempotent."""
+        """Stop serving and drop open connections; idempotent. Leaving ``async with`` calls it.
+
+        Requests waiting out a latency fault are cut short (their connection dropped).
+        """
         self._closed = True
         self._closing.set()
         runner, self._runner = self._runner, None
@@ -305,6 +338,7 @@ class FakeSegmentsServer:
             await runner.cleanup()
 
     async def __aenter__(self) -> Self:
+        """The server, started."""
         await self.start()
         return self
 
@@ -314,38 +348,62 @@ class FakeSegmentsServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close the server."""
         await self.close()
 
     # Addresses and tenants
 
     @property
     def port(self) -> int:
-        """The bound port."""
+        """The port the server listens on (the one picked, for ``port=0``).
+
+        Raises:
+            RuntimeError: The server is not started.
+        """
         if self._port is None:
             raise RuntimeError("the server is not started")
         return self._port
 
     @property
     def base_url(self) -> str:
-        """``http://host:port``, no trailing slash; the API lives under /v2.3/data/segments."""
+        """``http://host:port``, no trailing slash: the client's ``base_url``.
+
+        The API lives under ``/v2.3/data/segments``.
+
+        Raises:
+            RuntimeError: The server is not started.
+        """
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self.port}"
 
     @property
     def segments_url(self) -> str:
-        """The collection's URL: ``base_url + "/v2.3/data/segments"``."""
+        """The collection's URL: ``base_url + "/v2.3/data/segments"``.
+
+        Raises:
+            RuntimeError: The server is not started.
+        """
         return self.base_url + SEGMENTS_PATH
 
     @property
     def token(self) -> str:
-        """The default tenant's bearer token."""
+        """The default tenant's bearer token: the client's ``token``."""
         return self._token
 
     def add_tenant(self, token: str | None = None) -> str:
-        """Create an empty, isolated tenant; returns its token (random if None).
+        """Create an empty tenant, isolated from the others, and return its token.
 
-        A token must be what the client sends: non-empty printable ASCII without spaces
-        (else ValueError), and not another tenant's.
+        Args:
+            token: The new tenant's token, or None for a random one. It must be what the
+                client sends: non-empty printable ASCII without spaces.
+
+        Returns:
+            The tenant's token, for ``SegmentsClient(token=...)`` and the ``token=`` of
+            ``add_segments`` and ``segments``.
+
+        Raises:
+            ValueError: The token is not valid, or is another tenant's already.
+            TypeError: The token is not a ``str``.
         """
         token = secrets.token_urlsafe(24) if token is None else check_token(token)
         if token in self._store.tenants:
@@ -360,10 +418,22 @@ class FakeSegmentsServer:
         return tenant
 
     def add_segments(self, count: int, *, token: str | None = None) -> dict[str, str]:
-        """Add ``count`` deterministic segments to a tenant (default tenant if None).
+        """Add ``count`` deterministic segments to a tenant.
 
-        Returns them, id -> name, in order. The names and ids follow from the ``seed=``
-        given to the server and from what was added before.
+        The names and ids follow from the ``seed=`` given to the server and from what was
+        added before.
+
+        Args:
+            count: How many segments to add (>= 0).
+            token: The tenant's token; None: the default tenant.
+
+        Returns:
+            The segments added, id -> name, in order.
+
+        Raises:
+            TypeError: ``count`` is not an ``int``.
+            ValueError: ``count`` is negative.
+            KeyError: No tenant has this token.
         """
         if isinstance(count, bool) or not isinstance(count, int):
             raise TypeError(f"count must be an int, got {type(count).__name__}")
@@ -372,7 +442,15 @@ class FakeSegmentsServer:
         return self._store.add_segments(self._tenant(token), count)
 
     def seed(self, count: int, *, token: str | None = None) -> dict[str, str]:
-        """Deprecated alias of :meth:`add_segments`, to be removed in the next release."""
+        """Deprecated alias of :meth:`add_segments`, to be removed in the next release.
+
+        Args:
+            count: How many segments to add.
+            token: The tenant's token; None: the default tenant.
+
+        Returns:
+            What ``add_segments`` returns, after a ``DeprecationWarning``.
+        """
         warnings.warn(
             "FakeSegmentsServer.seed(n) is deprecated: use add_segments(n); "
             "seed= in the constructor remains the RNG seed",
@@ -382,7 +460,17 @@ class FakeSegmentsServer:
         return self.add_segments(count, token=token)
 
     def segments(self, token: str | None = None) -> dict[str, str]:
-        """A copy of a tenant's segments (default tenant if None), id -> name, in order."""
+        """A copy of a tenant's segments, for assertions: id -> name, in creation order.
+
+        Args:
+            token: The tenant's token; None: the default tenant.
+
+        Returns:
+            A new dict; changing it changes nothing on the server.
+
+        Raises:
+            KeyError: No tenant has this token.
+        """
         return self._tenant(token).names()
 
     # Faults and the request log
@@ -396,12 +484,35 @@ class FakeSegmentsServer:
         times: int | None = None,
         probability: float | None = None,
     ) -> FaultRule:
-        """Apply ``fault`` to matching requests; returns the rule (``.hits``, ``.cancel()``).
+        """Apply ``fault`` to the matching requests to come.
 
-        ``path`` is a prefix of the request path, or a compiled pattern searched in it.
-        Without ``probability`` the fault applies to the next ``times`` (default 1)
-        matching requests; with it, each matching request is faulted with that probability
-        (seeded), at most ``times`` times if given.
+        The first active rule (in injection order) that matches a request, and wins its
+        probability draw if it has one, applies. Without ``probability`` the fault applies
+        to the next ``times`` (default 1) matching requests; with it, each matching
+        request is faulted with that probability (seeded), at most ``times`` times if
+        given.
+
+        Example::
+
+            server.inject(Fault.status(503, retry_after=0), method="GET", times=2)
+            rule = server.inject(Fault.reset_after(), method="POST", probability=0.1)
+            ...
+            rule.cancel()
+
+        Args:
+            fault: What goes wrong: a ``Fault`` made by its classmethods.
+            method: The method of the requests to fault (any case), or None for all.
+            path: A prefix of the request path, or a compiled pattern searched in it, or
+                None for all.
+            times: How many requests to fault at most (>= 1).
+            probability: The chance each matching request is faulted, in [0, 1].
+
+        Returns:
+            The ``FaultRule``: ``.hits`` counts the requests it faulted, ``.cancel()``
+            stops it.
+
+        Raises:
+            ValueError: ``times`` is below 1, or ``probability`` not in [0, 1].
         """
         if times is not None and times < 1:
             raise ValueError("times must be >= 1")
@@ -420,7 +531,7 @@ class FakeSegmentsServer:
         return rule
 
     def clear_faults(self) -> None:
-        """Forget every injected fault (capacity limits stay: see ``clear_limits``)."""
+        """Cancel and forget every injected fault (capacity limits stay: see ``clear_limits``)."""
         for rule in self._rules:
             rule.cancel()
         self._rules.clear()
@@ -438,10 +549,32 @@ class FakeSegmentsServer:
         """Answer 429 to a matching request while ``max_in_flight`` others are in progress.
 
         A request is in progress from its admission (after its body is read) until its
-        answer, an injected latency included. The 429 carries ``Retry-After`` (seconds, a
-        string, or None for none) and the ``too_many_requests`` error; the request is not
-        processed. Active until ``.cancel()``; ``.admitted``, ``.rejected`` and
-        ``.in_flight`` count. ``method``/``path`` select requests as ``inject()`` does.
+        answer, an injected latency included. The 429 carries ``Retry-After`` and the
+        ``too_many_requests`` error; the request is not processed. Limits are checked
+        before faults: a refused request draws no fault and takes nothing from other
+        limits.
+
+        Example::
+
+            limit = server.limit_concurrency(4)
+            ...  # run the code under test
+            assert limit.rejected == 0
+
+        Args:
+            max_in_flight: The most matching requests in progress at once (>= 1).
+            retry_after: The 429's ``Retry-After``: seconds, a string sent as it is, or
+                None for none.
+            method: The method of the requests to limit, or None for all.
+            path: A path prefix or compiled pattern, as for ``inject()``, or None for all.
+
+        Returns:
+            The ``ConcurrencyLimit``, active until ``.cancel()``: ``.admitted``,
+            ``.rejected`` and ``.in_flight`` count.
+
+        Raises:
+            TypeError: ``max_in_flight`` is not an ``int``, or ``retry_after`` of a wrong
+                type.
+            ValueError: ``max_in_flight`` is below 1, or ``retry_after`` is negative.
         """
         limit = ConcurrencyLimit(max_in_flight, retry_after=retry_after, method=method, path=path)
         self._limits.append(limit)
@@ -459,10 +592,27 @@ class FakeSegmentsServer:
     ) -> RateLimit:
         """Answer 429 to matching requests beyond ``per_second`` a second (a token bucket).
 
-        The bucket holds ``burst`` tokens (default: one second's worth, at least 1), starts
-        full, and gains ``per_second`` a second; each admitted request takes one. A test can
-        pass its own ``clock`` (seconds, like ``time.monotonic``) to drive it without
-        waiting. Otherwise like :meth:`limit_concurrency`.
+        The bucket holds ``burst`` tokens, starts full, and gains ``per_second`` a second;
+        each admitted request takes one. Otherwise like :meth:`limit_concurrency`.
+
+        Args:
+            per_second: The sustained rate, requests a second (> 0).
+            burst: The most requests admitted at once after a pause (>= 1); None: one
+                second's worth, at least 1.
+            retry_after: The 429's ``Retry-After``: seconds, a string, or None for none.
+            method: The method of the requests to limit, or None for all.
+            path: A path prefix or compiled pattern, or None for all.
+            clock: Returns the time in seconds, like ``time.monotonic`` (the default): a
+                test can pass its own to drive the bucket without waiting.
+
+        Returns:
+            The ``RateLimit``, active until ``.cancel()``: ``.admitted`` and ``.rejected``
+            count.
+
+        Raises:
+            TypeError: ``per_second`` is not a number, or ``retry_after`` of a wrong type.
+            ValueError: ``per_second`` is not > 0, ``burst`` not >= 1, or ``retry_after``
+                is negative.
         """
         limit = RateLimit(
             per_second, burst=burst, retry_after=retry_after, method=method, path=path,
@@ -472,7 +622,7 @@ class FakeSegmentsServer:
         return limit
 
     def clear_limits(self) -> None:
-        """Cancel every capacity limit."""
+        """Cancel and forget every capacity limit (injected faults stay)."""
         for limit in self._limits:
             limit.cancel()
         self._limits.clear()
@@ -481,21 +631,28 @@ class FakeSegmentsServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """The last ``record_requests`` requests received, oldest first (a copy)."""
+        """The last ``record_requests`` requests received, oldest first (a copy).
+
+        Each ``RecordedRequest`` holds the method, path, query, headers, body, tenant and
+        the fault applied (or the limit that refused it).
+        """
         return self._log.entries()
 
     @property
     def record_requests(self) -> int:
-        """How many of the latest requests ``requests`` keeps."""
+        """How many of the latest requests ``requests`` keeps (``record_requests=``)."""
         return self._log.capacity
 
     @property
     def counts(self) -> RequestCounts:
-        """Counters of every request since the server was created (a snapshot)."""
+        """Counters of every request since the server was created (a ``RequestCounts`` snapshot).
+
+        Never reset: not by the log's bound, nor by ``clear_requests()``.
+        """
         return self._log.counts()
 
     def clear_requests(self) -> None:
-        """Forget the recorded requests; ``counts`` keeps counting."""
+        """Forget the recorded requests (``requests`` is then empty); ``counts`` keeps counting."""
         self._log.clear()
 
     def _pick_fault(self, method: str, path: str) -> Fault | None:

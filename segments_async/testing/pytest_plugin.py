@@ -25,14 +25,26 @@ __all__ = ["segments_client", "segments_server"]
 
 @pytest_asyncio.fixture
 async def segments_server() -> AsyncIterator[FakeSegmentsServer]:
-    """A started fake Segments API on loopback, closed after the test."""
+    """A started ``FakeSegmentsServer`` on loopback, closed after the test.
+
+    Yields:
+        The server: its ``base_url`` and ``token`` configure a client, its ``segments()``,
+        ``requests`` and ``counts`` tell what the code under test did.
+    """
     async with FakeSegmentsServer() as server:
         yield server
 
 
 @pytest_asyncio.fixture
 async def segments_client(segments_server: FakeSegmentsServer) -> AsyncIterator[SegmentsClient]:
-    """A client of ``segments_server`` with near-zero retry backoff, closed after the test."""
+    """A ``SegmentsClient`` of ``segments_server`` with near-zero retry backoff, closed after.
+
+    Args:
+        segments_server: The fixture's server, which the client talks to.
+
+    Yields:
+        The client (``allow_insecure_http=True``: the fake speaks ``http://`` on loopback).
+    """
     # Imported here so the server fixture works without loading the client.
     from segments_async import RetryPolicy, SegmentsClient
 

@@ -121,6 +121,18 @@ def recipe(name: str) -> str:
     return found[0]
 
 
+def recipe_names() -> list[str]:
+    """The names of the README's recipes (the ``<!-- recipe: NAME -->`` lines)."""
+    return re.findall(r"<!-- recipe: ([\w-]+) -->", README.read_text(encoding="utf-8"))
+
+
+def section_blocks(heading: str) -> list[tuple[str, str]]:
+    """The (language, code) blocks of the README's section ``## heading``."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.DOTALL)
+
+
 def run_recipe(name: str, monkeypatch: pytest.MonkeyPatch, base_url: str, token: str) -> Any:
     """Execute a recipe as a module configured by the environment; returns its namespace."""
     monkeypatch.setenv("SEGMENTS_BASE_URL", base_url)

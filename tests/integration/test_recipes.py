@@ -1,18 +1,17 @@
 """The README's web-backend recipes map the library's errors to sensible statuses.
 
 The aiohttp recipe is run as the README prints it (its code blocks are executed), in an
-aiohttp app on loopback whose client talks to the fake API; the FastAPI recipe is only
-compiled (FastAPI is not a dependency).
+aiohttp app on loopback whose client talks to the fake API; so is the FastAPI recipe, its
+lifespan included, through httpx's ASGI transport.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -20,15 +19,13 @@ from aiohttp.test_utils import TestServer
 from segments_async import RetryPolicy, SegmentsClient
 from segments_async.testing import FakeSegmentsServer, Fault
 
-from .support import closed_port
+from .support import closed_port, section_blocks
 
-README = Path(__file__).parents[2] / "README.md"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
 def recipes() -> list[str]:
-    section = README.read_text().split("## In a web backend", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    return [code for language, code in section_blocks("In a web backend") if language == "python"]
 
 
 def recipe(containing: str) -> str:
@@ -44,12 +41,30 @@ def aiohttp_recipe() -> dict[str, Any]:
     return namespace
 
 
-def test_the_fastapi_recipe_compiles():
-    """The FastAPI block is valid Python that uses the shared mapping."""
-    block = recipe("FastAPI(lifespan=lifespan)")
-    compile(block, "README-fastapi", "exec")
-    assert "http_status(error)" in block
-    assert "exception_handler(SegmentsError)" in block
+async def test_the_fastapi_recipe(api, monkeypatch):
+    """The FastAPI app as written: its lifespan's client renames; errors map as aiohttp's."""
+    monkeypatch.setenv("SEGMENTS_BASE_URL", api.base_url)
+    monkeypatch.setenv("SEGMENTS_API_TOKEN", api.token)
+    namespace: dict[str, Any] = {"__name__": "readme_fastapi_recipe"}
+    exec(recipe("def http_status"), namespace)  # noqa: S102 - the README's own code
+    exec(recipe("FastAPI(lifespan=lifespan)"), namespace)  # noqa: S102
+    app = namespace["app"]
+    (segment_id,) = api.add_segments(1)
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http,
+    ):
+        ok = await http.put(f"/segments/{segment_id}", params={"name": "DACH"})
+        unknown = await http.put(f"/segments/{UNKNOWN_ID}", params={"name": "DACH"})
+        empty = await http.put(f"/segments/{segment_id}", params={"name": ""})
+        api.clear_requests()
+        bad_id = await http.put("/segments/not-a-uuid", params={"name": "x"})
+
+    assert (200, {"id": segment_id, "name": "DACH"}) == (ok.status_code, ok.json())
+    assert (404, 422, 422) == (unknown.status_code, empty.status_code, bad_id.status_code)
+    assert [] == api.requests  # FastAPI refused the bad id itself
+    assert namespace["app"].state.segments.closed  # the lifespan closed its client
 
 
 @pytest.fixture

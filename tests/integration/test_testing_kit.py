@@ -4,10 +4,8 @@ the README's examples, and the demo command."""
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +16,9 @@ from segments_async import (
     UnprocessableEntityError,
 )
 
-pytest_plugins = ["segments_async.testing.pytest_plugin", "pytester"]
+from .support import section_blocks
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+pytest_plugins = ["segments_async.testing.pytest_plugin", "pytester"]
 
 
 async def test_fixtures_give_a_working_client(segments_client, segments_server):
@@ -113,16 +111,9 @@ def test_main_without_a_command_prints_help():
     assert "demo" in result.stderr
 
 
-def readme_testing_blocks() -> list[tuple[str, str]]:
-    """The (language, code) blocks of the README's "Testing your own code" section."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Testing your own code\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.DOTALL)
-
-
 def test_readme_testing_examples_pass_as_written(pytester: pytest.Pytester) -> None:
     """The README's pyproject setting, conftest and example tests pass in a fresh project."""
-    blocks = readme_testing_blocks()
+    blocks = section_blocks("Testing your own code")
     tests = [code for language, code in blocks if language == "python" and "def test_" in code]
     (pyproject,) = [code for language, code in blocks if language == "toml"]
     (conftest,) = [code for language, code in blocks if code.startswith("pytest_plugins")]
