@@ -322,7 +322,15 @@ async def test_name_of_255_characters_is_accepted(
 
 
 @pytest.mark.parametrize(
-    "segment_id", [str(uuid.uuid4()), "not-a-uuid", "0" * 31 + "g", "{%s}", "urn:uuid:%s", "hex"]
+    "segment_id",
+    [
+        "3f1f8a3e-0a4c-4a89-9c43-6a2b1c9d5e7f",
+        "not-a-uuid",
+        "0" * 31 + "g",
+        "{%s}",
+        "urn:uuid:%s",
+        "hex",
+    ],
 )
 @pytest.mark.parametrize("method", ["PUT", "DELETE"])
 async def test_unknown_segment_is_404(

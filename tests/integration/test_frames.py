@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -353,7 +354,9 @@ def construct(token_suffix: str = "", **overrides: Any) -> BaseException:
         {"token_suffix": " x"},
         {"token_suffix": "\u00e9"},
     ],
-    ids=lambda overrides: ",".join(f"{k}={v!r}"[:40] for k, v in overrides.items()),
+    ids=lambda overrides: ",".join(
+        re.sub(r" at 0x[0-9a-f]+", "", f"{k}={v!r}")[:40] for k, v in overrides.items()
+    ),
 )
 async def test_construction_errors_keep_the_token_out_of_their_frames(overrides):
     """A valid (or nearly valid) token with a bad other argument: the error's frames are clean."""
