@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,13 @@ def test_a_bad_spec_says_what_is_wrong(text, complaint):
     """A ValueError naming the part that is wrong, never a guess at what was meant."""
     with pytest.raises(ValueError, match=re.escape(complaint)):
         parse_fault_spec(text)
+
+
+def test_every_fault_in_the_readme_is_a_valid_spec():
+    """The README's --fault examples parse as written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    specs = [spec for spec in re.findall(r"--fault ([^`\s]+)", readme) if "SPEC" not in spec]
+
+    assert len(specs) >= 5
+    for spec in specs:
+        parse_fault_spec(spec)

@@ -48,3 +48,13 @@ def test_the_readmes_report_lines_are_what_the_command_writes():
         report_of(BulkResult(2, "DACH", error=TypeError("x"), outcome_unknown=True), line=4),
     ]
     assert [set(record) for record in written] == [set(record) for record in records]
+
+
+def test_the_readme_names_every_global_option():
+    """--version, --quiet and the connection options are all in the README's section."""
+    section = readme_section()
+    parser = definition.build_parser()
+    options = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+
+    for option in options - {"--help", "--token"}:
+        assert re.search(re.escape(option) + r"(?![\w-])", section), option
