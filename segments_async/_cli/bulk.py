@@ -80,7 +80,11 @@ class Bulk:
     failing alone, those it cannot send), then writes a report line per item as results
     come, created segments on stdout, failures on stderr, the bar and a summary; the exit
     status from the tally. The first Ctrl-C closes the client: every result that came back
-    is still reported and counted (writes in flight become "unknown"), then status 130."""
+    is still reported and counted (writes in flight become "unknown"), then status 130.
+
+    ``skip_existing`` (a concurrency) reads the existing names first, with it, and sends
+    none of them, nor a name twice: those are "skipped".
+    """
 
     def __init__(
         self,
@@ -92,19 +96,18 @@ class Bulk:
         printer: Printer | None = None,
         total: int | None = None,
         source: str | None = None,
-        concurrency: int | Literal["auto"],
-        skip_existing: bool = False,
+        skip_existing: int | Literal["auto"] | None = None,
     ) -> None:
         self.label = label
-        self.concurrency = concurrency
+        self.read_existing_with = skip_existing
         self.ui = ui
         self.report = report
         self.bar = bar
         self.printer = printer
         self.total = total
         self.source = source
-        self.tally = Tally(skipping=skip_existing)
-        self.existing: set[str] | None = set() if skip_existing else None
+        self.tally = Tally(skipping=skip_existing is not None)
+        self.existing: set[str] | None = None if skip_existing is None else set()
         self.interrupted = False
         self._read = 0  # items read from the input
         self._sent = 0  # items handed to the operation, which numbers them from 0 as well
@@ -146,7 +149,8 @@ class Bulk:
 
     async def _read_existing(self, client: SegmentsClient) -> None:
         assert self.existing is not None
-        segments = client.segments.iterate(concurrency=self.concurrency)
+        assert self.read_existing_with is not None
+        segments = client.segments.iterate(concurrency=self.read_existing_with)
         async with contextlib.aclosing(segments):
             async for segment in segments:
                 self.existing.add(segment.name)

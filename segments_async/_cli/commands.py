@@ -133,7 +133,7 @@ def _prepare_rename(args: argparse.Namespace, ui: Ui, files: contextlib.ExitStac
 def _prepare_create(args: argparse.Namespace, ui: Ui, files: contextlib.ExitStack) -> Job:
     report = open_report(args.report, files)
     printer = Printer(sys.stdout.buffer)
-    bulk = Bulk("create", ui, report, NoBar(), printer=printer, concurrency=args.concurrency)
+    bulk = Bulk("create", ui, report, NoBar(), printer=printer)
     # Created segments are printed in the order of the arguments, as a script expects.
     return bulk.job(ArgumentItems(args.names), creates(args.concurrency, ordered=True))
 
@@ -141,7 +141,7 @@ def _prepare_create(args: argparse.Namespace, ui: Ui, files: contextlib.ExitStac
 def _prepare_delete(args: argparse.Namespace, ui: Ui, files: contextlib.ExitStack) -> Job:
     ids = segment_ids(args.segment_ids)
     report = open_report(args.report, files)
-    bulk = Bulk("delete", ui, report, NoBar(), concurrency=args.concurrency)
+    bulk = Bulk("delete", ui, report, NoBar())
     return bulk.job(ArgumentItems(ids), deletes(args.concurrency))
 
 
@@ -159,8 +159,7 @@ def _prepare_import(args: argparse.Namespace, ui: Ui, files: contextlib.ExitStac
         bar,
         total=total,
         source=name,
-        skip_existing=args.skip_existing,
-        concurrency=args.concurrency,
+        skip_existing=args.concurrency if args.skip_existing else None,
     )
     items = FileItems(source, lambda lines: read_names(lines, fmt, name))
     return bulk.job(items, creates(args.concurrency))
@@ -171,9 +170,7 @@ def _prepare_delete_many(args: argparse.Namespace, ui: Ui, files: contextlib.Exi
     name = source_name(args.file)
     bar = ui.bar("delete-many", data_on_stdout=False)
     total = count_lines(args.file) if not isinstance(bar, NoBar) else None
-    bulk = Bulk(
-        "delete-many", ui, report, bar, total=total, source=name, concurrency=args.concurrency
-    )
+    bulk = Bulk("delete-many", ui, report, bar, total=total, source=name)
     items = FileItems(source, lambda lines: read_ids(lines, name))
     return bulk.job(items, deletes(args.concurrency))
 

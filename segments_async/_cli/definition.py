@@ -64,8 +64,8 @@ _DETAILS: Final = {
     "import": " Nothing is printed on stdout; a line not in the file's format stops the command"
     " (status 2) after the items before it." + _BULK_DETAILS,
     "delete-many": " Nothing is printed on stdout; blank lines are skipped." + _BULK_DETAILS,
-    "demo": " Off a terminal it prints a short report, which explains the failures it causes"
-    " on purpose.",
+    "demo": " The report goes to stdout and says which failures the demo causes on purpose;"
+    " progress shows on stderr only on a terminal.",
     "serve-fake": " It prints SEGMENTS_BASE_URL=... and SEGMENTS_API_TOKEN=... and serves until"
     " Ctrl-C. The same options as python -m segments_async.testing; --fault injects the"
     " testing kit's faults (--delete-body sends the spec's 204 with a body).",

@@ -88,7 +88,8 @@ def table_lines(segments: Iterable[Segment]) -> bytes:
     return "".join(rows).encode()
 
 
-_ENCODINGS: Final[dict[OutputFormat, tuple[Callable[[], bytes], Callable[..., bytes]]]] = {
+_Encoder = Callable[[Iterable[Segment]], bytes]
+_ENCODINGS: Final[dict[OutputFormat, tuple[Callable[[], bytes], _Encoder]]] = {
     "jsonl": (lambda: b"", jsonl_lines),
     "csv": (csv_header, csv_lines),
     "table": (table_header, table_lines),
