@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from segments_async.testing import Fault
 from segments_async.testing._fault_spec import FaultSpec, parse_fault_spec
+
+from .integration.support import README
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,7 @@ def test_a_bad_spec_says_what_is_wrong(text, complaint):
 
 def test_every_fault_in_the_readme_is_a_valid_spec():
     """The README's --fault examples parse as written."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
     specs = [spec for spec in re.findall(r"--fault ([^`\s]+)", readme) if "SPEC" not in spec]
 
     assert len(specs) >= 5

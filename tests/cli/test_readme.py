@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from segments_async import BulkResult, Segment
 from segments_async._cli import definition, report
 
 from ..conftest import SEGMENT_ID
+from ..integration.support import section
 
 SEGMENTS = [
     Segment(SEGMENT_ID, "EMEA"),
@@ -22,8 +22,7 @@ def report_of(result: BulkResult[object], line: int | None = None) -> dict[str, 
 
 
 def readme_section() -> str:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    return text.split("## Command line\n", 1)[1].split("\n## ", 1)[0]
+    return section("Command line")
 
 
 def test_the_readme_shows_every_command_and_exit_status():
