@@ -12,8 +12,11 @@ Where a test goes (the map):
   I/O seam of ``fakes.py``: ``test_client`` (the call loop: retries, deadline, hooks),
   ``test_client_logging`` (what the call loop logs), ``test_segments`` (the pagination
   window), ``test_bulk``. ``test_transport`` is the
-  aiohttp level, with aioresponses. ``test_cli`` holds the command line's pure parts;
-  ``test_benchmarks_*`` the benchmarks' logic and a smoke run.
+  aiohttp level, with aioresponses. ``test_fault_spec``: the testing kit's ``--fault``
+  grammar. ``test_benchmarks_*``: the benchmarks' logic and a smoke run.
+- ``tests/cli/``: the command line (``segments_async/_cli/``), one file per module
+  (``test_<module>``), in-process: ``test_core`` runs ``main()`` against the mocked API,
+  ``test_readme`` checks the README's "Command line" section.
 - ``tests/integration/``: real sockets on 127.0.0.1, one file per concern: the fake server
   and testing kit, pagination, the pool, closing, deadlines, hooks, borrowed sessions,
   proxies, security and frames, reliability soak, fuzzing, the console script, logging,

@@ -126,11 +126,15 @@ def recipe_names() -> list[str]:
     return re.findall(r"<!-- recipe: ([\w-]+) -->", README.read_text(encoding="utf-8"))
 
 
+def section(heading: str) -> str:
+    """The text of the README's section ``## heading``, up to the next ``##``."""
+    text = README.read_text(encoding="utf-8")
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def section_blocks(heading: str) -> list[tuple[str, str]]:
     """The (language, code) blocks of the README's section ``## heading``."""
-    text = README.read_text(encoding="utf-8")
-    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.DOTALL)
+    return re.findall(r"```(\w+)\n(.*?)```", section(heading), flags=re.DOTALL)
 
 
 def run_recipe(name: str, monkeypatch: pytest.MonkeyPatch, base_url: str, token: str) -> Any:

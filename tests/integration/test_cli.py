@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from segments_async import SegmentsClient
+from segments_async import InternalServerError, RetryPolicy, SegmentsClient
 from segments_async.testing import FakeSegmentsServer, Fault
 
 from .cli_support import (
@@ -103,6 +103,18 @@ async def test_list_off_a_terminal_prints_json_lines(server):
 
     assert 0 == ran.status, ran.stderr
     assert as_json_lines(dict(list(server.segments().items())[14:21])) == ran.json_lines()
+
+
+async def test_list_writes_a_page_to_an_output_file(server, tmp_path):
+    """list --output FILE.csv: the page as CSV in the file, nothing on stdout or stderr."""
+    output = tmp_path / "page.csv"
+
+    ran = await run(server, "list", "--page", "3", "--per-page", "7", "--output", str(output))
+
+    assert (0, b"", "") == (ran.status, ran.stdout, ran.stderr)
+    with output.open(newline="", encoding="utf-8") as written:
+        rows = list(csv.DictReader(written))
+    assert as_json_lines(dict(list(server.segments().items())[14:21])) == rows
 
 
 async def test_python_dash_m_is_the_same_command_line(server):
@@ -200,6 +212,20 @@ async def test_import_csv_reports_every_row(server, tmp_path):
     added = {id_: name for id_, name in server.segments().items() if id_ not in before}
     assert {lines[0]["id"]: "Nordics", lines[2]["id"]: "Iberia, south"} == added
     assert "import: 2 succeeded, 1 failed, 0 unknown" in ran.stderr
+
+
+async def test_quiet_import_says_only_what_failed(server, tmp_path):
+    """--quiet: no summary and no retry warning, but the failed item, and status 1."""
+    names = tmp_path / "names.csv"
+    names.write_text('name\nNordics\n""\nIberia\n')
+    server.inject(Fault.status(429, retry_after=0), method="POST", times=1)
+
+    ran = await run(server, "--quiet", "import", str(names), "--concurrency", "1")
+
+    assert 1 == ran.status
+    (line,) = ran.stderr_lines()
+    assert line.startswith(f"segments-async: {names}, line 3: '': failed: 422 ")
+    assert {"Nordics", "Iberia"} <= set(server.segments().values())
 
 
 async def test_import_stops_at_a_line_not_in_the_format(server, tmp_path):
@@ -489,12 +515,11 @@ async def test_export_streams_in_constant_memory(tmp_path):
 
 
 async def test_serve_fake_serves_until_interrupted():
-    """serve-fake prints the environment to use, serves, and stops on Ctrl-C with status 0."""
+    """serve-fake prints the environment to use, serves with the faults it was given, and
+    stops on Ctrl-C with status 0."""
     async with spawn(
         *(sys.executable, "-S", "-c", FOREGROUND, str(SCRIPT)),
-        "serve-fake",
-        "--segments",
-        "12",
+        *("serve-fake", "--segments", "12", "--fault", "503,retry-after=7,method=GET"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=child_env(None),
@@ -506,11 +531,14 @@ async def test_serve_fake_serves_until_interrupted():
             name, value = line.decode().strip().split("=", 1)
             said[name] = value
         url, token = said["SEGMENTS_BASE_URL"], said["SEGMENTS_API_TOKEN"]
-        async with SegmentsClient(url, token) as client:
+        async with SegmentsClient(url, token, retry=RetryPolicy(max_retries=0)) as client:
+            with pytest.raises(InternalServerError) as faulted:
+                await client.segments.list()
             total = (await client.segments.list()).total
         child.send_signal(signal.SIGINT)
         await asyncio.wait_for(child.communicate(), HANG)
 
+    assert (503, "7") == (faulted.value.status_code, faulted.value.headers["Retry-After"])
     assert 12 == total
     assert 0 == child.returncode
 

@@ -1200,6 +1200,14 @@ async def test_standalone_errors_are_one_line_and_exit_2() -> None:
         (["--host", ""], "argument --host: must not be empty"),
         (["--rate-limit", "0"], "argument --rate-limit: must be a number above 0"),
         (["--segments", "1", "--seg", "2"], "unrecognized arguments: --seg"),
+        (
+            ["--fault", "503,times=0"],
+            "argument --fault: times must be >= 1, got 0 in '503,times=0'",
+        ),
+        (
+            ["--fault", "latency=1,retry-after=2"],
+            "argument --fault: retry-after goes with a status",
+        ),
     ],
 )
 def test_standalone_usage_errors_in_process(

@@ -4,7 +4,9 @@ It starts ``FakeSegmentsServer`` on 127.0.0.1 with 10,000 segments, then creates
 updates and deletes one, fetches everything one page at a time, with a fixed window and
 with ``concurrency="auto"``, rides through injected faults, imports and deletes in bulk
 against a server that refuses load beyond its capacity, and shows a deadline and event
-hooks at work, printing a short report. Nothing leaves this machine.
+hooks at work, printing a short report on stdout. Every failure in it is caused on purpose
+and the report says so, so that a reader (a CI log) does not take it for a breakage.
+Progress goes to stderr only live, on a terminal. Nothing leaves this machine.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import time
 from typing import TextIO
 
-from . import (
+from .. import (
     NotFoundError,
     ResponseEvent,
     RetryEvent,
@@ -25,43 +27,37 @@ from . import (
     SegmentsError,
     __version__,
 )
-from ._models import BulkResult
-from ._segments import Concurrency
-from .testing import FakeSegmentsServer, Fault
+from .._segments import Concurrency
+from ..testing import FakeSegmentsServer, Fault
 
 #: A simulated network round trip on every request, as a real API would have.
 _LATENCY = 0.004
 #: Names imported in bulk, and the capacity of the server they are imported into.
 _BULK = 1_000
 _CAPACITY = 8
+#: An id that exists nowhere, deleted to show a 404 in a bulk delete.
+_UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
 class _Progress:
-    """Progress on stderr: a live line on a terminal, quarter milestones elsewhere."""
+    """A live line on stderr (a terminal), rewritten as segments come; nothing if not
+    ``live``: off a terminal, progress lines would only lengthen a log."""
 
-    def __init__(self, label: str, total: int, stream: TextIO) -> None:
+    def __init__(self, label: str, total: int, *, live: bool) -> None:
         self.label = label
         self.total = total
-        self.stream = stream
-        self.live = stream.isatty()
+        self.live = live
         self.done = 0
-        self._next_milestone = 0.25
 
     def advance(self, count: int) -> None:
         self.done += count
+        if not self.live:
+            return
         fraction = self.done / self.total if self.total else 1.0
-        if self.live:
-            self.stream.write(
-                f"\r   {self.label}: {self.done:>7,}/{self.total:,} ({fraction:4.0%})"
-            )
-            if self.done >= self.total:
-                self.stream.write("\n")
-            self.stream.flush()
-        elif fraction >= self._next_milestone:
-            while fraction >= self._next_milestone:
-                self._next_milestone += 0.25
-            self.stream.write(f"   {self.label}: {self.done:,}/{self.total:,} ({fraction:.0%})\n")
-            self.stream.flush()
+        sys.stderr.write(f"\r   {self.label}: {self.done:>7,}/{self.total:,} ({fraction:4.0%})")
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 class _RetryLog(logging.Handler):
@@ -79,12 +75,19 @@ class _Demo:
     """The demo's sections, each against the same fake server and client."""
 
     def __init__(
-        self, server: FakeSegmentsServer, client: SegmentsClient, segments: int, out: TextIO
+        self,
+        server: FakeSegmentsServer,
+        client: SegmentsClient,
+        segments: int,
+        out: TextIO,
+        *,
+        live: bool,
     ) -> None:
         self.server = server
         self.client = client
         self.segments = segments
         self.out = out
+        self.live = live
 
     def say(self, line: str = "") -> None:
         print(line, file=self.out, flush=True)
@@ -100,7 +103,10 @@ class _Demo:
         try:
             await self.client.segments.delete(created.id)
         except NotFoundError as exc:
-            self.say(f"   deleting it again raises {type(exc).__name__}: {exc.message}")
+            self.say(
+                f"   deleting it again raises {type(exc).__name__}: {exc.message} "
+                f"(as it should: it is gone)"
+            )
         return True
 
     async def fetch_all(self, concurrency: int) -> bool:
@@ -126,7 +132,7 @@ class _Demo:
         return True
 
     async def _fetch(self, concurrency: Concurrency) -> tuple[int, float]:
-        progress = _Progress(f"concurrency={concurrency}", self.segments, sys.stderr)
+        progress = _Progress(f"concurrency={concurrency}", self.segments, live=self.live)
         count = 0
         started = time.perf_counter()
         pages = self.client.segments.iter_pages(per_page=100, concurrency=concurrency)
@@ -136,7 +142,7 @@ class _Demo:
         return count, time.perf_counter() - started
 
     async def faults(self, retry_log: _RetryLog) -> bool:
-        self.say("3. Ride through faults (the library retries; each retry is logged)")
+        self.say("3. Ride through faults the demo injects (the library retries, and logs each)")
         server = self.server
         server.inject(Fault.status(503, retry_after=0), method="GET", times=1)
         server.inject(Fault.html_502(), method="GET", times=1)
@@ -160,7 +166,7 @@ class _Demo:
             unknown = getattr(exc, "outcome_unknown", False)
             self.say(
                 f"   a POST whose answer was lost is not re-sent: {type(exc).__name__}, "
-                f"outcome_unknown={unknown}"
+                f"outcome_unknown={unknown} (the server may have created it)"
             )
         for line in retry_log.lines:
             self.say(f"     log: {line}")
@@ -182,13 +188,25 @@ class _Demo:
         limit.cancel()
         self.server.clear_faults()
         ok = [result.value.id for result in created if result.value is not None]
+        self.say(f"   {len(ok):,} created in {seconds:.2f} s, in input order")
         self.say(
-            f"   {len(ok):,} created in {seconds:.2f} s, in input order; the server refused "
-            f"{limit.rejected} of {limit.admitted + limit.rejected} requests (retried)"
+            f"   the server refused {limit.rejected} of {limit.admitted + limit.rejected} "
+            f"requests with 429 (over its capacity, as intended); each was retried"
         )
-        ids = [*ok[:100], "00000000-0000-4000-8000-000000000000", "not-a-uuid"]
+        ids = [*ok[:100], _UNKNOWN_ID, "not-a-uuid"]
         deleted = [result async for result in self.client.segments.delete_many(ids)]
-        self.say(f"   delete_many of {len(ids)} ids: {_tally(deleted)}")
+        failed = collections.Counter(
+            type(result.error).__name__ for result in deleted if result.error is not None
+        )
+        done = sum(result.ok for result in deleted)
+        self.say(f"   delete_many of {len(ids)} ids: {done} deleted, {failed.total()} failed")
+        if failed != {"NotFoundError": 1, "ValueError": 1}:
+            self.say(f"   UNEXPECTED failures: {dict(failed)}")
+            return False
+        self.say(
+            "   (as intended: NotFoundError for an id that does not exist, and ValueError "
+            "for 'not-a-uuid', refused before sending)"
+        )
         return len(ok) == _BULK
 
     async def deadline_and_hooks(self) -> bool:
@@ -222,14 +240,6 @@ class _Demo:
         return False
 
 
-def _tally(results: list[BulkResult[None]]) -> str:
-    failed = collections.Counter(
-        type(result.error).__name__ for result in results if result.error is not None
-    )
-    done = sum(result.ok for result in results)
-    return f"{done} deleted, failed: {dict(failed)}"
-
-
 class _Captured:
     """The library's WARNINGs, collected for the report while the demo runs."""
 
@@ -246,8 +256,9 @@ class _Captured:
         self.logger.removeHandler(self.log)
 
 
-async def demo(segments: int, concurrency: int, out: TextIO) -> int:
-    """Run the demo, writing the report to ``out``; the exit status."""
+async def demo(segments: int, concurrency: int, out: TextIO, *, live: bool) -> int:
+    """Run the demo, writing the report to ``out`` (and, if ``live``, progress to
+    stderr); the exit status."""
 
     def say(line: str = "") -> None:
         print(line, file=out, flush=True)
@@ -258,9 +269,10 @@ async def demo(segments: int, concurrency: int, out: TextIO) -> int:
             say(f"segments_async {__version__} demo")
             say(f"A fake Segments API is serving {segments:,} segments at {server.base_url}")
             say("(loopback only; requests get a simulated 4 ms network delay)")
+            say("Every failure below is caused on purpose, to show how the library handles it.")
             policy = RetryPolicy(max_retries=4, backoff_initial=0.02, backoff_max=0.2)
             async with SegmentsClient(server.base_url, server.token, retry=policy) as client:
-                report = _Demo(server, client, segments, out)
+                report = _Demo(server, client, segments, out, live=live)
                 sections = (
                     report.crud,
                     functools.partial(report.fetch_all, concurrency),

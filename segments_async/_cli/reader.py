@@ -1,6 +1,6 @@
-"""The command line's files: input read in a thread, output replaced atomically.
+"""How a bulk command's items reach the event loop: an input file read in a thread.
 
-Input. Waiting on a pipe (a producer that writes a line a minute) or a disk must never
+Waiting on a pipe (a producer that writes a line a minute) or a disk must never
 block the event loop, or every request in flight stalls and times out. ``ThreadItems``
 runs the blocking reader (``os.read`` of the file descriptor, split into capped lines,
 parsed) in a daemon thread and hands its items to the loop in batches, at most a few
@@ -12,9 +12,8 @@ interpreter's exit): a command that stops while stdin stays open does not wait f
 joins on the way out: a read of a silent stdin would then hold the command as long as
 the read lasts, or up to 5 minutes from Python 3.12.)
 
-Output. ``AtomicOutput`` writes ``FILE`` under a temporary name beside it and renames it
-over ``FILE`` only once everything is written, flushed and synced, so a failed or
-interrupted export leaves the previous file as it was.
+``FileItems`` are an input file's items so read and parsed (``inputs``); ``ArgumentItems``
+the command's arguments, in the same shape (``Items``).
 """
 
 from __future__ import annotations
@@ -23,13 +22,24 @@ import asyncio
 import collections
 import contextlib
 import os
-import stat
-import tempfile
+import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
-from typing import IO, Final, Generic, TypeVar
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from typing import IO, Final, Generic, Protocol, TypeVar
 
-__all__ = ["AtomicOutput", "ThreadItems", "read_chunks"]
+from .inputs import InputItems, Item, LongLine, capped_lines
+from .status import InputError, UsageError
+
+__all__ = [
+    "ArgumentItems",
+    "FileItems",
+    "Items",
+    "ThreadItems",
+    "count_lines",
+    "open_input",
+    "read_chunks",
+    "source_name",
+]
 
 _T = TypeVar("_T")
 
@@ -172,74 +182,84 @@ class ThreadItems(Generic[_T]):
             handover.close()
 
 
-class AtomicOutput:
-    """``path`` written under a temporary name in its directory, renamed over it on
-    ``commit``; ``discard`` removes the temporary file, leaving ``path`` as it was.
+class Items(Protocol):
+    """The items of a bulk command's input, each with its line; ``error`` once they end
+    early at a line not in the input's format; ``stop()`` ends them at once (Ctrl-C)."""
 
-    The file gets the mode ``open()`` would have given it: an existing file's own, or a
-    new file's under the umask (not ``mkstemp``'s 0600). A path that is not a regular
-    file (``/dev/stdout``, a pipe) is written in place: it cannot be replaced.
-    """
+    def __aiter__(self) -> AsyncGenerator[Item]: ...
 
-    def __init__(self, path: str, buffering: int) -> None:
-        self.path = path
-        self.existed = os.path.exists(path)
-        target = os.path.realpath(path)  # through a symlink: the link stays
-        if self.existed and not stat.S_ISREG(os.stat(target).st_mode):
-            self._temp: str | None = None
-            self._target = target
-            self.file: IO[bytes] = open(path, "wb", buffering=buffering)  # noqa: SIM115
-            return
-        directory, name = os.path.split(target)
-        mode = stat.S_IMODE(os.stat(target).st_mode) if self.existed else _new_file_mode()
-        fd, self._temp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp", dir=directory)
-        self._target = target
-        with contextlib.suppress(OSError):  # a file system without modes: still written
-            os.chmod(self._temp, mode)
-        self.file = os.fdopen(fd, "wb", buffering=buffering)
+    def stop(self) -> None: ...
 
     @property
-    def replaces(self) -> bool:
-        """Whether ``path`` is replaced at the end (a regular file), not written in place."""
-        return self._temp is not None
-
-    def commit(self) -> None:
-        """Flush, sync, and rename the temporary file over ``path``."""
-        self.file.flush()
-        if self._temp is None:
-            self.file.close()
-            return
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self._temp, self._target)
-        self._temp = None
-        _sync_directory(os.path.dirname(self._target))
-
-    def discard(self) -> bool:
-        """Remove the temporary file unless committed; whether there was one to remove."""
-        self.file.close()
-        if self._temp is None:
-            return False
-        os.unlink(self._temp)
-        self._temp = None
-        return True
+    def error(self) -> InputError | None: ...
 
 
-def _new_file_mode() -> int:
-    # The umask can only be read by setting it; the command line is single-threaded here.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
+class ArgumentItems:
+    """The command's arguments as items (no line numbers)."""
+
+    error = None
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self._values = values
+        self._stopped = False
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    async def __aiter__(self) -> AsyncGenerator[Item]:
+        for value in self._values:
+            if self._stopped:
+                return
+            yield None, value
 
 
-def _sync_directory(directory: str) -> None:
-    """Make the rename durable; not every system can open a directory (then skipped)."""
+class FileItems:
+    """An input file's items, read and parsed in a thread (never on the event loop)."""
+
+    def __init__(
+        self, file: IO[bytes], parse: Callable[[Iterable[bytes | LongLine]], InputItems]
+    ) -> None:
+        self._fd = file.fileno()
+        self._parse = parse
+        self._items: InputItems | None = None
+        self._threaded = ThreadItems(self._read)
+
+    def _read(self, flush: Callable[[], None]) -> InputItems:
+        self._items = self._parse(capped_lines(read_chunks(self._fd, flush)))
+        return self._items
+
+    def __aiter__(self) -> AsyncGenerator[Item]:
+        return aiter(self._threaded)
+
+    def stop(self) -> None:
+        self._threaded.stop()
+
+    @property
+    def error(self) -> InputError | None:
+        return None if self._items is None else self._items.error
+
+
+def source_name(path: str) -> str:
+    """What messages call an input file: its path, or stdin for ``-``."""
+    return "stdin" if path == "-" else path
+
+
+def open_input(path: str, files: contextlib.ExitStack) -> IO[bytes]:
+    """The input file (stdin for ``-``), closed with ``files``; a usage error if unreadable."""
+    if path == "-":
+        return sys.stdin.buffer
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+        return files.enter_context(open(path, "rb"))
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+
+
+def count_lines(path: str) -> int | None:
+    """Lines in a regular file, for the bar's total; None for stdin or a pipe."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    count = 0
+    with open(path, "rb") as source:
+        while chunk := source.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
