@@ -62,8 +62,9 @@ COMMAND_TIMEOUT: Final = 0.1
 #: The retry budget's state is forgotten after this long without a retry or a refund.
 _BUDGET_KEEP_SECONDS: Final = 600
 #: While the budget is below capacity or has changes Redis has not heard of, they are
-#: sent this often.
+#: sent this often, or as soon as this many tokens were spent here (five retries).
 _BUDGET_SYNC_EVERY: Final = 0.25
+_BUDGET_SYNC_SPENT: Final = 25
 #: What a semaphore member's gate allows while Redis is unavailable: no fleet limit.
 _UNBOUNDED: Final = 1 << 30
 
@@ -304,12 +305,19 @@ class Link:
         """The script's answer, or None if Redis is unavailable or too slow."""
         if not self.available():
             return None
+        task = asyncio.current_task()
+        cancels = 0 if task is None else task.cancelling()
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
-                return await script(keys=keys, args=args)
+                answer = await script(keys=keys, args=args)
         except self._errors as error:
             self._failed(error)
             return None
+        if task is not None and task.cancelling() > cancels:
+            # redis-py may finish a command whose task was cancelled meanwhile, and return
+            # its answer as if nothing happened: the cancellation must go on.
+            raise asyncio.CancelledError
+        return answer
 
     async def _ping(self) -> None:
         try:
@@ -572,13 +580,14 @@ class FleetSlots:
 class Fleet:
     """One client's link to its fleet: the quota, the slots, the retry budget."""
 
-    __slots__ = ("_budget", "_budget_task", "_key", "_link", "_parts")
+    __slots__ = ("_budget", "_budget_spent_enough", "_budget_task", "_key", "_link", "_parts")
 
     def __init__(self, link: Link, key: str) -> None:
         self._link = link
         self._key = key
         self._budget: RetryBudget | None = None
         self._budget_task: asyncio.Task[None] | None = None
+        self._budget_spent_enough: asyncio.Event | None = None
         self._parts: list[FleetQuota | FleetSlots] = []
 
     def __repr__(self) -> str:
@@ -614,16 +623,24 @@ class Fleet:
     def _budget_spent(self) -> None:
         task = self._budget_task
         if task is None or task.done():
+            self._budget_spent_enough = asyncio.Event()
             self._budget_task = asyncio.get_running_loop().create_task(self._sync_budget())
+        elif self._budget is not None and self._budget.unsynced <= -_BUDGET_SYNC_SPENT:
+            assert self._budget_spent_enough is not None
+            self._budget_spent_enough.set()
 
     async def _sync_budget(self) -> None:
-        budget = self._budget
+        """Send what was spent and refunded here, take the fleet's count; again every
+        quarter of a second (or after five retries here) until in step and full."""
+        budget, spent_enough = self._budget, self._budget_spent_enough
         assert budget is not None
+        assert spent_enough is not None
         script = self._link.script(BUDGET_SCRIPT)
         keys = (f"{self._key}:retry_budget",)
         while True:
             change = budget.unsynced
             budget.unsynced = 0
+            spent_enough.clear()
             tokens = await self._link.run(
                 script, keys, (change, budget.capacity, _BUDGET_KEEP_SECONDS)
             )
@@ -632,7 +649,9 @@ class Fleet:
             budget.adopt(int(tokens))
             if budget.unsynced == 0 and budget.tokens >= budget.capacity:
                 return
-            await asyncio.sleep(_BUDGET_SYNC_EVERY)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_BUDGET_SYNC_EVERY):
+                    await spent_enough.wait()
 
     async def aclose(self) -> None:
         """Stop every background task, give the slots back, close the connections."""
@@ -643,8 +662,10 @@ class Fleet:
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` and wait for it to end (a cancel of our own caller propagates)."""
-    if task is None or task.done():
-        return
-    task.cancel()
-    await asyncio.wait((task,))
+    """Cancel ``task`` and wait for it to end (a cancel of our own caller propagates).
+
+    Cancelled again until it ends: a library under it may swallow one cancellation.
+    """
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait((task,), timeout=COMMAND_TIMEOUT)

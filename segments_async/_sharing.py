@@ -180,8 +180,9 @@ class RateSlots:
 #: A member's lease on its in-flight slots lasts this long unless renewed: a process that
 #: dies (SIGKILL) gives its slots back within it.
 LEASE_TTL: Final = 3.0
-#: A live member renews this often, so that a slow tick never lets its lease lapse.
-RENEW_EVERY: Final = 1.0
+#: A live member renews this often (a slow tick never lets its lease lapse), and so
+#: learns within this time that a newcomer shares the slots: its share went down.
+RENEW_EVERY: Final = 0.25
 #: A member that needs more than it holds (or holds more than it may) asks this often.
 HURRY_EVERY: Final = 0.02
 
