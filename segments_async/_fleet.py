@@ -73,11 +73,13 @@ _INSTALL_HINT: Final = "pip install 'segments-async[fleet]'"
 
 # --------------------------------------------------------------------------- the scripts
 
-#: The quota: a GCRA whose theoretical arrival time (TAT) is kept in microseconds of
-#: Redis's own clock, so that the members' clocks never matter. A lease of ``count``
-#: slots starts at the TAT, or up to ``credit`` in the past after an idle spell (the
-#: burst), and moves the TAT past its last slot. Numbers go back as strings: Lua's
-#: ``tostring`` would round them to 14 digits.
+#: The quota: a GCRA whose theoretical arrival time (TAT, KEYS[1]) is kept in
+#: microseconds of Redis's own clock, so that the members' clocks never matter. A lease
+#: of ``count`` slots starts at the TAT, or up to ``credit`` in the past after an idle
+#: spell (the burst), and moves the TAT past its last slot. The members that leased in
+#: the last ``_MEMBER_SECONDS`` (KEYS[2], by expiry) are counted: without Redis, each
+#: keeps to its share. Numbers go back as strings: Lua's ``tostring`` would round them
+#: to 14 digits.
 QUOTA_SCRIPT: Final = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
@@ -89,8 +91,14 @@ local first = math.max(tat, now - credit)
 local after = first + count * interval
 redis.call('SET', KEYS[1], string.format('%.0f', after),
            'PX', math.floor((after - now) / 1000) + 1000)
-return {string.format('%.0f', first), string.format('%.0f', now)}
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[4])
+redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[5]) / 1000))
+return {string.format('%.0f', first), string.format('%.0f', now), redis.call('ZCARD', KEYS[2])}
 """
+
+#: A member of the quota counts as one for this long after its last lease.
+_MEMBER_SECONDS: Final = 2.0
 
 #: The retry budget: add the change (spent: negative, refunded: positive), within
 #: [0, capacity]; a fleet's first change starts from a full budget.
@@ -363,16 +371,21 @@ class FleetQuota:
 
     ``acquire`` takes the earliest leased slot and waits for its time; when none is
     left, one lease (shared by every request waiting here) fetches a batch. Without
-    Redis, the client's own ``RateLimit`` paces it. A lease is renewed ahead of need
-    while requests start as fast as slots come, so Redis stays off their path.
+    Redis, a ``RateLimit`` of this member's share paces it (the quota divided by the
+    members that leased in the last two seconds, as Redis last counted them), so that a
+    fleet that loses Redis does not send its quota once per member. A lease is renewed
+    ahead of need while requests start as fast as slots come, so Redis stays off their
+    path.
     """
 
     __slots__ = (
         "_fallback",
+        "_id",
         "_keys",
         "_lease",
         "_leased",
         "_link",
+        "_members",
         "_script",
         "_shape",
         "_slots",
@@ -383,8 +396,10 @@ class FleetQuota:
 
     def __init__(self, link: Link, key: str, per_second: float) -> None:
         self._link = link
-        self._keys = (f"{key}:quota",)
+        self._keys = (f"{key}:quota", f"{key}:quota:members")
         self._script = link.script(QUOTA_SCRIPT)
+        self._id = uuid.uuid4().hex
+        self._members = 1  # as Redis last counted them
         self.per_second = per_second
         # The same burst as the client's own RateLimit, fleet-wide.
         self._shape = QuotaShape(per_second, rate_burst(per_second))
@@ -417,7 +432,7 @@ class FleetQuota:
                     raise
                 return
             if not self._link.available():
-                await self._fallback.acquire()
+                await self._alone().acquire()
                 return
             self._waiting += 1
             try:
@@ -425,8 +440,15 @@ class FleetQuota:
             finally:
                 self._waiting -= 1
             if not leased:
-                await self._fallback.acquire()
+                await self._alone().acquire()
                 return
+
+    def _alone(self) -> RateLimit:
+        """The pace without Redis: this member's share of the quota, as last counted."""
+        share = self.per_second / self._members
+        if self._fallback.per_second != share:
+            self._fallback = RateLimit(share)
+        return self._fallback
 
     def _lease_soon(self) -> asyncio.Task[bool]:
         task = self._lease
@@ -441,11 +463,17 @@ class FleetQuota:
         answer = await self._link.run(
             self._script,
             self._keys,
-            (round(shape.interval * 1e6, 3), round(shape.credit * 1e6), count),
+            (
+                round(shape.interval * 1e6, 3),
+                round(shape.credit * 1e6),
+                count,
+                self._id,
+                round(_MEMBER_SECONDS * 1e6),
+            ),
         )
         if answer is None:
             return False
-        first, redis_now = int(answer[0]), int(answer[1])
+        first, redis_now, self._members = int(answer[0]), int(answer[1]), int(answer[2])
         now = asyncio.get_running_loop().time()
         # Redis's clock is not ours: the first slot is where it is relative to Redis's now,
         # which was a little before this answer came (so the slots err on the late side).

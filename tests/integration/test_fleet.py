@@ -207,8 +207,8 @@ async def test_slots_are_shared_fairly_and_never_overbooked(redis_url):
 
     async with asyncio.timeout(30):
         await asyncio.gather(*(worker(i) for i in range(members) for _ in range(capacity)))
-    for fleet, _ in fleets:
-        await fleet.aclose()
+        for fleet, _ in fleets:
+            await fleet.aclose()  # once hung: redis-py had swallowed the renewal's cancel
     assert peak <= capacity
     assert min(done) > 0
     assert max(done) <= 1.5 * min(done), done
@@ -405,6 +405,22 @@ async def test_redis_lost_mid_run_and_back_warns_once_each_way_and_fails_no_call
     assert 2 == len(messages), messages
     assert "unavailable" in messages[0]
     assert "is back" in messages[1]
+
+
+async def test_a_fleet_that_loses_redis_keeps_to_its_quota(api, own_redis):
+    """Without Redis, each member paces itself at its share: the quota over the members."""
+    server, arrivals = api
+    rate = 100.0
+    clients = [make_client(server.url, rate_limit=rate, fleet=own_redis.url) for _ in range(2)]
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(calls(c, 20) for c in clients))
+        await asyncio.to_thread(own_redis.stop)
+        arrivals.times.clear()
+        await asyncio.gather(*(calls(c, 100) for c in clients))
+    for c in clients:
+        await c.aclose()
+    # Each member's share is 50/s, with its own burst of 5 on top.
+    assert arrivals.most_in_a_second() <= rate + 2 * rate_burst(rate / 2) + 2
 
 
 async def test_closing_leaves_no_task_connection_or_warning(api, redis_url):
