@@ -384,6 +384,7 @@ class FleetQuota:
         "_keys",
         "_lease",
         "_leased",
+        "_leased_at",
         "_link",
         "_members",
         "_script",
@@ -407,7 +408,8 @@ class FleetQuota:
         self._fallback = RateLimit(per_second)
         self._lease: asyncio.Task[bool] | None = None
         self._leased = 0  # the size of the last lease
-        self._taken = 0  # slots taken since the last lease was asked for
+        self._leased_at = 0.0  # when it was asked for
+        self._taken = 0  # slots taken since
         self._waiting = 0
 
     def __repr__(self) -> str:
@@ -458,8 +460,9 @@ class FleetQuota:
 
     async def _lease_once(self) -> bool:
         shape = self._shape
-        count = lease_size(shape, self._waiting, self._taken)
-        self._taken = 0
+        now = asyncio.get_running_loop().time()
+        count = lease_size(shape, self._waiting, self._taken, now - self._leased_at)
+        self._taken, self._leased_at = 0, now
         answer = await self._link.run(
             self._script,
             self._keys,

@@ -85,13 +85,16 @@ class QuotaShape:
         self.max_lease = max(1, math.ceil(per_second * LEASE_SECONDS))
 
 
-def lease_size(shape: QuotaShape, waiting: int, taken_since_last: int) -> int:
-    """Slots to lease: for the requests waiting, or as many as the last lease's time used.
+def lease_size(shape: QuotaShape, waiting: int, taken: int, seconds: float) -> int:
+    """Slots to lease: for the requests waiting, or a tenth of a second's worth at the
+    pace this process took ``taken`` slots in the last ``seconds`` (at most the quota's).
 
     Small for a process that sends little, so that it reserves little of the quota that
-    it would then leave unused; at most a tenth of a second's worth.
+    it would then leave unused; one Redis round trip a tenth of a second for one that
+    sends a lot.
     """
-    return max(1, min(shape.max_lease, max(waiting, taken_since_last)))
+    pace = taken / max(seconds, 1e-3)
+    return max(1, min(shape.max_lease, max(waiting, math.ceil(pace * LEASE_SECONDS))))
 
 
 class _Run:

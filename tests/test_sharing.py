@@ -70,19 +70,22 @@ def test_the_quota_never_allows_more_than_the_rate_plus_the_documented_burst(per
 
 
 @pytest.mark.parametrize(
-    ("per_second", "waiting", "taken", "expected"),
+    ("per_second", "waiting", "taken", "seconds", "expected"),
     [
-        (200, 0, 0, 1),  # nothing known: one slot
-        (200, 3, 0, 3),  # for the requests waiting
-        (200, 0, 7, 7),  # as many as the last lease's time used
-        (200, 50, 0, 20),  # never more than a tenth of a second's worth
-        (200, 2, 60, 20),
-        (5, 4, 4, 1),  # at least one, even under one request per tenth of a second
-        (1e6, 0, 3, 3),
+        (200, 0, 0, 10.0, 1),  # nothing known: one slot
+        (200, 3, 0, 10.0, 3),  # for the requests waiting
+        (200, 0, 35, 0.5, 7),  # a tenth of a second at the pace of the last lease (70/s)
+        (200, 50, 0, 1.0, 20),  # never more than a tenth of a second of the quota
+        (200, 2, 60, 0.1, 20),
+        (200, 0, 1, 5.0, 1),  # one request now and then: one slot at a time
+        (5, 4, 4, 0.1, 1),  # at least one, even under one request per tenth of a second
+        (1e6, 16, 40_000, 0.5, 8000),  # 80,000/s taken: 8,000, one lease a tenth of a second
+        (1e6, 16, 16, 0.0, 1600),  # the same instant: counted as a millisecond
     ],
 )
-def test_lease_size(per_second, waiting, taken, expected):
-    assert expected == lease_size(QuotaShape(per_second, rate_burst(per_second)), waiting, taken)
+def test_lease_size(per_second, waiting, taken, seconds, expected):
+    shape = QuotaShape(per_second, rate_burst(per_second))
+    assert expected == lease_size(shape, waiting, taken, seconds)
 
 
 # --------------------------------------------------------------------------- leased slots
