@@ -71,6 +71,7 @@ class Config:
                 rounds=h_rounds or 1,
                 timeout=15.0,
                 overhead_items=2_000,
+                overhead_rounds=2,
             )
             return cls(
                 True,
@@ -104,6 +105,7 @@ class Config:
             rounds=h_rounds or 1,
             timeout=60.0,
             overhead_items=20_000,
+            overhead_rounds=7,
         )
         return cls(
             False,

@@ -47,6 +47,7 @@ class Plan:
     rounds: int
     timeout: float
     overhead_items: int
+    overhead_rounds: int
 
 
 @attrs.frozen
@@ -64,8 +65,9 @@ class Run:
 
 def runs_for(mode: str, plan: Plan) -> list[Run]:
     c = plan.capacity
-    found = [
-        Run(f"one client, {c}", 1, c),
+    # Against the quota the baseline is the ideal, and a fixed C alone takes 40 s there.
+    found = [] if mode == "quota" else [Run(f"one client, {c}", 1, c)]
+    found += [
         Run("one client, auto", 1, "auto"),
         Run(f"{K} x auto", K, "auto"),
         Run(f"{K} x auto, fleet", K, "auto", fleet=True),
@@ -444,7 +446,7 @@ async def bench(plan: Plan, server_cpu: int | None, progress: Any) -> dict[str, 
                     section["modes"][mode] = await _bench_mode(plan, mode, server, redis, progress)
             progress("    overhead on the near-free server ...")
             section["overhead"] = await overhead(
-                lib, redis, plan.overhead_items, max(3, plan.rounds * 3), server_cpu
+                lib, redis, plan.overhead_items, plan.overhead_rounds, server_cpu
             )
             section["round_trip_us"] = await round_trips(redis)
     except Skipped as exc:

@@ -611,11 +611,20 @@ class FleetSlots:
 class Fleet:
     """One client's link to its fleet: the quota, the slots, the retry budget."""
 
-    __slots__ = ("_budget", "_budget_spent_enough", "_budget_task", "_key", "_link", "_parts")
+    __slots__ = (
+        "_budget",
+        "_budget_script",
+        "_budget_spent_enough",
+        "_budget_task",
+        "_key",
+        "_link",
+        "_parts",
+    )
 
     def __init__(self, link: Link, key: str) -> None:
         self._link = link
         self._key = key
+        self._budget_script = link.script(BUDGET_SCRIPT)
         self._budget: RetryBudget | None = None
         self._budget_task: asyncio.Task[None] | None = None
         self._budget_spent_enough: asyncio.Event | None = None
@@ -666,8 +675,7 @@ class Fleet:
         budget, spent_enough = self._budget, self._budget_spent_enough
         assert budget is not None
         assert spent_enough is not None
-        script = self._link.script(BUDGET_SCRIPT)
-        keys = (f"{self._key}:retry_budget",)
+        script, keys = self._budget_script, (f"{self._key}:retry_budget",)
         while True:
             change = budget.unsynced
             budget.unsynced = 0

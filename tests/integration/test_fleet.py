@@ -16,14 +16,17 @@ import signal
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from aiohttp.test_utils import TestClient, TestServer
 
 from segments_async import RetryPolicy, SegmentsClient
 from segments_async._fleet import Fleet, FleetSlots, open_fleet
 from segments_async._flow import rate_burst
+from segments_async.testing import FakeSegmentsServer
 
 from ..leaks import client_tasks, settle, unclosed_warnings
 from ..rawserver import RawRequest, RawServer, json_response
@@ -577,3 +580,25 @@ def test_clients_of_other_apis_or_tokens_share_nothing():
     assert same != key("https://api.example.com:8443", TOKEN)
     assert same != key("https://api.example.com", TOKEN + "x")
     assert TOKEN not in same
+
+
+# --------------------------------------------------------------------------- the README
+
+
+async def test_the_readmes_gunicorn_app_joins_the_fleet(redis_url, monkeypatch):
+    """The README's app, run as printed (one worker of the four), shares Redis's quota."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Many processes, one quota", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    async with FakeSegmentsServer() as api:
+        api.add_segments(3)
+        monkeypatch.setenv("SEGMENTS_BASE_URL", api.base_url)
+        monkeypatch.setenv("SEGMENTS_API_TOKEN", api.token)
+        monkeypatch.setenv("SEGMENTS_FLEET_URL", redis_url)
+        namespace: dict[str, Any] = {"__name__": "app"}  # web.AppKey reads its module's name
+        exec(compile(code, "README-gunicorn", "exec"), namespace)  # noqa: S102 - our README
+        async with TestClient(TestServer(namespace["app"])) as http:
+            answer = await http.get("/names")
+            assert 200 == answer.status
+            assert 3 == len(await answer.json())
+    assert any(k.endswith(":quota") for k in redis_contents(redis_url))
