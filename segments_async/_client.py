@@ -420,6 +420,9 @@ class SegmentsClient:
             owner, transport = self._owner, self._shared.transport
         except AttributeError:  # __init__ raised: nothing was opened
             return
+        fleet = self._shared.fleet
+        if owner and fleet is not None:
+            fleet.abandon()
         if owner and transport.abandon():
             _warn(
                 f"unclosed {self!r}: use 'async with SegmentsClient(...)' or "

@@ -48,6 +48,7 @@ from ._sharing import (
     RateSlots,
     lease_size,
 )
+from ._transport import _LoopEnd
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -272,9 +273,14 @@ class Link:
     caller uses its own flow control. A failure opens the circuit (one WARNING); while
     it is open nothing is sent on a caller's behalf, and a background probe now and then
     sees whether Redis is back (one WARNING when it is).
+
+    Redis's connections belong to the event loop that made them, as the client's pool
+    does: when that loop shuts down they are closed on it, and the next loop gets new
+    ones (``asyncio.run()`` per call works). Meanwhile another loop gets no Redis (the
+    transport then says why).
     """
 
-    __slots__ = ("_circuit", "_errors", "_probe", "_redis", "where")
+    __slots__ = ("_circuit", "_errors", "_loop", "_loop_end", "_probe", "_redis", "where")
 
     def __init__(self, client: redis.asyncio.Redis, where: str) -> None:
         import redis.exceptions
@@ -283,6 +289,8 @@ class Link:
         self.where = where
         self._circuit = Circuit()
         self._probe: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_end: _LoopEnd | None = None
         # What a command may raise when Redis is down, slow or refuses: never the caller's.
         self._errors = (OSError, TimeoutError, redis.exceptions.RedisError)
 
@@ -296,12 +304,61 @@ class Link:
 
     def available(self) -> bool:
         """Whether to ask Redis now; while it is down, start a probe when one is due."""
+        if not self._bind():
+            return False
         circuit = self._circuit
         if circuit.up:
             return True
-        if circuit.probe_due(asyncio.get_running_loop().time()) and self._probe is None:
-            self._probe = asyncio.get_running_loop().create_task(self._ping())
+        loop = asyncio.get_running_loop()
+        if circuit.probe_due(loop.time()) and (self._probe is None or self._probe.done()):
+            self._probe = loop.create_task(self._ping())
         return False
+
+    def _bind(self) -> bool:
+        """Use Redis from the running loop; False while another loop that runs holds it."""
+        running = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is running:
+            return True
+        if loop is not None and not loop.is_closed():
+            return False
+        if loop is not None:  # closed without shutting down: its connections are dead
+            self._redis = self._fresh()
+        self._loop = running
+        self._probe = None
+        self._loop_end = _LoopEnd(self._close_at_loop_end)
+        return True
+
+    def _fresh(self) -> redis.asyncio.Redis:
+        """A client with a new, empty pool of the same settings (no connection yet)."""
+        pool = self._redis.connection_pool
+        return type(self._redis)(
+            connection_pool=type(pool)(
+                connection_class=pool.connection_class,
+                max_connections=pool.max_connections,
+                **pool.connection_kwargs,
+            )
+        )
+
+    async def _close_at_loop_end(self) -> None:
+        """The loop shuts down: close its connections on it; the next loop opens new ones."""
+        self._loop_end = None
+        await _cancel(self._probe)
+        client, self._redis, self._loop = self._redis, self._fresh(), None
+        await client.aclose(close_connection_pool=True)
+
+    def abandon(self) -> None:
+        """The client was garbage-collected unclosed: close the connections, not awaiting."""
+        if self._loop_end is not None:
+            self._loop_end.cancel()
+            self._loop_end = None
+        pool = self._redis.connection_pool
+        held = [
+            *getattr(pool, "_available_connections", ()),
+            *getattr(pool, "_in_use_connections", ()),
+        ]
+        for connection in held:
+            connection._close()  # what redis-py's own finalizer does, without its warning
 
     def script(self, source: str) -> Callable[..., Awaitable[Any]]:
         """``source`` registered with redis-py (EVALSHA, loaded again after a restart)."""
@@ -317,7 +374,7 @@ class Link:
         cancels = 0 if task is None else task.cancelling()
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
-                answer = await script(keys=keys, args=args)
+                answer = await script(keys=keys, args=args, client=self._redis)
         except self._errors as error:
             self._failed(error)
             return None
@@ -359,8 +416,11 @@ class Link:
 
     async def aclose(self) -> None:
         """Stop probing and close the connections."""
+        if self._loop_end is not None:
+            self._loop_end.cancel()
+            self._loop_end = None
         await _cancel(self._probe)
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
 
 # --------------------------------------------------------------------------- the quota
@@ -550,7 +610,7 @@ class FleetSlots:
 
     async def acquire(self) -> None:
         """Wait for a fleet slot (first come, first served within this member)."""
-        if self._task is None:
+        if self._task is None or self._task.done():  # none yet, or its loop ended
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
         if not self._gate.try_acquire():
@@ -691,6 +751,10 @@ class Fleet:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_BUDGET_SYNC_EVERY):
                     await spent_enough.wait()
+
+    def abandon(self) -> None:
+        """The client was garbage-collected unclosed: close the connections, not awaiting."""
+        self._link.abandon()
 
     async def aclose(self) -> None:
         """Stop every background task, give the slots back, close the connections."""
