@@ -552,7 +552,10 @@ def _section_h(section: Doc) -> list[str]:
             )
     trips = section.get("round_trip_us")
     if trips:
-        shown = ", ".join(f"{name} {us:,.0f} us" for name, us in trips.items())
+        shown = ", ".join(
+            f"{name} {us:,.0f}" if name.endswith("unanswered") else f"{name} {us:,.0f} us"
+            for name, us in trips.items()
+        )
         lines.append(f"  one Redis round trip (median): {shown}")
     return lines + _problems(section)
 

@@ -1,4 +1,5 @@
-"""A real ``redis-server`` on a free loopback port, persistence off, for the fleet tests.
+"""A real ``redis-server`` on a free loopback port, persistence off, for the fleet tests
+(and benchmark section h, which starts its own with this).
 
 ``fakeredis`` would test our scripts against a reimplementation; the promises (atomic
 scripts, expiring leases, a Redis that goes away and comes back) are about the real one.
@@ -35,10 +36,11 @@ class RedisServer:
     Its URL carries no password even where one is required: tests add it themselves.
     """
 
-    def __init__(self, binary: str, *, password: str | None = None) -> None:
+    def __init__(self, binary: str, *, password: str | None = None, cpu: int | None = None) -> None:
         self.binary = binary
         self.port = free_port()
         self.password = password
+        self.cpu = cpu  # pinned there, where given
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,8 +56,12 @@ class RedisServer:
         argv += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
         if self.password is not None:
             argv += ["--requirepass", self.password]
+        cpu = self.cpu
         self._process = subprocess.Popen(  # noqa: S603 - our own argv
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}),
         )
         deadline = time.monotonic() + 10
         while self.command("PING") not in ("+PONG", "-NOAUTH Authentication required."):
