@@ -355,7 +355,7 @@ async def round_trips(redis: RedisServer, calls: int = 500) -> dict[str, float]:
         "quota lease": (
             link.script(QUOTA_SCRIPT),
             (f"{key}:q", f"{key}:m"),
-            (5000, 0, 1, "m", 2e6),
+            (5000, 1, "m", 2e6),
         ),
         "retry budget sync": (link.script(BUDGET_SCRIPT), (f"{key}:b",), (-5, 500, 60)),
     }

@@ -76,8 +76,8 @@ _INSTALL_HINT: Final = "pip install 'segments-async[fleet]'"
 
 #: The quota: a GCRA whose theoretical arrival time (TAT, KEYS[1]) is kept in
 #: microseconds of Redis's own clock, so that the members' clocks never matter. A lease
-#: of ``count`` slots starts at the TAT, or up to ``credit`` in the past after an idle
-#: spell (the burst), and moves the TAT past its last slot. The members that leased in
+#: of ``count`` slots starts at the TAT, or now if that is past, and moves the TAT past
+#: its last slot. The members that leased in
 #: the last ``_MEMBER_SECONDS`` (KEYS[2], by expiry) are counted: without Redis, each
 #: keeps to its share. Numbers go back as strings: Lua's ``tostring`` would round them
 #: to 14 digits.
@@ -85,16 +85,15 @@ QUOTA_SCRIPT: Final = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
 local interval = tonumber(ARGV[1])
-local credit = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
+local count = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local first = math.max(tat, now - credit)
+local first = math.max(tat, now)
 local after = first + count * interval
 redis.call('SET', KEYS[1], string.format('%.0f', after),
            'PX', math.floor((after - now) / 1000) + 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[4])
-redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[5]) / 1000))
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[4]) / 1000))
 return {string.format('%.0f', first), string.format('%.0f', now), redis.call('ZCARD', KEYS[2])}
 """
 
@@ -462,7 +461,6 @@ class FleetQuota:
         self._id = uuid.uuid4().hex
         self._members = 1  # as Redis last counted them
         self.per_second = per_second
-        # The same burst as the client's own RateLimit, fleet-wide.
         self._shape = QuotaShape(per_second, rate_burst(per_second))
         self._slots = RateSlots(self._shape.grace)
         self._fallback = RateLimit(per_second)
@@ -526,13 +524,7 @@ class FleetQuota:
         answer = await self._link.run(
             self._script,
             self._keys,
-            (
-                round(shape.interval * 1e6, 3),
-                round(shape.credit * 1e6),
-                count,
-                self._id,
-                round(_MEMBER_SECONDS * 1e6),
-            ),
+            (round(shape.interval * 1e6, 3), count, self._id, round(_MEMBER_SECONDS * 1e6)),
         )
         if answer is None:
             return False

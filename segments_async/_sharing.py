@@ -66,22 +66,21 @@ _MIN_GRACE: Final = 0.005
 class QuotaShape:
     """A quota of ``per_second`` requests with a burst of ``burst``, as leases see it.
 
-    The burst is split between slots a lease may take before their time (``credit``, in
-    seconds: the fleet was idle) and how late a slot may still be used (``grace``), so
-    that in any window of ``w`` seconds at most ``per_second * w + burst`` requests start,
-    fleet-wide (the grace is at least ``_MIN_GRACE``).
+    A lease's start times are ``interval`` apart from the moment it is granted: the fleet
+    takes none of the burst ahead of time, since many processes on a busy machine send
+    late and in bunches, and the server's burst is what absorbs that. A start time stays
+    usable ``grace`` seconds after it (half the burst's worth, at least ``_MIN_GRACE``),
+    so that in any window of ``w`` seconds at most ``per_second * w + burst`` requests
+    start, fleet-wide.
     """
 
-    __slots__ = ("burst", "credit", "grace", "interval", "max_lease", "per_second")
+    __slots__ = ("burst", "grace", "interval", "max_lease", "per_second")
 
     def __init__(self, per_second: float, burst: float) -> None:
         self.per_second = per_second
         self.burst = burst
         self.interval = 1.0 / per_second
-        early = math.floor((burst - 1) / 2)
-        late = max(0.0, burst - 1 - early)
-        self.credit = early * self.interval
-        self.grace = max(_MIN_GRACE, late * self.interval)
+        self.grace = max(_MIN_GRACE, (burst - 1) / 2 * self.interval)
         self.max_lease = max(1, math.ceil(per_second * LEASE_SECONDS))
 
 
