@@ -159,6 +159,10 @@ class SegmentsClient:
         default_headers: Extra headers sent with every request (``User-Agent`` may be
             replaced; ``Authorization``, ``Accept``, ``Content-Type``, ``Host`` and the
             framing headers may not).
+        fleet: A Redis URL (``redis://``, ``rediss://`` or ``unix://``) through which
+            every client of the same API origin and token shares ``rate_limit`` (one
+            quota) and the retry budget; default: ``$SEGMENTS_FLEET_URL``; ``None`` (or
+            ``""``): this client's flow control is its own. Needs the ``fleet`` extra.
 
     Raises:
         ValueError: No base URL or token (neither argument nor environment variable);
@@ -168,9 +172,11 @@ class SegmentsClient:
             ``deadline``, ``rate_limit`` or ``max_connections`` that is not positive; an
             unknown hook kind; a reserved or malformed default header; a borrowed session
             that is closed or has ``trust_env=True``, ``auth=``, a proxy for ``http://``
-            or framing headers; an ``HTTPS_PROXY`` that is not an ``http(s)`` URL.
+            or framing headers; an ``HTTPS_PROXY`` that is not an ``http(s)`` URL; a
+            ``fleet`` that is not a Redis URL.
         TypeError: An argument of the wrong type (a hook that is not callable, a
             ``retry`` that is not a ``RetryPolicy``, ...).
+        ImportError: ``fleet`` without redis-py (``pip install 'segments-async[fleet]'``).
     """
 
     __slots__ = ("_headers", "_options", "_origin", "_owner", "_plain", "_shared", "segments")
