@@ -19,13 +19,13 @@ from typing import Any
 
 import attrs
 
-from . import _adaptive, _bulk, _cli_export, _crud, _decode, _pagination, _report, _rss
+from . import _adaptive, _bulk, _cli_export, _crud, _decode, _fleet, _pagination, _report, _rss
 from ._common import Skipped, cpu_plan, load_ours, machine_facts
 from ._peer import Peer, generated_peer
 from ._profile import profile_ours
 from ._server import serve
 
-SECTIONS = ("a", "b", "c", "d", "e", "f", "g")
+SECTIONS = ("a", "b", "c", "d", "e", "f", "g", "h")
 
 
 @attrs.frozen
@@ -42,9 +42,16 @@ class Config:
     f_rss_sizes: tuple[int, int]
     f_rss_repeats: int
     g_total: int
+    h_plan: _fleet.Plan
 
     @classmethod
-    def make(cls, smoke: bool, rounds: int | None, e_rounds: int | None = None) -> Config:
+    def make(
+        cls,
+        smoke: bool,
+        rounds: int | None,
+        e_rounds: int | None = None,
+        h_rounds: int | None = None,
+    ) -> Config:
         if smoke:
             # A quota of 500/s keeps the smoke run short; R/10 = 50 still leaves most of the
             # 100 pages to the bucket's rate, so the quota is really met.
@@ -55,6 +62,16 @@ class Config:
                 rate=500.0,
                 rounds=e_rounds or 1,
                 timeout=15.0,
+            )
+            h_plan = _fleet.Plan(
+                capacity=16,
+                service=0.005,
+                pages={"queue": 40, "reject": 40, "quota": 120},
+                rate=200.0,
+                rounds=h_rounds or 1,
+                timeout=15.0,
+                overhead_items=2_000,
+                overhead_rounds=2,
             )
             return cls(
                 True,
@@ -69,6 +86,7 @@ class Config:
                 (300, 3_000),
                 1,
                 3_000,
+                h_plan,
             )
         e_plan = _adaptive.Plan(
             capacity=16,
@@ -77,6 +95,17 @@ class Config:
             rate=200.0,
             rounds=e_rounds or 3,
             timeout=60.0,
+        )
+        # Section e's servers and sizes; one round by default (about three minutes).
+        h_plan = _fleet.Plan(
+            capacity=e_plan.capacity,
+            service=e_plan.service,
+            pages=e_plan.pages,
+            rate=e_plan.rate,
+            rounds=h_rounds or 1,
+            timeout=60.0,
+            overhead_items=20_000,
+            overhead_rounds=7,
         )
         return cls(
             False,
@@ -91,6 +120,7 @@ class Config:
             (20_000, 200_000),
             1,  # one 200,000-create run takes 25-50 s; the growth barely moves between runs
             100_000,
+            h_plan,
         )
 
 
@@ -101,6 +131,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 7; smoke 2)")
     parser.add_argument(
         "--e-rounds", type=int, default=None, help="rounds of section e (default 3; smoke 1)"
+    )
+    parser.add_argument(
+        "--h-rounds", type=int, default=None, help="rounds of section h (default 1)"
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks it all runs")
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections, e.g. a,b")
@@ -118,6 +151,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rounds must be >= 1")
     if args.e_rounds is not None and args.e_rounds < 1:
         parser.error("--e-rounds must be >= 1")
+    if args.h_rounds is not None and args.h_rounds < 1:
+        parser.error("--h-rounds must be >= 1")
     args.only = [s for s in SECTIONS if s in only]
     return args
 
@@ -188,6 +223,10 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
             _progress(f"[g] CLI export, {config.rounds} rounds, a fresh process per run ...")
             with serve(config.g_total, server_cpu) as g_url:
                 sections["g"] = _cli_export.bench(g_url, config.g_total, config.rounds)
+        if "h" in only:
+            plan = config.h_plan
+            _progress(f"[h] a fleet of {_fleet.K} processes, {plan.rounds} round(s) ...")
+            sections["h"] = asyncio.run(_fleet.bench(plan, server_cpu, _progress))
     doc["sections"] = sections
     doc["elapsed_s"] = time.perf_counter() - started
     doc["targets"] = _report.targets(doc)
@@ -212,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.profile:
         return profile(Config.make(args.smoke, args.rounds))
-    doc = run(Config.make(args.smoke, args.rounds, args.e_rounds), args.only)
+    doc = run(Config.make(args.smoke, args.rounds, args.e_rounds, args.h_rounds), args.only)
     if args.save:
         with open(args.save, "w", encoding="utf-8") as saved:
             json.dump(doc, saved, indent=2)

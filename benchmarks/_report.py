@@ -13,6 +13,7 @@ HEADINGS = {
     "e": "[e] Adaptive concurrency",
     "f": "[f] Bulk create",
     "g": "[g] CLI export",
+    "h": "[h] A fleet of processes",
 }
 
 Doc = dict[str, Any]
@@ -109,6 +110,7 @@ def targets(doc: Doc) -> list[dict[str, Any]]:
             "x",
             smoke,
         ),
+        *_targets_h(doc, smoke),
     ]
 
 
@@ -208,6 +210,132 @@ def _targets_f(doc: Doc, smoke: str) -> list[dict[str, Any]]:
             smoke,
         ),
     ]
+
+
+def _h_run(doc: Doc, mode: str, label: str) -> Doc | None:
+    run: Doc | None = _get(doc, "sections", "h", "modes", mode, "runs", label)
+    return run
+
+
+def _h_ratio(doc: Doc, mode: str, label: str, baseline: str) -> float | None:
+    run, base = _h_run(doc, mode, label), _get(doc, "sections", "h", "modes", mode, baseline)
+    if run is None or run["median_s"] is None or not base:
+        return None
+    return float(run["median_s"]) / float(base)
+
+
+def _h_failed(run: Doc | None) -> str | None:
+    return None if run is None or not run["failed_runs"] else ", ".join(run["errors"])
+
+
+def _targets_h(doc: Doc, smoke: str) -> list[dict[str, Any]]:
+    """The issue's targets for a fleet of four; those of ``"auto"`` need the shared limit."""
+    k = _get(doc, "sections", "h", "workers") or 4
+    rate = _get(doc, "sections", "h", "rate") or 0
+    auto, rated = f"{k} x auto, fleet", f"{k} x rate_limit={rate:g}, fleet"
+    found = []
+    for mode, limit, baseline, refused in (
+        ("queue", 1.3, "one_client_best_s", None),
+        ("reject", 1.6, "one_client_best_s", 2.0),
+        ("quota", 1.3, "ideal_s", 5.0),
+    ):
+        run = _h_run(doc, mode, auto)
+        against = "one client's best" if baseline == "one_client_best_s" else "the ideal"
+        found.append(
+            _target(
+                f"h {mode}: fleet auto time <= {limit}x {against}",
+                _h_ratio(doc, mode, auto, baseline),
+                lambda v, limit=limit: v <= limit,
+                "x",
+                smoke,
+                _h_failed(run),
+            )
+        )
+        if refused is not None:
+            found.append(
+                _target(
+                    f"h {mode}: fleet auto refused <= {refused:g} %",
+                    None if run is None else run["rejected_pct"],
+                    lambda v, refused=refused: v <= refused,
+                    " %",
+                    smoke,
+                )
+            )
+        found.append(
+            _target(
+                f"h {mode}: fleet auto slowest <= 1.5x fastest worker",
+                None if run is None else run["spread"],
+                lambda v: v <= 1.5,
+                "x",
+                smoke,
+            )
+        )
+    run = _h_run(doc, "quota", rated)
+    found += [
+        _target(
+            f"h quota: {k} x rate_limit=R, fleet <= 1.15x ideal",
+            _h_ratio(doc, "quota", rated, "ideal_s"),
+            lambda v: v <= 1.15,
+            "x",
+            smoke,
+            _h_failed(run),
+        ),
+        _target(
+            f"h quota: {k} x rate_limit=R, fleet refused <= 1 %",
+            None if run is None else run["rejected_pct"],
+            lambda v: v <= 1.0,
+            " %",
+            smoke,
+        ),
+        _target(
+            "h SIGKILL one worker: the others' pace back within 5 s",
+            _get(
+                doc,
+                "sections",
+                "h",
+                "modes",
+                "quota",
+                "runs",
+                "... one killed at 1/3",
+                "recovered_after_s",
+            ),
+            lambda v: v <= 5.0,
+            " s",
+            smoke,
+        ),
+        _target(
+            "h Redis stopped mid-run: runs with a failed call",
+            _get(
+                doc,
+                "sections",
+                "h",
+                "modes",
+                "quota",
+                "runs",
+                "... Redis stopped at 1/3",
+                "failed_runs",
+            ),
+            lambda v: v == 0,
+            "",
+            smoke,
+        ),
+        _target(
+            "h near-free server: fleet iterate >= 0.7x plain",
+            _get(
+                doc,
+                "sections",
+                "h",
+                "overhead",
+                "contenders",
+                "fleet + rate_limit=1e6",
+                "plain_over_this",
+            ),
+            lambda v: v >= 0.7,
+            "x",
+            smoke,
+        ),
+    ]
+    return found
 
 
 def _problems(section: Doc) -> list[str]:
@@ -380,6 +508,58 @@ def _section_g(section: Doc) -> list[str]:
     return lines + _problems(section)
 
 
+def _section_h(section: Doc) -> list[str]:
+    if "all" in section["skipped"]:
+        return [f"{HEADINGS['h']}: skipped ({section['skipped']['all']})"]
+    lines = [
+        f"{HEADINGS['h']}: {section['workers']} processes, each reading a share of the pages"
+        f" of section e's servers (C={section['capacity']}, S={section['service_s'] * 1000:g}"
+        f" ms, R={section['rate']:g}/s), {section['rounds']} round(s), a run cut off after"
+        f" {section['timeout_s']:g} s",
+        f"  {'mode':<7} {'pages':>6}  {'run':<32} {'median s':>9} {'/ base':>7} {'spread':>7}"
+        f" {'requests':>9} {'rej %':>6} {'max out':>8}  result",
+    ]
+    for mode, data in section["modes"].items():
+        base_name = "ideal" if mode == "quota" else "one client's best"
+        base = data["ideal_s"] if mode == "quota" else data["one_client_best_s"]
+        label, pages = mode, f"{data['pages']:,}"
+        for name, run in data["runs"].items():
+            ratio = None if run["median_s"] is None or not base else run["median_s"] / base
+            result = ", ".join(run["errors"]) or "ok"
+            if run["recovered_after_s"] is not None:
+                result += f"; others' pace back after {run['recovered_after_s']:.1f} s"
+            lines.append(
+                f"  {label:<7} {pages:>6}  {name:<32} {_num(run['median_s'], '.3f'):>9}"
+                f" {_x(ratio):>7} {_x(run['spread']):>7} {run['requests']:>9,.0f}"
+                f" {run['rejected_pct']:>6.1f} {run['max_outstanding']:>8}  {result}"
+            )
+            label, pages = "", ""
+        lines.append(f"  {'':<7} {'':>6}  '/ base': over {base_name}, {_num(base, '.3f')} s")
+    lines.append(
+        "  spread: the slowest worker's time over the fastest's; '...' runs are the one above"
+        " with a disruption a third of the way (by the ideal time)"
+    )
+    overhead = section.get("overhead")
+    if overhead:
+        lines.append(
+            f"  near-free server, iterate(per_page=100, concurrency=16) over"
+            f" {overhead['items']:,} items, {overhead['rounds']} rounds:"
+        )
+        for name, stats in overhead["contenders"].items():
+            lines.append(
+                f"    {name:<24} {stats['median_s']:>8.4f} s {stats['per_s']:>10,.0f} items/s"
+                f"  plain / this {_x(stats['plain_over_this'])}"
+            )
+    trips = section.get("round_trip_us")
+    if trips:
+        shown = ", ".join(
+            f"{name} {us:,.0f}" if name.endswith("unanswered") else f"{name} {us:,.0f} us"
+            for name, us in trips.items()
+        )
+        lines.append(f"  one Redis round trip (median): {shown}")
+    return lines + _problems(section)
+
+
 RENDERERS = {
     "a": _section_a,
     "b": _section_b,
@@ -388,6 +568,7 @@ RENDERERS = {
     "e": _section_e,
     "f": _section_f,
     "g": _section_g,
+    "h": _section_h,
 }
 
 

@@ -29,6 +29,7 @@ from ._errors import (
     SegmentsError,
     _RequestError,
 )
+from ._fleet import Fleet, open_fleet
 from ._flow import Flow
 from ._models import RequestEvent, ResponseEvent, RetryEvent
 from ._options import (
@@ -73,11 +74,22 @@ NOT_GIVEN: Final = _NotGiven()
 
 
 class _Shared:
-    """What a client and its ``with_options`` views share: one pool, budget and flow."""
+    """What a client and its ``with_options`` views share: one pool, budget and flow,
+    and the fleet they belong to, if any."""
 
-    __slots__ = ("base_url", "budget", "flow", "garbled_deletes_logged", "token", "transport")
+    __slots__ = (
+        "base_url",
+        "budget",
+        "fleet",
+        "flow",
+        "garbled_deletes_logged",
+        "token",
+        "transport",
+    )
 
-    def __init__(self, base_url: str, token: str, transport: Transport, flow: Flow) -> None:
+    def __init__(
+        self, base_url: str, token: str, transport: Transport, flow: Flow, fleet: Fleet | None
+    ) -> None:
         self.base_url = base_url
         self.token = token
         self.transport = transport
@@ -85,6 +97,9 @@ class _Shared:
         self.flow = flow
         # A server whose DELETE answers aiohttp cannot read says so once, not per delete.
         self.garbled_deletes_logged = False
+        self.fleet = fleet
+        if fleet is not None:
+            fleet.share_budget(self.budget)
 
     def __repr__(self) -> str:
         return f"<_Shared base_url={self.base_url!r} token='***'>"
@@ -144,6 +159,10 @@ class SegmentsClient:
         default_headers: Extra headers sent with every request (``User-Agent`` may be
             replaced; ``Authorization``, ``Accept``, ``Content-Type``, ``Host`` and the
             framing headers may not).
+        fleet: A Redis URL (``redis://``, ``rediss://`` or ``unix://``) through which
+            every client of the same API origin and token shares ``rate_limit`` (one
+            quota) and the retry budget; default: ``$SEGMENTS_FLEET_URL``; ``None`` (or
+            ``""``): this client's flow control is its own. Needs the ``fleet`` extra.
 
     Raises:
         ValueError: No base URL or token (neither argument nor environment variable);
@@ -153,9 +172,11 @@ class SegmentsClient:
             ``deadline``, ``rate_limit`` or ``max_connections`` that is not positive; an
             unknown hook kind; a reserved or malformed default header; a borrowed session
             that is closed or has ``trust_env=True``, ``auth=``, a proxy for ``http://``
-            or framing headers; an ``HTTPS_PROXY`` that is not an ``http(s)`` URL.
+            or framing headers; an ``HTTPS_PROXY`` that is not an ``http(s)`` URL; a
+            ``fleet`` that is not a Redis URL.
         TypeError: An argument of the wrong type (a hook that is not callable, a
             ``retry`` that is not a ``RetryPolicy``, ...).
+        ImportError: ``fleet`` without redis-py (``pip install 'segments-async[fleet]'``).
     """
 
     __slots__ = ("_headers", "_options", "_origin", "_owner", "_plain", "_shared", "segments")
@@ -181,11 +202,16 @@ class SegmentsClient:
         rate_limit: float | None = None,
         event_hooks: Mapping[str, Iterable[Callable[[Any], object]]] | None = None,
         default_headers: Mapping[str, str] | None = None,
+        fleet: str | None = None,
     ) -> None:
-        # The token is in none of this frame's locals when an error leaves it: tools that
-        # record the locals of a traceback's frames would record it.
+        # The token (and the fleet URL's password) is in none of this frame's locals when
+        # an error leaves it: tools that record the locals of a traceback's frames would
+        # record it.
         try:
             checked_token = _token_from(token)
+        except BaseException:
+            del fleet
+            raise
         finally:
             del token
         try:
@@ -211,10 +237,15 @@ class SegmentsClient:
             transport = Transport(
                 session=session, max_connections=max_connections, proxy=env_proxy(checked_url)
             )
-            flow = Flow(rate_limit=rate_limit, max_connections=transport.max_connections)
-            shared = _Shared(checked_url, checked_token, transport, flow)
+            shared_fleet = open_fleet(fleet, checked_url, checked_token)
+            flow = Flow(
+                rate_limit=rate_limit,
+                max_connections=transport.max_connections,
+                shared_pace=None if shared_fleet is None else shared_fleet.quota,
+            )
+            shared = _Shared(checked_url, checked_token, transport, flow, shared_fleet)
         finally:
-            del checked_token
+            del checked_token, fleet
         self._setup(shared, options, origin=None)
 
     def _setup(
@@ -238,7 +269,9 @@ class SegmentsClient:
 
     def __repr__(self) -> str:
         view = "" if self._owner else ", view"
-        return f"<SegmentsClient base_url={self._shared.base_url!r} token='***'{view}>"
+        fleet = self._shared.fleet
+        shared = "" if fleet is None else f" fleet={fleet.url!r}"
+        return f"<SegmentsClient base_url={self._shared.base_url!r} token='***'{shared}{view}>"
 
     @property
     def base_url(self) -> str:
@@ -272,6 +305,13 @@ class SegmentsClient:
     def rate_limit(self) -> float | None:
         """The client-wide ceiling on requests per second (retries included), or ``None``."""
         return self._shared.flow.rate_limit
+
+    @property
+    def fleet(self) -> str | None:
+        """The Redis URL (without its password) of the fleet this client is part of, or
+        None when its flow control is its own."""
+        fleet = self._shared.fleet
+        return None if fleet is None else fleet.url
 
     @property
     def max_connections(self) -> int:
@@ -374,6 +414,8 @@ class SegmentsClient:
         """
         if self._owner:
             await self._shared.transport.aclose()
+            if self._shared.fleet is not None:
+                await self._shared.fleet.aclose()
 
     def __del__(self, _warn: Callable[..., object] = warnings.warn) -> None:
         # Garbage-collected with its pool open: close the sockets now (nothing may be
@@ -384,6 +426,9 @@ class SegmentsClient:
             owner, transport = self._owner, self._shared.transport
         except AttributeError:  # __init__ raised: nothing was opened
             return
+        fleet = self._shared.fleet
+        if owner and fleet is not None:
+            fleet.abandon()
         if owner and transport.abandon():
             _warn(
                 f"unclosed {self!r}: use 'async with SegmentsClient(...)' or "

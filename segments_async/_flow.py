@@ -13,13 +13,23 @@ import asyncio
 import collections
 import contextlib
 import math
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Protocol
 
 from aiolimiter import AsyncLimiter
 
 from ._retry import Failure, Outcome
 
-__all__ = ["AdaptiveLimit", "Flow", "Gate", "RateLimit", "Ticket", "check_rate_limit"]
+__all__ = [
+    "AdaptiveLimit",
+    "Flow",
+    "Gate",
+    "Pace",
+    "RateLimit",
+    "Ticket",
+    "check_rate_limit",
+    "rate_burst",
+]
 
 
 class Gate:
@@ -110,13 +120,28 @@ def check_rate_limit(value: object) -> float | None:
     return float(value)
 
 
+def rate_burst(per_second: float) -> float:
+    """How many requests may start at once after a pause, under ``rate_limit``.
+
+    A tenth of a second's worth, and at least one: a whole second's worth at once would
+    look like a spike to a server that counts over shorter windows.
+    """
+    return max(1.0, per_second / 10)
+
+
+class Pace(Protocol):
+    """What ``rate_limit`` is to the call loop: the client's own, or the fleet's."""
+
+    per_second: float
+
+    async def acquire(self) -> None: ...
+
+
 class RateLimit:
     """At most ``per_second`` requests start per second, client-wide (retries included).
 
-    A leaky bucket (aiolimiter) that holds a tenth of a second's worth of requests, and at
-    least one: after a pause, a burst of that many may start at once, then requests start
-    evenly spaced. A whole second's worth at once would look like a spike to a server
-    that counts over shorter windows.
+    A leaky bucket (aiolimiter) that holds ``rate_burst`` requests: after a pause, a
+    burst of that many may start at once, then requests start evenly spaced.
     """
 
     __slots__ = ("_limiter", "_loop", "per_second")
@@ -127,7 +152,7 @@ class RateLimit:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _new_limiter(self) -> AsyncLimiter:
-        burst = max(1.0, self.per_second / 10)
+        burst = rate_burst(self.per_second)
         return AsyncLimiter(burst, burst / self.per_second)
 
     async def acquire(self) -> None:
@@ -404,14 +429,23 @@ class Flow:
 
     One per client, shared by its views and by every ``"auto"`` operation at once, since
     the server's capacity is shared too. ``admit`` is awaited before an attempt that is
-    subject to either, ``done`` after it.
+    subject to either, ``done`` after it. ``shared_pace``, given a client in a fleet,
+    makes the rate limit the fleet's (``per_second`` -> its ``Pace``).
     """
 
     __slots__ = ("_adaptive", "_gate", "_rate", "max_connections")
 
-    def __init__(self, *, rate_limit: object, max_connections: int) -> None:
+    def __init__(
+        self,
+        *,
+        rate_limit: object,
+        max_connections: int,
+        shared_pace: Callable[[float], Pace] | None = None,
+    ) -> None:
         per_second = check_rate_limit(rate_limit)
-        self._rate = None if per_second is None else RateLimit(per_second)
+        self._rate: Pace | None = None
+        if per_second is not None:
+            self._rate = (RateLimit if shared_pace is None else shared_pace)(per_second)
         self.max_connections = max_connections
         self._adaptive = AdaptiveLimit(max_connections)
         self._gate = Gate(self._adaptive.limit)

@@ -258,15 +258,21 @@ class RetryBudget:
     outage, the client stops multiplying the load it puts on the server.
     ``exhaustion_logged`` remembers that running dry was already logged at WARNING, so
     that an outage is reported once, not once per failing call.
+
+    In a fleet (``_fleet.py``) the bucket is shared through Redis: ``on_spend`` is called
+    after each retry paid for, ``unsynced`` counts the tokens spent (negative) and
+    refunded (positive) since Redis last heard, and ``adopt`` takes the fleet's count.
     """
 
     __slots__ = (
         "_tokens",
         "capacity",
         "exhaustion_logged",
+        "on_spend",
         "retry_cost",
         "success_refund",
         "timeout_cost",
+        "unsynced",
     )
 
     def __init__(
@@ -283,6 +289,8 @@ class RetryBudget:
         self.success_refund = success_refund
         self._tokens = capacity
         self.exhaustion_logged = False
+        self.on_spend: Callable[[], None] | None = None
+        self.unsynced = 0
 
     @property
     def tokens(self) -> int:
@@ -295,12 +303,22 @@ class RetryBudget:
         if cost > self._tokens:
             return None
         self._tokens -= cost
+        if self.on_spend is not None:
+            self.unsynced -= cost
+            self.on_spend()
         return cost
 
     def record_success(self, last_retry_cost: int | None) -> None:
         """A call succeeded; ``last_retry_cost`` is what its last retry took, if any."""
         refund = self.success_refund if last_retry_cost is None else last_retry_cost
         self._tokens = min(self.capacity, self._tokens + refund)
+        if self.on_spend is not None:
+            self.unsynced += refund
+
+    def adopt(self, shared_tokens: int) -> None:
+        """Take the fleet's count of tokens, plus what was spent or refunded here since
+        it was read (``unsynced``)."""
+        self._tokens = max(0, min(self.capacity, shared_tokens + self.unsynced))
 
 
 class Call:

@@ -6,7 +6,8 @@ Where a test goes (the map):
   Pure ones: ``test_wire`` (requests, input checks), ``test_decode`` (answers), ``test_retry``
   (the retry decision table), ``test_errors``, ``test_options`` (configuration), ``test_paging``
   (page metadata), ``test_flow`` (the adaptive limit, fed scripted answers and simulated
-  servers), ``test_public_api`` (``__init__``: names, models, types), ``test_docstrings``
+  servers), ``test_sharing`` (a fleet member's decisions: leases, slots, the circuit),
+  ``test_public_api`` (``__init__``: names, models, types), ``test_docstrings``
   (every public name's docstring: arguments, raises), ``test_recipe_types`` (every Python
   block of the README under ``mypy --strict``). Through the in-memory
   I/O seam of ``fakes.py``: ``test_client`` (the call loop: retries, deadline, hooks),
@@ -20,15 +21,18 @@ Where a test goes (the map):
 - ``tests/integration/``: real sockets on 127.0.0.1, one file per concern: the fake server
   and testing kit, pagination, the pool, closing, deadlines, hooks, borrowed sessions,
   proxies, security and frames, reliability soak, fuzzing, the console script, logging,
-  tracing (OpenTelemetry), and the lifecycle (clients never closed, one event loop after
-  another).
+  tracing (OpenTelemetry), the lifecycle (clients never closed, one event loop after
+  another), and the fleet (``test_fleet``: a real ``redis-server``, started once per
+  session by the ``redis_server`` fixture; ``redis_url`` empties it for each test).
 - Helpers: ``fakes.py`` (the in-memory seam), ``rawserver.py`` (a scriptable raw HTTP
   server), ``leaks.py`` (tasks, connections, warnings left behind), ``capacity_sim.py``
-  (simulated servers with a hidden capacity), ``integration/support.py``.
+  (simulated servers with a hidden capacity), ``redisserver.py`` (a real Redis on loopback),
+  ``integration/support.py``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -38,6 +42,8 @@ import pytest
 from aioresponses import aioresponses
 
 from segments_async import RetryPolicy, SegmentsClient
+
+from .redisserver import RedisServer, redis_binary
 
 BASE_URL = "https://api.segments.test"
 TOKEN = "tok-3f9a7c1d5e"
@@ -116,3 +122,29 @@ def page_payload(
             "filters": [],
         }
     )
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real ``redis-server`` for the session, on a free loopback port, nothing saved.
+
+    Skipped where the binary is missing, except in CI, where ``.ci/run`` installs it and
+    a fleet test that did not run would be a test that cannot fail.
+    """
+    binary = redis_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing in CI: .ci/run installs Debian's redis-server")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(binary).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied: no test sees another's keys."""
+    if not redis_server.running:  # a test stopped it
+        redis_server.start()
+    assert "+OK" == redis_server.command("FLUSHALL")
+    return redis_server.url

@@ -17,6 +17,7 @@ HEADINGS = (
     "[e] Adaptive concurrency",
     "[f] Bulk create",
     "[g] CLI export",
+    "[h] A fleet of processes",
 )
 
 for _module in ("httpx", "pydantic", "msgspec", "openapi_python_client"):
@@ -30,7 +31,7 @@ def test_smoke_run_prints_every_section() -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=90,  # the smoke run takes well under 60 s; this only stops a hang
+        timeout=150,  # the smoke run takes well under 90 s; this only stops a hang
         check=False,
     )
 

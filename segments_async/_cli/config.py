@@ -41,10 +41,11 @@ def client(args: argparse.Namespace) -> SegmentsClient:
             deadline=args.deadline,
             retry=RetryPolicy(max_retries=args.retries),
             rate_limit=args.rate_limit,
+            fleet=args.fleet,
             allow_insecure_http=args.allow_insecure_http,
             max_connections=max(100, concurrency if isinstance(concurrency, int) else 0),
         )
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, ImportError) as error:  # ImportError: --fleet, no redis-py
         message = str(error).replace("pass allow_insecure_http=True", "pass --allow-insecure-http")
         raise UsageError(message) from None
 

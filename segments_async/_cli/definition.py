@@ -184,6 +184,13 @@ def _connection_options(parser: argparse.ArgumentParser, *, in_command: bool) ->
         help="at most this many requests a second (default: no limit)",
     )
     add(
+        "--fleet",
+        metavar="URL",
+        default=default(None),
+        help="share rate limit and retry budget with other processes through this Redis"
+        " (SEGMENTS_FLEET_URL)",
+    )
+    add(
         "--allow-insecure-http",
         action="store_true",
         default=default(False),

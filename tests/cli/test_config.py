@@ -19,7 +19,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def client_for(monkeypatch, env: dict[str, str], *argv: str):
-    for name in ("SEGMENTS_BASE_URL", "SEGMENTS_API_TOKEN"):
+    for name in ("SEGMENTS_BASE_URL", "SEGMENTS_API_TOKEN", "SEGMENTS_FLEET_URL"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -49,6 +49,21 @@ def test_configuration_comes_from_the_environment(monkeypatch):
         client.retry.max_retries,
         client.rate_limit,
     )
+
+
+def test_the_fleet_comes_from_the_flag_or_the_environment(monkeypatch):
+    """--fleet URL (before or after the command) or SEGMENTS_FLEET_URL; never its password."""
+    env = {"SEGMENTS_BASE_URL": "https://env.example", "SEGMENTS_API_TOKEN": TOKEN}
+    assert client_for(monkeypatch, env).fleet is None
+    flagged = client_for(monkeypatch, env, "--fleet", "redis://:pw-1@cache:6379/1")
+    assert "redis://cache:6379/1" == flagged.fleet
+    after = config.client(parse("list", "--fleet", "redis://cache:6379/1"))
+    assert "redis://cache:6379/1" == after.fleet
+    env["SEGMENTS_FLEET_URL"] = "redis://env-cache/0"
+    assert "redis://env-cache/0" == client_for(monkeypatch, env).fleet
+    with pytest.raises(UsageError, match="Redis URL") as raised:
+        client_for(monkeypatch, env, "--fleet", "http://:pw-1@cache/0")
+    assert "pw-1" not in str(raised.value)
 
 
 def test_flags_win_over_the_environment(monkeypatch, tmp_path):

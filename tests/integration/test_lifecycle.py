@@ -424,3 +424,33 @@ async def test_the_notebook_recipe_runs_as_a_notebook_would(monkeypatch):
 
     assert 2 == namespace["page"].total
     assert namespace["client"].closed
+
+
+def test_a_fleet_client_shares_its_quota_in_one_loop_after_another(api, redis_server, redis_url):
+    """Redis's connections close with their loop, as the pool's do, and the next loop's
+    calls go through Redis again; nothing warns."""
+    # At most two start times a lease, each usable for 50 ms: every loop leases anew.
+    client = SegmentsClient(api.base_url, api.token, rate_limit=20, fleet=redis_url)
+    with recorded_warnings() as seen:
+        for _ in range(3):
+            time.sleep(0.1)
+            assert "+OK" == redis_server.command("FLUSHALL")
+            assert 4 == len(asyncio.run(_names(client)))
+            assert redis_server.command("KEYS", "*quota") not in (None, "*0")
+        asyncio.run(client.aclose())
+        del client
+
+    assert [] == seen.caught
+
+
+async def test_a_fleet_client_dropped_unclosed_warns_once_and_redis_py_not_at_all(redis_url):
+    async with RawServer(empty_page) as server:
+        with recorded_warnings() as seen:
+            client = make_client(server.url, rate_limit=100, fleet=redis_url)
+            await client.segments.list()
+            del client
+            gc.collect()
+            await asyncio.sleep(0.01)
+
+    assert 1 == len(seen.ours)
+    assert [] == [m for m in seen.others if "nclosed" in m]

@@ -1,0 +1,766 @@
+"""The fleet: what the clients of one API and token share through Redis.
+
+Processes that use the same API with the same token share its quota and its capacity.
+With ``SegmentsClient(fleet="redis://...")`` they share, through one Redis:
+
+- **the quota** (``FleetQuota``): ``rate_limit=R`` is R requests a second for the whole
+  fleet, one GCRA (a token bucket kept as a theoretical arrival time) updated by one
+  atomic script. A process leases a small batch of start times at a time and spends them
+  locally, so Redis is asked about once per batch, not once per request;
+- **in-flight slots** (``FleetSlots``): a counting semaphore whose members hold leases
+  that expire unless renewed, shared max-min fairly, so that a process killed with
+  SIGKILL gives its slots back within seconds;
+- **the retry budget**: spent and refunded locally, the difference sent to Redis now
+  and then, so an outage sees one budget's worth of retries, not one per process.
+
+Redis is never a single point of failure (``Link``): every command has a short timeout,
+and one that fails opens a circuit: the clients go on with their own flow control (one
+WARNING), a background probe now and then sees whether Redis is back (one WARNING more),
+and no call ever fails or hangs because of Redis. Keys are derived from the API's origin
+and a SHA-256 over it and the token; neither the token nor the URL's password is stored,
+logged or shown. The decisions (how much to lease, when to renew, the circuit) are pure,
+in ``_sharing.py``; this module only carries them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import importlib.util
+import logging
+import math
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import yarl
+
+from ._flow import Gate, RateLimit, rate_burst
+from ._retry import RetryBudget
+from ._sharing import (
+    LEASE_TTL,
+    RENEW_EVERY,
+    Circuit,
+    Membership,
+    QuotaShape,
+    RateSlots,
+    lease_size,
+)
+from ._transport import _LoopEnd
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+__all__ = ["Fleet", "FleetQuota", "FleetSlots", "Link", "fleet_key", "open_fleet", "public_url"]
+
+logger: Final = logging.getLogger("segments_async")
+
+#: Every Redis command (connecting included) gets this long; past it, Redis counts as
+#: unavailable. Loopback or a LAN answers in well under a millisecond.
+COMMAND_TIMEOUT: Final = 0.1
+#: The retry budget's state is forgotten after this long without a retry or a refund.
+_BUDGET_KEEP_SECONDS: Final = 600
+#: While the budget is below capacity or has changes Redis has not heard of, they are
+#: sent this often, or as soon as this many tokens were spent here (five retries).
+_BUDGET_SYNC_EVERY: Final = 0.25
+_BUDGET_SYNC_SPENT: Final = 25
+#: What a semaphore member's gate allows while Redis is unavailable: no fleet limit.
+_UNBOUNDED: Final = 1 << 30
+
+_SCHEMES: Final = ("redis", "rediss", "unix")
+_INSTALL_HINT: Final = "pip install 'segments-async[fleet]'"
+
+# --------------------------------------------------------------------------- the scripts
+
+#: The quota: a GCRA whose theoretical arrival time (TAT, KEYS[1]) is kept in
+#: microseconds of Redis's own clock, so that the members' clocks never matter. A lease
+#: of ``count`` slots starts at the TAT, or now if that is past, and moves the TAT past
+#: its last slot. The members that leased in
+#: the last ``_MEMBER_SECONDS`` (KEYS[2], by expiry) are counted: without Redis, each
+#: keeps to its share. Numbers go back as strings: Lua's ``tostring`` would round them
+#: to 14 digits.
+QUOTA_SCRIPT: Final = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000000 + clock[2]
+local interval = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local first = math.max(tat, now)
+local after = first + count * interval
+redis.call('SET', KEYS[1], string.format('%.0f', after),
+           'PX', math.floor((after - now) / 1000) + 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[4]) / 1000))
+return {string.format('%.0f', first), string.format('%.0f', now), redis.call('ZCARD', KEYS[2])}
+"""
+
+#: A member of the quota counts as one for this long after its last lease.
+_MEMBER_SECONDS: Final = 2.0
+
+#: The retry budget: add the change (spent: negative, refunded: positive), within
+#: [0, capacity]; a fleet's first change starts from a full budget.
+BUDGET_SCRIPT: Final = """
+local capacity = tonumber(ARGV[2])
+local tokens = tonumber(redis.call('GET', KEYS[1]) or ARGV[2])
+tokens = math.max(0, math.min(capacity, tokens + tonumber(ARGV[1])))
+redis.call('SET', KEYS[1], tokens, 'EX', ARGV[3])
+return tokens
+"""
+
+#: The in-flight slots. KEYS: members by lease expiry (ms), their wants, what each holds.
+#: A member says what it wants and has in use; expired members are dropped first (their
+#: slots go back). Its fair share is max-min fair: members wanting less than an equal
+#: split get what they want, the others split the rest, the remainder of the split going
+#: round (another member each second). It is allotted its share, but no more than the
+#: others leave free, and is recorded as holding at least what it has in use.
+SLOTS_SCRIPT: Final = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local me = ARGV[1]
+local want = tonumber(ARGV[2])
+local in_use = tonumber(ARGV[3])
+local capacity = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+end
+if want == 0 and in_use == 0 then
+  redis.call('ZREM', KEYS[1], me)
+  redis.call('HDEL', KEYS[2], me)
+  redis.call('HDEL', KEYS[3], me)
+  return {0, 0}
+end
+redis.call('ZADD', KEYS[1], now + ttl, me)
+redis.call('HSET', KEYS[2], me, want)
+local others = {}
+local held = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if id ~= me then
+    table.insert(others, {tonumber(redis.call('HGET', KEYS[2], id) or '0'), id})
+    held = held + tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  end
+end
+table.sort(others, function(a, b) return a[1] < b[1] end)
+local remaining = capacity
+local unfilled = #others + 1
+local sharing = {me}
+for _, other in ipairs(others) do
+  if #sharing > 1 or other[1] * unfilled > remaining then
+    table.insert(sharing, other[2])
+  else
+    remaining = remaining - other[1]
+    unfilled = unfilled - 1
+  end
+end
+local share = math.floor(remaining / #sharing)
+table.sort(sharing)
+for index, id in ipairs(sharing) do
+  if id == me and (index + clock[1]) % #sharing < remaining - share * #sharing then
+    share = share + 1
+  end
+end
+local allotted = math.max(0, math.min(want, share, capacity - held))
+redis.call('HSET', KEYS[3], me, math.max(allotted, in_use))
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 2 * ttl) end
+return {allotted, share}
+"""
+
+# --------------------------------------------------------------------------- configuration
+
+
+def fleet_url_from(fleet: object) -> str | None:
+    """The ``fleet`` argument, or ``$SEGMENTS_FLEET_URL``; None (or "") for no fleet."""
+    if fleet is None:
+        fleet = os.environ.get("SEGMENTS_FLEET_URL") or None
+    if fleet is None or fleet == "":
+        return None
+    if not isinstance(fleet, str):
+        kind = type(fleet).__name__
+        del fleet  # bytes could hold a password: out of the frame before the error
+        raise TypeError(f"fleet must be a Redis URL (a str) or None, got {kind}")
+    return fleet
+
+
+def public_url(url: str) -> str:
+    """``url`` without its password (in the userinfo or as a ``password`` parameter)."""
+    parsed = yarl.URL(url)
+    return str(parsed.with_password(None).without_query_params("password"))
+
+
+def _usable(url: str) -> bool:
+    try:
+        parsed = yarl.URL(url)
+    except ValueError:
+        return False
+    return parsed.scheme in _SCHEMES and bool(parsed.host or parsed.path.strip("/"))
+
+
+def fleet_key(base_url: str, token: str) -> str:
+    """The prefix of the fleet's keys: the API's origin and a SHA-256 over it and the token.
+
+    The origin stays readable (which API a key is about); the digest tells tokens apart
+    without storing one. Braces make it a Redis Cluster hash tag: a script's keys share a
+    slot.
+    """
+    origin = yarl.URL(base_url).origin()
+    digest = hashlib.sha256(f"segments_async fleet\n{origin}\n{token}".encode()).hexdigest()
+    return f"segments_async:{origin}:{{{digest[:40]}}}"
+
+
+def open_fleet(fleet: object, base_url: str, token: str) -> Fleet | None:
+    """The fleet that ``fleet`` (or ``$SEGMENTS_FLEET_URL``) names, or None.
+
+    Nothing is sent yet: the connection is made by the first command that needs it.
+    Neither the URL's password nor the token is in any error raised here, nor in the
+    locals of the frames it passes through (error trackers record those).
+    """
+    try:
+        url = fleet_url_from(fleet)
+        if url is None:
+            return None
+        _require_redis()
+        client = _redis_client(url) if _usable(url) else None
+        where = public_url(url) if client is not None else ""
+        key = fleet_key(base_url, token)
+    finally:
+        del fleet, token
+        url = None
+    if client is None:
+        raise ValueError(
+            "fleet must be a Redis URL such as 'redis://host:6379/0' "
+            "(redis://, rediss:// or unix://)"
+        )
+    return Fleet(Link(client, where), key)
+
+
+def _require_redis() -> None:
+    if importlib.util.find_spec("redis") is None:
+        raise ImportError(f"fleet= needs redis-py: {_INSTALL_HINT}", name="redis")
+
+
+def _redis_client(url: str) -> redis.asyncio.Redis | None:
+    """A client of ``url`` (no connection yet), or None if redis-py cannot read it."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    try:
+        return redis.asyncio.Redis.from_url(
+            url,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            # Our own timeout and circuit decide; redis-py's retries would add waits.
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+    except (ValueError, TypeError):
+        return None  # raised by the caller, without this frame (it holds the URL)
+
+
+# --------------------------------------------------------------------------- the link
+
+
+class Link:
+    """The connection to Redis, with a timeout on every command and a circuit.
+
+    ``run`` returns the script's answer, or None when Redis is unavailable: then the
+    caller uses its own flow control. A failure opens the circuit (one WARNING); while
+    it is open nothing is sent on a caller's behalf, and a background probe now and then
+    sees whether Redis is back (one WARNING when it is).
+
+    Redis's connections belong to the event loop that made them, as the client's pool
+    does: when that loop shuts down they are closed on it, and the next loop gets new
+    ones (``asyncio.run()`` per call works). Meanwhile another loop gets no Redis (the
+    transport then says why).
+    """
+
+    __slots__ = ("_circuit", "_errors", "_loop", "_loop_end", "_probe", "_redis", "where")
+
+    def __init__(self, client: redis.asyncio.Redis, where: str) -> None:
+        import redis.exceptions
+
+        self._redis = client
+        self.where = where
+        self._circuit = Circuit()
+        self._probe: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_end: _LoopEnd | None = None
+        # What a command may raise when Redis is down, slow or refuses: never the caller's.
+        self._errors = (OSError, TimeoutError, redis.exceptions.RedisError)
+
+    def __repr__(self) -> str:
+        return f"<Link {self.where} {'up' if self._circuit.up else 'down'}>"
+
+    @property
+    def up(self) -> bool:
+        """Whether Redis is believed reachable."""
+        return self._circuit.up
+
+    def available(self) -> bool:
+        """Whether to ask Redis now; while it is down, start a probe when one is due."""
+        if not self._bind():
+            return False
+        circuit = self._circuit
+        if circuit.up:
+            return True
+        loop = asyncio.get_running_loop()
+        if circuit.probe_due(loop.time()) and (self._probe is None or self._probe.done()):
+            self._probe = loop.create_task(self._ping())
+        return False
+
+    def _bind(self) -> bool:
+        """Use Redis from the running loop; False while another loop that runs holds it."""
+        running = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is running:
+            return True
+        if loop is not None and not loop.is_closed():
+            return False
+        if loop is not None:  # closed without shutting down: its connections are dead
+            self._redis = self._fresh()
+        self._loop = running
+        self._probe = None
+        self._loop_end = _LoopEnd(self._close_at_loop_end)
+        return True
+
+    def _fresh(self) -> redis.asyncio.Redis:
+        """A client with a new, empty pool of the same settings (no connection yet)."""
+        pool = self._redis.connection_pool
+        return type(self._redis)(
+            connection_pool=type(pool)(
+                connection_class=pool.connection_class,
+                max_connections=pool.max_connections,
+                **pool.connection_kwargs,
+            )
+        )
+
+    async def _close_at_loop_end(self) -> None:
+        """The loop shuts down: close its connections on it; the next loop opens new ones."""
+        self._loop_end = None
+        await _cancel(self._probe)
+        client, self._redis, self._loop = self._redis, self._fresh(), None
+        await client.aclose(close_connection_pool=True)
+
+    def abandon(self) -> None:
+        """The client was garbage-collected unclosed: close the connections, not awaiting."""
+        if self._loop_end is not None:
+            self._loop_end.cancel()
+            self._loop_end = None
+        pool = self._redis.connection_pool
+        held = [
+            *getattr(pool, "_available_connections", ()),
+            *getattr(pool, "_in_use_connections", ()),
+        ]
+        for connection in held:
+            connection._close()  # what redis-py's own finalizer does, without its warning
+
+    def script(self, source: str) -> Callable[..., Awaitable[Any]]:
+        """``source`` registered with redis-py (EVALSHA, loaded again after a restart)."""
+        return self._redis.register_script(source)
+
+    async def run(
+        self, script: Callable[..., Awaitable[Any]], keys: Sequence[str], args: Sequence[object]
+    ) -> Any:
+        """The script's answer, or None if Redis is unavailable or too slow."""
+        if not self.available():
+            return None
+        task = asyncio.current_task()
+        cancels = 0 if task is None else task.cancelling()
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                answer = await script(keys=keys, args=args, client=self._redis)
+        except self._errors as error:
+            self._failed(error)
+            return None
+        if task is not None and task.cancelling() > cancels:
+            # redis-py may finish a command whose task was cancelled meanwhile, and return
+            # its answer as if nothing happened: the cancellation must go on.
+            raise asyncio.CancelledError
+        return answer
+
+    async def _ping(self) -> None:
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await self._redis.ping()
+        except self._errors as error:
+            self._failed(error)
+        else:
+            if self._circuit.recovered():
+                logger.warning(
+                    "fleet: Redis at %s is back; flow control is shared again", self.where
+                )
+        finally:
+            self._probe = None
+
+    def _failed(self, error: BaseException) -> None:
+        if self._circuit.failed(asyncio.get_running_loop().time()):
+            logger.warning(
+                "fleet: Redis at %s is unavailable (%s); each client limits its own flow "
+                "until it is back",
+                self.where,
+                self._describe(error),
+            )
+
+    def _describe(self, error: BaseException) -> str:
+        text = str(error) or "no answer"
+        password = self._redis.connection_pool.connection_kwargs.get("password")
+        if password:
+            text = text.replace(str(password), "***")
+        return f"{type(error).__name__}: {text[:200]}"
+
+    async def aclose(self) -> None:
+        """Stop probing and close the connections."""
+        if self._loop_end is not None:
+            self._loop_end.cancel()
+            self._loop_end = None
+        await _cancel(self._probe)
+        await self._redis.aclose(close_connection_pool=True)
+
+
+# --------------------------------------------------------------------------- the quota
+
+
+class FleetQuota:
+    """``rate_limit`` for the whole fleet: start times leased from one GCRA in Redis.
+
+    ``acquire`` takes the earliest leased slot and waits for its time; when none is
+    left, one lease (shared by every request waiting here) fetches a batch. Without
+    Redis, a ``RateLimit`` of this member's share paces it (the quota divided by the
+    members that leased in the last two seconds, as Redis last counted them), so that a
+    fleet that loses Redis does not send its quota once per member. A lease is renewed
+    ahead of need while requests start as fast as slots come, so Redis stays off their
+    path.
+    """
+
+    __slots__ = (
+        "_fallback",
+        "_id",
+        "_keys",
+        "_lease",
+        "_leased",
+        "_leased_at",
+        "_link",
+        "_members",
+        "_script",
+        "_shape",
+        "_slots",
+        "_taken",
+        "_waiting",
+        "per_second",
+    )
+
+    def __init__(self, link: Link, key: str, per_second: float) -> None:
+        self._link = link
+        self._keys = (f"{key}:quota", f"{key}:quota:members")
+        self._script = link.script(QUOTA_SCRIPT)
+        self._id = uuid.uuid4().hex
+        self._members = 1  # as Redis last counted them
+        self.per_second = per_second
+        self._shape = QuotaShape(per_second, rate_burst(per_second))
+        self._slots = RateSlots(self._shape.grace)
+        self._fallback = RateLimit(per_second)
+        self._lease: asyncio.Task[bool] | None = None
+        self._leased = 0  # the size of the last lease
+        self._leased_at = 0.0  # when it was asked for
+        self._taken = 0  # slots taken since
+        self._waiting = 0
+
+    def __repr__(self) -> str:
+        return f"<FleetQuota {self.per_second:g}/s>"
+
+    async def acquire(self) -> None:
+        """Wait until a request may start, fleet-wide (or client-wide without Redis)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            when = self._slots.take(now)
+            if when is not None:
+                self._taken += 1
+                if when <= now:
+                    if 2 * len(self._slots) < self._leased:
+                        self._lease_soon()  # slots go as fast as they come: stay ahead
+                    return
+                try:
+                    await asyncio.sleep(when - now)
+                except BaseException:
+                    self._slots.put_back(when)
+                    raise
+                return
+            if not self._link.available():
+                await self._alone().acquire()
+                return
+            self._waiting += 1
+            try:
+                leased = await asyncio.shield(self._lease_soon())
+            finally:
+                self._waiting -= 1
+            if not leased:
+                await self._alone().acquire()
+                return
+
+    def _alone(self) -> RateLimit:
+        """The pace without Redis: this member's share of the quota, as last counted."""
+        share = self.per_second / self._members
+        if self._fallback.per_second != share:
+            self._fallback = RateLimit(share)
+        return self._fallback
+
+    def _lease_soon(self) -> asyncio.Task[bool]:
+        task = self._lease
+        if task is None or task.done():
+            task = self._lease = asyncio.get_running_loop().create_task(self._lease_once())
+        return task
+
+    async def _lease_once(self) -> bool:
+        shape = self._shape
+        now = asyncio.get_running_loop().time()
+        count = lease_size(shape, self._waiting, self._taken, now - self._leased_at)
+        self._taken, self._leased_at = 0, now
+        answer = await self._link.run(
+            self._script,
+            self._keys,
+            (round(shape.interval * 1e6, 3), count, self._id, round(_MEMBER_SECONDS * 1e6)),
+        )
+        if answer is None:
+            return False
+        first, redis_now, self._members = int(answer[0]), int(answer[1]), int(answer[2])
+        now = asyncio.get_running_loop().time()
+        # Redis's clock is not ours: the first slot is where it is relative to Redis's now,
+        # which was a little before this answer came (so the slots err on the late side).
+        self._slots.add(now + (first - redis_now) / 1e6, shape.interval, count, now)
+        self._leased = count
+        return True
+
+    async def aclose(self) -> None:
+        await _cancel(self._lease)
+
+
+# --------------------------------------------------------------------------- in-flight slots
+
+
+class FleetSlots:
+    """At most ``capacity`` requests in flight fleet-wide, shared fairly among members.
+
+    A member (one per client) leases its slots in Redis under its own id, with an expiry
+    (``LEASE_TTL``) that a background task renews; a member that dies stops renewing and
+    its slots go back to the others within the lease's time. Locally the slots are a
+    ``Gate`` whose capacity is what Redis allotted; without Redis the gate is unbounded
+    and the client's own flow control alone holds requests back.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_gate",
+        "_id",
+        "_keys",
+        "_link",
+        "_member",
+        "_script",
+        "_task",
+        "_wake",
+    )
+
+    def __init__(self, link: Link, key: str, capacity: int) -> None:
+        self._link = link
+        self._keys = (f"{key}:slots:leases", f"{key}:slots:wants", f"{key}:slots:held")
+        self._script = link.script(SLOTS_SCRIPT)
+        self._capacity = capacity
+        self._id = uuid.uuid4().hex
+        self._gate = Gate(0)
+        self._member = Membership()
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<FleetSlots {self.in_use}/{self.allotted} of {self._capacity}>"
+
+    @property
+    def capacity(self) -> int:
+        """Slots in the whole fleet."""
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: int) -> None:
+        self._capacity = value
+        self._member.synced_at = None  # tell Redis at once
+        self._poke()
+
+    @property
+    def allotted(self) -> int:
+        """Slots this member may use now."""
+        return self._gate.capacity
+
+    @property
+    def in_use(self) -> int:
+        """Slots this member uses now."""
+        return self._gate.in_use
+
+    async def acquire(self) -> None:
+        """Wait for a fleet slot (first come, first served within this member)."""
+        if self._task is None or self._task.done():  # none yet, or its loop ended
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        if not self._gate.try_acquire():
+            self._poke()
+            await self._gate.acquire()
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._gate.release()
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        gate, member, wake = self._gate, self._member, self._wake
+        assert wake is not None
+        while True:
+            now = loop.time()
+            want = gate.in_use + gate.waiting
+            due = member.next_sync(now, want, gate.in_use)
+            if due > now:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(None if math.isinf(due) else due):
+                        await wake.wait()
+                continue
+            if not await self._sync(want, gate.in_use):
+                gate.capacity = _UNBOUNDED
+                member.answered(now, _UNBOUNDED, _UNBOUNDED, gate.in_use)
+                await asyncio.sleep(RENEW_EVERY)
+
+    async def _sync(self, want: int, in_use: int) -> bool:
+        args = (self._id, want, in_use, self._capacity, int(LEASE_TTL * 1000))
+        answer = await self._link.run(self._script, self._keys, args)
+        if answer is None:
+            return False
+        allotted, share = int(answer[0]), int(answer[1])
+        self._member.answered(asyncio.get_running_loop().time(), allotted, share, in_use)
+        self._gate.capacity = allotted
+        return True
+
+    async def aclose(self) -> None:
+        """Stop renewing, and give the slots back at once if Redis is there."""
+        if self._task is None:
+            return
+        await _cancel(self._task)
+        self._task = None
+        if self._member.recorded and self._link.up:
+            await self._sync(0, 0)
+
+
+# --------------------------------------------------------------------------- the fleet
+
+
+class Fleet:
+    """One client's link to its fleet: the quota, the slots, the retry budget."""
+
+    __slots__ = (
+        "_budget",
+        "_budget_script",
+        "_budget_spent_enough",
+        "_budget_task",
+        "_key",
+        "_link",
+        "_parts",
+    )
+
+    def __init__(self, link: Link, key: str) -> None:
+        self._link = link
+        self._key = key
+        self._budget_script = link.script(BUDGET_SCRIPT)
+        self._budget: RetryBudget | None = None
+        self._budget_task: asyncio.Task[None] | None = None
+        self._budget_spent_enough: asyncio.Event | None = None
+        self._parts: list[FleetQuota | FleetSlots] = []
+
+    def __repr__(self) -> str:
+        return f"<Fleet {self._link.where}>"
+
+    @property
+    def url(self) -> str:
+        """The Redis URL, without its password."""
+        return self._link.where
+
+    @property
+    def key(self) -> str:
+        """The prefix of this fleet's keys in Redis."""
+        return self._key
+
+    def quota(self, per_second: float) -> FleetQuota:
+        """``rate_limit=per_second`` for the whole fleet."""
+        quota = FleetQuota(self._link, self._key, per_second)
+        self._parts.append(quota)
+        return quota
+
+    def slots(self, capacity: int) -> FleetSlots:
+        """A fleet-wide semaphore of ``capacity`` slots, this client one of its members."""
+        slots = FleetSlots(self._link, self._key, capacity)
+        self._parts.append(slots)
+        return slots
+
+    def share_budget(self, budget: RetryBudget) -> None:
+        """Make ``budget`` the fleet's: what it spends and refunds reaches Redis."""
+        self._budget = budget
+        budget.on_spend = self._budget_spent
+
+    def _budget_spent(self) -> None:
+        task = self._budget_task
+        if task is None or task.done():
+            self._budget_spent_enough = asyncio.Event()
+            self._budget_task = asyncio.get_running_loop().create_task(self._sync_budget())
+        elif self._budget is not None and self._budget.unsynced <= -_BUDGET_SYNC_SPENT:
+            assert self._budget_spent_enough is not None
+            self._budget_spent_enough.set()
+
+    async def _sync_budget(self) -> None:
+        """Send what was spent and refunded here, take the fleet's count; again every
+        quarter of a second (or after five retries here) until in step and full."""
+        budget, spent_enough = self._budget, self._budget_spent_enough
+        assert budget is not None
+        assert spent_enough is not None
+        script, keys = self._budget_script, (f"{self._key}:retry_budget",)
+        while True:
+            change = budget.unsynced
+            budget.unsynced = 0
+            spent_enough.clear()
+            tokens = await self._link.run(
+                script, keys, (change, budget.capacity, _BUDGET_KEEP_SECONDS)
+            )
+            if tokens is None:
+                return  # alone until the next retry: what was spent meanwhile stays local
+            budget.adopt(int(tokens))
+            if budget.unsynced == 0 and budget.tokens >= budget.capacity:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_BUDGET_SYNC_EVERY):
+                    await spent_enough.wait()
+
+    def abandon(self) -> None:
+        """The client was garbage-collected unclosed: close the connections, not awaiting."""
+        self._link.abandon()
+
+    async def aclose(self) -> None:
+        """Stop every background task, give the slots back, close the connections."""
+        await _cancel(self._budget_task)
+        for part in self._parts:
+            await part.aclose()
+        await self._link.aclose()
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` and wait for it to end (a cancel of our own caller propagates).
+
+    Cancelled again until it ends: a library under it may swallow one cancellation.
+    """
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait((task,), timeout=COMMAND_TIMEOUT)

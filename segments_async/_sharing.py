@@ -1,0 +1,233 @@
+"""What a member of a fleet decides without I/O: how many quota slots to lease, which
+leased slot a request takes, when to tell Redis about its share of the in-flight slots,
+and whether Redis is worth asking at all (the circuit).
+
+``_fleet.py`` carries these decisions out against Redis; everything here takes the time
+as an argument (any monotonic clock, in seconds), so tests drive it without a loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Final
+
+__all__ = ["Circuit", "Membership", "QuotaShape", "RateSlots", "lease_size"]
+
+# --------------------------------------------------------------------------- the circuit
+
+#: After Redis failed, the first try again comes this much later, then twice as late each
+#: time it fails again, up to the cap: a Redis that is down costs a probe now and then.
+_FIRST_RETRY: Final = 0.5
+_MAX_RETRY: Final = 4.0
+
+
+class Circuit:
+    """Whether Redis is worth asking now: ``up``, or down until ``retry_at``.
+
+    ``failed`` and ``recovered`` say whether the state just changed, so that an outage is
+    logged once when it starts and once when it ends, never once per request.
+    """
+
+    __slots__ = ("_wait", "retry_at", "up")
+
+    def __init__(self) -> None:
+        self.up = True  # optimistic: the first command finds out
+        self.retry_at = 0.0
+        self._wait = _FIRST_RETRY
+
+    def probe_due(self, now: float) -> bool:
+        """Down, and time to see whether it is back."""
+        return not self.up and now >= self.retry_at
+
+    def failed(self, now: float) -> bool:
+        """A command failed or timed out; True if Redis was up until now."""
+        was_up = self.up
+        self._wait = _FIRST_RETRY if was_up else min(2 * self._wait, _MAX_RETRY)
+        self.up = False
+        self.retry_at = now + self._wait
+        return was_up
+
+    def recovered(self) -> bool:
+        """A command succeeded; True if Redis was down until now."""
+        was_down = not self.up
+        self.up = True
+        return was_down
+
+
+# --------------------------------------------------------------------------- the quota
+
+#: A lease covers at most this much of the quota: a tenth of a second's worth of slots.
+LEASE_SECONDS: Final = 0.1
+#: A leased slot stays usable at least this long after its time (a busy loop is late).
+_MIN_GRACE: Final = 0.005
+
+
+class QuotaShape:
+    """A quota of ``per_second`` requests with a burst of ``burst``, as leases see it.
+
+    A lease's start times are ``interval`` apart from the moment it is granted: the fleet
+    takes none of the burst ahead of time, since many processes on a busy machine send
+    late and in bunches, and the server's burst is what absorbs that. A start time stays
+    usable ``grace`` seconds after it (half the burst's worth, at least ``_MIN_GRACE``),
+    so that in any window of ``w`` seconds at most ``per_second * w + burst`` requests
+    start, fleet-wide.
+    """
+
+    __slots__ = ("burst", "grace", "interval", "max_lease", "per_second")
+
+    def __init__(self, per_second: float, burst: float) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self.interval = 1.0 / per_second
+        self.grace = max(_MIN_GRACE, (burst - 1) / 2 * self.interval)
+        self.max_lease = max(1, math.ceil(per_second * LEASE_SECONDS))
+
+
+def lease_size(shape: QuotaShape, waiting: int, taken: int, seconds: float) -> int:
+    """Slots to lease: for the requests waiting, or a tenth of a second's worth at the
+    pace this process took ``taken`` slots in the last ``seconds`` (at most the quota's).
+
+    Small for a process that sends little, so that it reserves little of the quota that
+    it would then leave unused; one Redis round trip a tenth of a second for one that
+    sends a lot.
+    """
+    pace = taken / max(seconds, 1e-3)
+    return max(1, min(shape.max_lease, max(waiting, math.ceil(pace * LEASE_SECONDS))))
+
+
+class _Run:
+    """``count`` slots, the first at ``first``, then one every ``interval`` seconds."""
+
+    __slots__ = ("count", "first", "interval")
+
+    def __init__(self, first: float, interval: float, count: int) -> None:
+        self.first = first
+        self.interval = interval
+        self.count = count
+
+
+class RateSlots:
+    """The start times this process leased from the fleet's quota, taken in order.
+
+    A slot that nobody took within ``grace`` of its time is dropped: it belonged to the
+    quota of that moment, and using it later would add to the next moment's requests.
+    """
+
+    __slots__ = ("_runs", "grace")
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._runs: collections.deque[_Run] = collections.deque()
+
+    def __len__(self) -> int:
+        return sum(run.count for run in self._runs)
+
+    def add(self, first: float, interval: float, count: int, now: float) -> None:
+        """``count`` slots from ``first`` on, ``interval`` apart (after those held).
+
+        Slots already due (a lease after an idle spell starts in the past: the burst)
+        are all usable at once, ``now``.
+        """
+        due = 0 if first > now else min(count, math.floor((now - first) / interval) + 1)
+        if due:
+            self._runs.append(_Run(now, 0.0, due))
+        if count > due:
+            self._runs.append(_Run(first + due * interval, interval, count - due))
+
+    def drop_stale(self, now: float) -> None:
+        """Forget the slots too old to be used."""
+        stale = now - self.grace
+        runs = self._runs
+        while runs:
+            run = runs[0]
+            if run.first >= stale:
+                return
+            if run.interval <= 0:
+                skip = run.count
+            else:
+                skip = min(run.count, math.floor((stale - run.first) / run.interval) + 1)
+            run.first += skip * run.interval
+            run.count -= skip
+            if run.count:
+                return
+            runs.popleft()
+
+    def take(self, now: float) -> float | None:
+        """The earliest usable slot's time (it may be in the future), or None if none."""
+        self.drop_stale(now)
+        runs = self._runs
+        if not runs:
+            return None
+        run = runs[0]
+        when = run.first
+        run.count -= 1
+        if run.count:
+            run.first += run.interval
+        else:
+            runs.popleft()
+        return when
+
+    def put_back(self, when: float) -> None:
+        """A slot taken by a request that was cancelled before it started."""
+        runs = self._runs
+        index = 0
+        while index < len(runs) and runs[index].first < when:
+            index += 1
+        runs.insert(index, _Run(when, 0.0, 1))
+
+
+# --------------------------------------------------------------------------- in-flight slots
+
+#: A member's lease on its in-flight slots lasts this long unless renewed: a process that
+#: dies (SIGKILL) gives its slots back within it.
+LEASE_TTL: Final = 3.0
+#: A live member renews this often (a slow tick never lets its lease lapse), and so
+#: learns within this time that a newcomer shares the slots: its share went down.
+RENEW_EVERY: Final = 0.25
+#: A member that needs more than it holds (or holds more than it may) asks this often.
+HURRY_EVERY: Final = 0.02
+
+
+class Membership:
+    """One member's share of the fleet's in-flight slots, as Redis last answered.
+
+    ``allotted``: slots it may use now; ``share``: its fair share (what it would get if
+    the others gave back what they hold beyond theirs); ``recorded``: what Redis counts as
+    held by it (never less than what it had in use when it last told Redis).
+    """
+
+    __slots__ = ("allotted", "recorded", "share", "synced_at")
+
+    def __init__(self) -> None:
+        self.allotted = 0
+        self.share = 0
+        self.recorded = 0
+        self.synced_at: float | None = None
+
+    def answered(self, now: float, allotted: int, share: int, in_use: int) -> None:
+        """Redis answered a sync sent when ``in_use`` slots were in use here."""
+        self.synced_at = now
+        self.allotted = allotted
+        self.share = share
+        self.recorded = max(allotted, in_use)
+
+    def next_sync(self, now: float, want: int, in_use: int) -> float:
+        """When to tell Redis next (a time; ``now`` or earlier means at once).
+
+        Soon when more is needed and the fair share allows it, when Redis counts slots
+        that this member no longer uses and may not reuse, or when it holds far more
+        than it wants; otherwise when the lease needs renewing.
+        """
+        synced_at = self.synced_at
+        if synced_at is None:
+            return now
+        if want == 0 and in_use == 0 and self.recorded == 0:
+            return math.inf  # nothing held and nothing wanted: no lease to renew
+        allotted = self.allotted
+        hurry = (
+            (want > allotted and allotted < self.share)
+            or self.recorded > max(in_use, allotted)
+            or allotted - want >= max(1, allotted // 2)
+        )
+        return synced_at + (HURRY_EVERY if hurry else RENEW_EVERY)
