@@ -3,8 +3,9 @@
 ``AdaptiveLimit`` learns, from the answers, how many requests ``"auto"`` operations may
 keep in flight (and, against a quota, how fast they may start); it is pure: no clock, no
 I/O. ``Gate`` is an ``asyncio.Semaphore`` whose capacity can change and whose waiters are
-served in arrival order. ``RateLimit`` is the fixed ceiling of ``rate_limit=`` (aiolimiter).
-``Flow`` puts them together for the call loop: ``admit`` before an attempt, ``done`` after.
+served in arrival order. ``RateLimit`` is the fixed ceiling of ``rate_limit=`` (aiolimiter),
+which the transport applies last, once a request has its connection. ``Flow`` holds both
+for a client: ``admit`` before an ``"auto"`` attempt, ``done`` after.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "RateLimit",
     "Ticket",
     "check_rate_limit",
+    "pace_of",
     "rate_burst",
 ]
 
@@ -137,6 +139,15 @@ class Pace(Protocol):
     async def acquire(self) -> None: ...
 
 
+def pace_of(rate_limit: object, shared: Callable[[float], Pace] | None = None) -> Pace | None:
+    """The ``rate_limit`` option, checked: the client's own pace (or, given ``shared``, its
+    fleet's), or None for no limit."""
+    per_second = check_rate_limit(rate_limit)
+    if per_second is None:
+        return None
+    return (RateLimit if shared is None else shared)(per_second)
+
+
 class RateLimit:
     """At most ``per_second`` requests start per second, client-wide (retries included).
 
@@ -156,7 +167,7 @@ class RateLimit:
         return AsyncLimiter(burst, burst / self.per_second)
 
     async def acquire(self) -> None:
-        """Wait until a request may start."""
+        """Wait until a request may start (a waiter cancelled takes nothing)."""
         bound = self._loop
         if bound is None or bound.is_closed():
             # aiolimiter binds to the loop it runs in, and warns when it is used again
@@ -428,24 +439,15 @@ class Flow:
     """The client's flow control: its rate limit, and the adaptive limit of ``"auto"``.
 
     One per client, shared by its views and by every ``"auto"`` operation at once, since
-    the server's capacity is shared too. ``admit`` is awaited before an attempt that is
-    subject to either, ``done`` after it. ``shared_pace``, given a client in a fleet,
-    makes the rate limit the fleet's (``per_second`` -> its ``Pace``).
+    the server's capacity is shared too. ``admit`` is awaited before an ``"auto"`` attempt,
+    ``done`` after it. The rate limit (``rate``: the client's own, or its fleet's) is the
+    transport's to apply, once a request has its connection (see ``Transport.send``).
     """
 
-    __slots__ = ("_adaptive", "_gate", "_rate", "max_connections")
+    __slots__ = ("_adaptive", "_gate", "max_connections", "rate")
 
-    def __init__(
-        self,
-        *,
-        rate_limit: object,
-        max_connections: int,
-        shared_pace: Callable[[float], Pace] | None = None,
-    ) -> None:
-        per_second = check_rate_limit(rate_limit)
-        self._rate: Pace | None = None
-        if per_second is not None:
-            self._rate = (RateLimit if shared_pace is None else shared_pace)(per_second)
+    def __init__(self, *, rate: Pace | None, max_connections: int) -> None:
+        self.rate = rate
         self.max_connections = max_connections
         self._adaptive = AdaptiveLimit(max_connections)
         self._gate = Gate(self._adaptive.limit)
@@ -453,7 +455,7 @@ class Flow:
     @property
     def rate_limit(self) -> float | None:
         """Requests per second, or None."""
-        return None if self._rate is None else self._rate.per_second
+        return None if self.rate is None else self.rate.per_second
 
     @property
     def adaptive(self) -> AdaptiveLimit:
@@ -469,26 +471,12 @@ class Flow:
         """
         return 2 * self.max_connections
 
-    def describe(self) -> str:
-        """What may hold requests back, for error messages."""
-        parts = []
-        if self._rate is not None:
-            parts.append(f"rate_limit={self._rate.per_second:g}/s")
-        parts.append(f"adaptive limit {self._adaptive.limit}")
-        return ", ".join(parts)
-
-    async def admit(self, *, adaptive: bool, until: float | None) -> Ticket | bool | None:
-        """Wait until a request may start; None if ``until`` (loop time) came first.
-
-        Returns a ``Ticket`` for an ``"auto"`` request (hand it to ``done``), else True.
-        """
+    async def admit(self, *, until: float | None) -> Ticket | None:
+        """Wait until an ``"auto"`` request may start; None if ``until`` (loop time) came
+        first. Hand the ticket to ``done``."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(until):
-                if self._rate is not None:
-                    await self._rate.acquire()
-                if not adaptive:
-                    return True
                 await self._gate.acquire()
                 try:
                     delay = self._adaptive.reserve(loop.time())
@@ -501,10 +489,8 @@ class Flow:
             return None
         return self._adaptive.ticket(self._gate.in_use)
 
-    def done(self, ticket: Ticket | bool, outcome: Outcome) -> None:
+    def done(self, ticket: Ticket, outcome: Outcome) -> None:
         """The attempt that ``admit`` let start has ended with ``outcome``."""
-        if not isinstance(ticket, Ticket):
-            return
         adaptive = self._adaptive
         adaptive.record(
             ticket,

@@ -359,9 +359,9 @@ class TestRateLimit:
 class TestFlow:
     async def test_refusal_closes_the_place_before_handing_it_on(self):
         """A 429 shrinks the gate before giving its place back: the waiter stays out."""
-        flow = Flow(rate_limit=None, max_connections=100)
-        tickets = [await flow.admit(adaptive=True, until=None) for _ in range(4)]
-        waiter = asyncio.create_task(flow.admit(adaptive=True, until=None))
+        flow = Flow(rate=None, max_connections=100)
+        tickets = [await flow.admit(until=None) for _ in range(4)]
+        waiter = asyncio.create_task(flow.admit(until=None))
         await asyncio.sleep(0)
         flow.done(tickets[-1], Outcome(429, {"Retry-After": "1"}))  # refused at level 4
         await asyncio.sleep(0)
@@ -372,12 +372,12 @@ class TestFlow:
 
     async def test_admit_gives_up_at_the_deadline(self):
         """A request that cannot start before `until` is not admitted."""
-        flow = Flow(rate_limit=None, max_connections=100)
+        flow = Flow(rate=None, max_connections=100)
         for _ in range(4):
-            await flow.admit(adaptive=True, until=None)
+            await flow.admit(until=None)
         loop = asyncio.get_running_loop()
 
-        assert await flow.admit(adaptive=True, until=loop.time() + 0.01) is None
+        assert await flow.admit(until=loop.time() + 0.01) is None
 
     @pytest.mark.parametrize(
         ("outcome", "overload"),
