@@ -245,24 +245,35 @@ class _Samples:
     among many (a jittery server) weighs as little as it matters.
     """
 
-    __slots__ = ("count", "levels", "logs")
+    __slots__ = ("count", "levels", "logs", "squares")
 
     def __init__(self) -> None:
         self.count = 0
         self.levels = 0.0
         self.logs = 0.0
+        self.squares = 0.0
 
     def add(self, level: int, rtt: float) -> None:
+        log = math.log(rtt)
         self.count += 1
         self.levels += level
-        self.logs += math.log(rtt)
+        self.logs += log
+        self.squares += log * log
 
     @property
     def level(self) -> float:
         return self.levels / self.count
 
-    def elasticity(self, higher: _Samples) -> float | None:
-        """How much of the step from these levels to ``higher`` came back as throughput.
+    def _mean_and_variance(self) -> tuple[float, float]:
+        """The mean log round trip, and the variance of that mean."""
+        n = self.count
+        mean = self.logs / n
+        spread = max(0.0, self.squares - n * mean * mean) / (n - 1)
+        return mean, spread / n
+
+    def elasticity(self, higher: _Samples) -> tuple[float, float] | None:
+        """How much of the step from these levels to ``higher`` came back as throughput,
+        and the standard error of that.
 
         None when either has too few answers or the levels are too close to tell.
         """
@@ -271,8 +282,9 @@ class _Samples:
         spread = math.log(higher.level / self.level)
         if spread < math.log(_MIN_SPREAD):
             return None
-        slower = higher.logs / higher.count - self.logs / self.count
-        return 1.0 - slower / spread
+        low, low_variance = self._mean_and_variance()
+        high, high_variance = higher._mean_and_variance()
+        return 1.0 - (high - low) / spread, math.sqrt(low_variance + high_variance) / spread
 
 
 class AdaptiveLimit:
@@ -318,6 +330,7 @@ class AdaptiveLimit:
         "_epoch",
         "_levels",
         "_limit",
+        "_low",
         "_next_start",
         "_phase",
         "_phase_id",
@@ -347,6 +360,7 @@ class AdaptiveLimit:
         self._phase_id = 0
         self._phase_sent = 0
         self._phases: dict[int, _Samples] = {}
+        self._low = 0
         self._rtt: float | None = None
         self._ceiling: int | None = None
         self._probe_at = 0.0
@@ -438,7 +452,7 @@ class AdaptiveLimit:
         samples.add(level, rtt)
         below = self._levels.get(octave - 1)
         gain = None if below is None else below.elasticity(samples)
-        if below is not None and gain is not None and gain < _STARTUP_ELASTICITY:
+        if below is not None and gain is not None and gain[0] < _STARTUP_ELASTICITY:
             # The knee lies between the two: the climb starts at the lower side of it.
             self._limit = max(below.level, samples.level / _STEP)
             self._end_slow_start()
@@ -471,10 +485,16 @@ class AdaptiveLimit:
         self._phases.clear()
         gain = None if up is None or down is None else down.elasticity(up)
         if gain is not None and self._rate is None:
-            if gain > _GROW_ELASTICITY:
+            # Each way only beyond the noise (a standard error); and down only on a second
+            # low reading in a row: one slow phase (another process took the CPU) must
+            # not cost throughput, while a step up too many costs only latency.
+            elasticity, error = gain
+            self._low = self._low + 1 if elasticity + error < _SHRINK_ELASTICITY else 0
+            if elasticity - error > _GROW_ELASTICITY:
                 self._limit = _scaled(self._limit, _STEP)
-            elif gain < _SHRINK_ELASTICITY:
+            elif self._low >= 2:
                 self._limit = _scaled(self._limit, 1 / _STEP)
+                self._low = 0
         self._next_phase(_UP)
 
     def _ceiling_cap(self, level: int, now: float) -> float:

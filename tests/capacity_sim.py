@@ -22,8 +22,9 @@ ahead of an in-order consumer (``2 * max_connections`` for ``"auto"``, ``fixed``
 otherwise), as ``iter_pages`` does; ``create`` is one request per input, with as many
 workers as the pool (``"auto"``) or ``fixed``, and results in order within twice that,
 as the bulk operations do. ``client_cost`` is the client's own work per answer, on its
-one CPU (answers wait for it). Several clients may share one server, each with its own
-adaptive limit (processes without coordination).
+one CPU (answers wait for it), and ``stalls`` makes that CPU noisy (other processes take
+it now and then). Several clients may share one server, each with its own adaptive limit
+(processes without coordination).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class Client:
     max_connections: int = 100
     overhead: float = 0.0025  # the network and the client, per round trip, in parallel
     client_cost: float = 0.0  # the client's own work per answer, one at a time
+    # A noisy machine: other processes take the client's CPU this many times a second
+    # (at random), for this long each time.
+    stalls: tuple[float, float] = (0.0, 0.0)
 
 
 @attrs.frozen
@@ -99,6 +103,7 @@ class _ClientState:
         self.done: set[int] = set()
         self.retry: collections.deque[tuple[float, int]] = collections.deque()
         self.cpu_free = 0.0
+        self.next_stall = math.inf
         self.finished: float | None = None
 
     def limit(self) -> int:
@@ -234,7 +239,17 @@ def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> lis
             push(now + server.retry_after, "wake", index)
         send(state, now)
 
+    def stall_until(state: _ClientState, start: float) -> float:
+        """When the client's CPU can start work that is ready at ``start``."""
+        frequency, duration = state.spec.stalls
+        while state.next_stall <= start:
+            start = max(start, state.next_stall + duration)
+            state.next_stall += duration + rng.expovariate(frequency)
+        return start
+
     for state in states:
+        if state.spec.stalls[0]:
+            state.next_stall = rng.expovariate(state.spec.stalls[0])
         send(state, 0.0)
     now = 0.0
     while events and any(state.finished is None for state in states):
@@ -258,8 +273,8 @@ def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> lis
             request, ok = data
             state = states[request[0]]
             cost = state.spec.client_cost
-            if cost:
-                start = max(now, state.cpu_free)
+            if cost or state.spec.stalls[0]:
+                start = stall_until(state, max(now, state.cpu_free))
                 state.cpu_free = start + cost
                 push(state.cpu_free, "handled", data)
             else:

@@ -327,11 +327,23 @@ class TestQuota:
 # job takes a second or more at the best fixed concurrency.
 LOOPBACK = {"overhead": 0.0002, "client_cost": 0.00008}
 NEAR = {"overhead": 0.0025}
+#: Other processes take the client's CPU 20 times a second, 5 ms each time (at random).
+NOISY = {"stalls": (20.0, 0.005)}
 SIMULATED = {
     "queue 16 x 10 ms": (Server("queue", capacity=16, service=0.010), NEAR, 2000),
     "queue 4 x 5 ms": (Server("queue", capacity=4, service=0.005), NEAR, 1500),
     "queue 40 x 20 ms": (Server("queue", capacity=40, service=0.020), NEAR, 3000),
     "python app": (Server("batch", batch_cost=0.00005, item_cost=0.00015), LOOPBACK, 8000),
+    "python app, noisy machine": (
+        Server("batch", batch_cost=0.00005, item_cost=0.00015),
+        LOOPBACK | NOISY,
+        8000,
+    ),
+    "queue 16 x 10 ms, noisy machine": (
+        Server("queue", capacity=16, service=0.010),
+        NEAR | NOISY,
+        2000,
+    ),
     "python app, costly wakeups": (
         Server("batch", batch_cost=0.0005, item_cost=0.0001),
         LOOPBACK,
