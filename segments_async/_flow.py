@@ -656,20 +656,26 @@ class Flow:
     async def admit(self, *, until: float | None) -> Ticket | None:
         """Wait until an ``"auto"`` request may start; None if ``until`` (loop time) came
         first. Hand the ticket to ``done``."""
+        gate = self._gate
+        if not gate.try_acquire():  # the fast path takes no timeout scope
+            try:
+                async with asyncio.timeout_at(until):
+                    await gate.acquire()
+            except TimeoutError:
+                return None
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout_at(until):
-                await self._gate.acquire()
-                try:
-                    delay = self._adaptive.reserve(loop.time())
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                except BaseException:
-                    self._gate.release()
-                    raise
-        except TimeoutError:
-            return None
-        return self._adaptive.ticket(self._gate.in_use)
+        now = loop.time()
+        delay = self._adaptive.reserve(now)
+        if delay > 0:
+            if until is not None and now + delay > until:
+                gate.release()
+                return None
+            try:
+                await asyncio.sleep(delay)
+            except BaseException:
+                gate.release()
+                raise
+        return self._adaptive.ticket(gate.in_use)
 
     def done(self, ticket: Ticket, outcome: Outcome) -> None:
         """The attempt that ``admit`` let start has ended with ``outcome``."""
