@@ -575,6 +575,21 @@ class TestFlow:
 
         assert await flow.admit(until=loop.time() + 0.01) is None
 
+    async def test_a_pace_past_the_deadline_gives_up_at_once(self):
+        """Paced at 1/s: a request whose deadline comes first is not admitted, and its
+        place goes back."""
+        flow = Flow(rate=None, max_connections=100)
+        loop = asyncio.get_running_loop()
+        for level in (4, 2, 1, 1):  # refused even one at a time: paced
+            flow.adaptive.record(flow.adaptive.ticket(level), rtt=None, refused=True, now=0.0)
+        flow.adaptive._rate = 1.0
+        await flow.admit(until=None)  # the first goes at once (the pause is long over)
+        gate = flow._gate
+        held = gate.in_use
+
+        assert await flow.admit(until=loop.time() + 0.01) is None
+        assert held == gate.in_use
+
     @pytest.mark.parametrize(
         ("outcome", "overload"),
         [
