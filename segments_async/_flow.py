@@ -211,15 +211,14 @@ _PROBE_MAX_DOUBLINGS: Final = 6
 _PROBE_MIN_SECONDS: Final = 10.0
 #: Pacing after a quota's refusal: start at this share of the rate the server answered,
 #: and grow back along CUBIC's curve (``_CUBIC_SCALE`` requests/s per s^3), flat near the
-#: refused rate, like the AWS SDKs' adaptive mode. Refused while paced faster than the
-#: server then let through, the pace settles at ``_RATE_SETTLE`` of that (measured, not
-#: estimated: the first estimate may include a burst the server allowed at the start),
-#: and stays flat near it for ``_RATE_PLATEAU`` seconds, for a refusal costs a
-#: ``Retry-After``.
+#: refused rate, like the AWS SDKs' adaptive mode. Refused while paced, the pace settles at
+#: ``_RATE_SETTLE`` of what the server has let through since it began refusing (measured,
+#: where the first estimate may include a burst the server allowed at the start), flat for
+#: ``_RATE_PLATEAU`` seconds before CUBIC probes above it: a refusal costs a ``Retry-After``.
 _RATE_DECREASE: Final = 0.7
 _CUBIC_SCALE: Final = 0.4
 _RATE_SETTLE: Final = 0.92
-_RATE_PLATEAU: Final = 10.0
+_RATE_PLATEAU: Final = 3.0
 #: The slowest pace: one request every two seconds.
 _MIN_RATE: Final = 0.5
 #: Answers remembered to measure the rate the server sustains.
@@ -314,7 +313,9 @@ class AdaptiveLimit:
       requests per second, not in flight. Then requests are paced at 70 % of the rate
       the server answered, and the pace grows back along CUBIC's curve, flat near the
       refused rate (the AWS SDKs' adaptive mode). Refused while paced faster than the
-      server let through meanwhile, the pace settles at 92 % of that, for 10 s.
+      server has let through since it began refusing, the pace settles at 92 % of that,
+      flat for 3 s before CUBIC probes above it. A refusal within a round trip of a
+      change of pace was sent before it, and changes nothing.
 
     What it has learnt is a few numbers (``limit``, ``ceiling``, ``rate``, ``epoch``);
     the rest is the measurement in progress. ``ticket(level)`` is taken when a request
@@ -332,6 +333,7 @@ class AdaptiveLimit:
         "_limit",
         "_low",
         "_next_start",
+        "_paced_since",
         "_phase",
         "_phase_id",
         "_phase_sent",
@@ -373,6 +375,7 @@ class AdaptiveLimit:
         self._rate_refused = 0.0
         self._rate_plateau = 1.0
         self._rate_since = 0.0
+        self._paced_since = 0.0
 
     @property
     def limit(self) -> int:
@@ -517,6 +520,8 @@ class AdaptiveLimit:
     # ------------------------------------------------------------------- refusals
 
     def _refused(self, level: int, now: float) -> None:
+        if self._rate is not None and now - self._rate_since < self._round_trip():
+            return  # sent at the pace before this one: the change is one round trip old
         self._epoch += 1
         if self._slow_start:
             self._slow_start = False
@@ -546,25 +551,23 @@ class AdaptiveLimit:
         self._limit = max(1.0, math.floor(min(self._limit, level) * _DECREASE))
 
     def _pace(self, now: float) -> None:
-        refused, decrease = self._rate, _RATE_DECREASE
-        if refused is None:
-            refused = self._delivered_rate()
-        else:
-            since = self._delivered_since(self._rate_since)
-            if since is not None and since < refused:
-                # Refused while paced faster than the server let through meanwhile: that is
-                # its quota, measured (the first estimate may include a burst it allowed at
-                # the start), so the pace settles just below it.
-                refused, decrease = since, _RATE_SETTLE
-        refused = max(refused, _MIN_RATE)
-        self._rate = max(_MIN_RATE, decrease * refused)
-        self._rate_since = now
-        if decrease == _RATE_SETTLE:
-            # Measured: hold this pace flat, and only then probe above it.
-            self._rate_refused, self._rate_plateau = self._rate, _RATE_PLATEAU
-        else:
+        if self._rate is None:
+            # A quota found: pace below the rate the server answered, growing back along
+            # CUBIC's curve.
+            refused = max(self._delivered_rate(), _MIN_RATE)
+            self._rate = max(_MIN_RATE, _RATE_DECREASE * refused)
             self._rate_refused = refused
             self._rate_plateau = ((refused - self._rate) / _CUBIC_SCALE) ** (1 / 3)
+            self._paced_since = now
+        else:
+            # Refused while paced: what the server has let through since it began refusing
+            # is its quota, measured (the first estimate may include a burst it allowed at
+            # the start): settle below it, flat for a while, then probe above it.
+            since = self._delivered_since(self._paced_since)
+            answered = self._rate if since is None else min(self._rate, since)
+            self._rate = self._rate_refused = max(_MIN_RATE, _RATE_SETTLE * answered)
+            self._rate_plateau = _RATE_PLATEAU
+        self._rate_since = now
 
     def _delivered_rate(self) -> float:
         """Answers per second over the last answers remembered."""
