@@ -27,15 +27,13 @@ import contextlib
 import json
 import math
 import random
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 
 from aiohttp import web
 
-from ._capacity_server import _read_line
-from ._server import MAX_PER_PAGE, REPO_ROOT, child_env, page_body, pin_to_cpu
+from ._server import MAX_PER_PAGE, child_server, page_body, pin_to_cpu
 
 KINDS = ("app", "app-3ms", "uniform", "lognormal")
 #: What each kind waits per request besides its work: (how, its two parameters).
@@ -118,31 +116,8 @@ def main(argv: list[str] | None = None) -> None:
 def serve_app(kind: str, *, total: int, cpu: int | None = None) -> Iterator[str]:
     """Run a ``kind`` server in a child process; yields its base URL."""
     argv = [sys.executable, "-m", "benchmarks._app_server", "--kind", kind, "--total", str(total)]
-    if cpu is not None:
-        argv += ["--cpu", str(cpu)]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        bufsize=0,
-        cwd=REPO_ROOT,
-        env=child_env(),
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    try:
-        line = _read_line(proc, timeout=60.0)
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"{kind} server failed to start (said {line!r})")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    with child_server(argv, f"{kind} server", cpu) as (_proc, base_url):
+        yield base_url
 
 
 if __name__ == "__main__":
