@@ -327,6 +327,7 @@ class AdaptiveLimit:
     __slots__ = (
         "_cap",
         "_ceiling",
+        "_current",
         "_deliveries",
         "_epoch",
         "_levels",
@@ -354,6 +355,7 @@ class AdaptiveLimit:
     def __init__(self, maximum: int) -> None:
         self.maximum = maximum
         self._limit = float(min(_INITIAL, maximum))
+        self._current = int(self._limit)
         self._cap = float(maximum)
         self._epoch = 0
         self._slow_start = True
@@ -380,8 +382,12 @@ class AdaptiveLimit:
     @property
     def limit(self) -> int:
         """Requests that may be in flight now."""
+        return self._current
+
+    def _update(self) -> None:
+        """Work out ``limit`` (read per request, changed only by ``record``)."""
         limit = self._limit if self._slow_start else _scaled(self._limit, _CYCLE[self._phase])
-        return max(1, min(self.maximum, int(min(limit, self._cap))))
+        self._current = max(1, min(self.maximum, int(min(limit, self._cap))))
 
     @property
     def rate(self) -> float | None:
@@ -423,6 +429,7 @@ class AdaptiveLimit:
             if self._ceiling is not None and ticket.level >= self._ceiling:
                 self._sustained += 1
             self._answered(ticket, max(rtt, _MIN_RTT), now)
+        self._update()
 
     def _round_trip(self) -> float:
         return self._rtt if self._rtt is not None else 0.01
@@ -690,5 +697,7 @@ class Flow:
             now=asyncio.get_running_loop().time(),
         )
         # Learn first, then give the place back: a refusal must close it, not hand it on.
-        self._gate.capacity = adaptive.limit
-        self._gate.release()
+        gate = self._gate
+        if gate.capacity != adaptive.limit:
+            gate.capacity = adaptive.limit
+        gate.release()
