@@ -104,7 +104,7 @@ class Config:
             # Jobs of a second or more at the best fixed concurrency (a short job pays
             # the ramp, about 1 + 3 round trips / its duration).
             kinds={
-                "app": {"create_many": 6_000, "iterate": 4_000},
+                "app": {"create_many": 10_000, "iterate": 4_000},
                 "app-3ms": {"create_many": 12_000, "iterate": 3_000},
                 "uniform": {"create_many": 4_000, "iterate": 3_000},
                 "lognormal": {"create_many": 4_000, "iterate": 3_000},
