@@ -62,6 +62,12 @@ class Config:
                 rate=500.0,
                 rounds=e_rounds or 1,
                 timeout=15.0,
+                kinds={
+                    kind: {"create_many": 200, "iterate": 20}
+                    for kind in ("app", "app-3ms", "uniform", "lognormal")
+                },
+                gate={"create_many": 500, "iterate": 50},
+                gate_rounds=1,
             )
             h_plan = _fleet.Plan(
                 capacity=16,
@@ -95,6 +101,17 @@ class Config:
             rate=200.0,
             rounds=e_rounds or 3,
             timeout=60.0,
+            # Jobs of a second or more at the best fixed concurrency (a short job pays
+            # the ramp, about 1 + 3 round trips / its duration).
+            kinds={
+                "app": {"create_many": 10_000, "iterate": 4_000},
+                "app-3ms": {"create_many": 12_000, "iterate": 3_000},
+                "uniform": {"create_many": 4_000, "iterate": 3_000},
+                "lognormal": {"create_many": 4_000, "iterate": 3_000},
+            },
+            kind_timeout=10.0,
+            gate={"create_many": 20_000, "iterate": 5_000},
+            gate_rounds=5,
         )
         # Section e's servers and sizes; one round by default (about three minutes).
         h_plan = _fleet.Plan(

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from . import _kinds
 from ._capacity_server import CapacityServer, serve_capacity
 from ._common import PER_PAGE, TOKEN, Skipped, load_ours, median, rotated
 
@@ -49,6 +50,12 @@ class Plan:
     rate: float  # quota mode: requests a second
     rounds: int
     timeout: float  # seconds a contender may take before it is cut off
+    # The ordinary servers (``_kinds.py``): kind -> job -> names to create or pages to read.
+    kinds: dict[str, dict[str, int]] = attrs.field(factory=dict)
+    kind_timeout: float = 10.0
+    # The adaptive gate's own cost: job -> size, on the near-free server.
+    gate: dict[str, int] = attrs.field(factory=dict)
+    gate_rounds: int = 5
 
     def contenders(self, mode: str) -> list[Contender]:
         fixed = sorted({2, self.capacity, 64})
@@ -259,4 +266,14 @@ async def bench(plan: Plan, server_cpu: int | None, progress: Any) -> dict[str, 
         for label, why in skipped.items():
             section["skipped"].setdefault(label, why)
         section["failed"] |= {f"{label} ({mode})": why for label, why in crashed.items()}
+    if plan.kinds:
+        progress("    ordinary servers: " + ", ".join(plan.kinds) + " ...")
+        section["kinds"] = await _kinds.bench_kinds(
+            lib, plan.kinds, plan.rounds, plan.kind_timeout, server_cpu, progress
+        )
+    if plan.gate:
+        progress("    the adaptive gate's own cost ...")
+        section["gate"] = await _kinds.bench_gate(
+            lib, plan.gate, plan.gate_rounds, plan.kind_timeout, server_cpu, progress
+        )
     return section

@@ -24,11 +24,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import select
 import subprocess
 import sys
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -40,13 +37,13 @@ from ._admission import MODES, Admission, Decision
 from ._server import (
     MAX_HEAD,
     PATH,
-    REPO_ROOT,
     HttpProtocol,
     Routes,
     _error,
     _response,
-    child_env,
+    child_server,
     pin_to_cpu,
+    read_line,
 )
 
 _TOO_MANY_BODY = orjson.dumps(
@@ -273,7 +270,7 @@ class CapacityServer:
     def _ask(self, command: bytes, timeout: float = 10.0) -> dict[str, Any]:
         assert self._proc.stdin is not None
         self._proc.stdin.write(command + b"\n")
-        answer: dict[str, Any] = json.loads(_read_line(self._proc, timeout))
+        answer: dict[str, Any] = json.loads(read_line(self._proc, timeout))
         return answer
 
     def stats(self) -> dict[str, Any]:
@@ -301,23 +298,6 @@ class CapacityServer:
         return stats
 
 
-def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
-    """One line from the child's unbuffered stdout, or RuntimeError after ``timeout``."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout
-    line = bytearray()
-    while not line.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            raise RuntimeError(f"capacity server did not answer within {timeout}s")
-        chunk = os.read(fd, 1)  # byte by byte: nothing past the line is taken from the pipe
-        if not chunk:
-            raise RuntimeError(f"capacity server exited (said {bytes(line)!r})")
-        line += chunk
-    return line.decode()
-
-
 @contextlib.contextmanager
 def serve_capacity(
     mode: str,
@@ -335,31 +315,8 @@ def serve_capacity(
     argv += ["--rate", str(rate)]
     if burst is not None:
         argv += ["--burst", str(burst)]
-    if cpu is not None:
-        argv += ["--cpu", str(cpu)]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        bufsize=0,
-        cwd=REPO_ROOT,
-        env=child_env(),
-    )
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    try:
-        line = _read_line(proc, timeout=60.0)  # pages are built first
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"capacity server failed to start (said {line!r})")
-        yield CapacityServer(proc, f"http://127.0.0.1:{int(line.split()[1])}")
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    with child_server(argv, "capacity server", cpu) as (proc, base_url):
+        yield CapacityServer(proc, base_url)
 
 
 if __name__ == "__main__":

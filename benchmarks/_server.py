@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,22 +263,33 @@ def main(argv: list[str] | None = None) -> None:
 def serve(total: int, cpu: int | None = None) -> Iterator[str]:
     """Run a server over ``total`` items in a child process; yields its base URL."""
     argv = [sys.executable, "-m", "benchmarks._server", "--total", str(total)]
+    with child_server(argv, "benchmark server", cpu) as (_proc, base_url):
+        yield base_url
+
+
+@contextlib.contextmanager
+def child_server(
+    argv: list[str], what: str, cpu: int | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """Run ``argv`` (a server that writes ``PORT <n>`` and exits when its stdin closes) as
+    a child process, pinned to ``cpu`` if given; yields it and its base URL."""
     if cpu is not None:
-        argv += ["--cpu", str(cpu)]
+        argv = [*argv, "--cpu", str(cpu)]
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        bufsize=0,
         cwd=REPO_ROOT,
         env=child_env(),
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
     try:
-        line = proc.stdout.readline().decode()
+        line = read_line(proc, timeout=60.0)  # some build their pages first
         if not line.startswith("PORT "):
-            raise RuntimeError(f"benchmark server failed to start (said {line!r})")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
+            raise RuntimeError(f"{what} failed to start (said {line!r})")
+        yield proc, f"http://127.0.0.1:{int(line.split()[1])}"
     finally:
         proc.stdin.close()
         try:
@@ -285,6 +298,23 @@ def serve(total: int, cpu: int | None = None) -> Iterator[str]:
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """One line from the child's unbuffered stdout, or RuntimeError after ``timeout``."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise RuntimeError(f"the server did not answer within {timeout}s")
+        chunk = os.read(fd, 1)  # byte by byte: nothing past the line is taken from the pipe
+        if not chunk:
+            raise RuntimeError(f"the server exited (said {bytes(line)!r})")
+        line += chunk
+    return line.decode()
 
 
 def child_env(extra_paths: list[str] | None = None) -> dict[str, str]:

@@ -30,7 +30,7 @@ from ._errors import (
     _RequestError,
 )
 from ._fleet import Fleet, open_fleet
-from ._flow import Flow
+from ._flow import Flow, pace_of
 from ._models import RequestEvent, ResponseEvent, RetryEvent
 from ._options import (
     DEADLINE_SLACK,
@@ -44,7 +44,7 @@ from ._options import (
 )
 from ._retry import Action, Call, Decision, Failure, Outcome, RetryBudget, RetryPolicy
 from ._segments import SegmentsResource
-from ._transport import Transport
+from ._transport import Transport, held_back
 from ._wire import check_positive_int
 
 __all__ = ["SegmentsClient"]
@@ -234,15 +234,15 @@ class SegmentsClient:
             check_positive_int("max_connections", max_connections)
             if session is not None:
                 check_session(session, checked_url)
-            transport = Transport(
-                session=session, max_connections=max_connections, proxy=env_proxy(checked_url)
-            )
             shared_fleet = open_fleet(fleet, checked_url, checked_token)
-            flow = Flow(
-                rate_limit=rate_limit,
-                max_connections=transport.max_connections,
-                shared_pace=None if shared_fleet is None else shared_fleet.quota,
+            rate = pace_of(rate_limit, None if shared_fleet is None else shared_fleet.quota)
+            transport = Transport(
+                session=session,
+                max_connections=max_connections,
+                proxy=env_proxy(checked_url),
+                rate=rate,
             )
+            flow = Flow(rate=rate, max_connections=transport.max_connections)
             shared = _Shared(checked_url, checked_token, transport, flow, shared_fleet)
         finally:
             del checked_token, fleet
@@ -262,9 +262,7 @@ class SegmentsClient:
         self._owner = origin is None
         self._headers = RequestHeaders(shared.token, options.default_headers)
         # Nothing but the send itself to do around an attempt (see _request).
-        self._plain = not (
-            options.event_hooks or options.deadline is not None or shared.flow.rate_limit
-        )
+        self._plain = not (options.event_hooks or options.deadline is not None)
         self.segments = SegmentsResource(self._request, shared.flow, shared.base_url)
 
     def __repr__(self) -> str:
@@ -520,18 +518,20 @@ class SegmentsClient:
         is an outcome too."""
         flow = self._shared.flow
         ticket = None
-        if adaptive or flow.rate_limit is not None:
-            ticket = await flow.admit(adaptive=adaptive, until=until)
+        if adaptive:
+            ticket = await flow.admit(until=until)
             if ticket is None:
                 held_by = (
-                    f"no request slot came free before the call's deadline ({flow.describe()})"
+                    "no request slot came free before the call's deadline "
+                    f"(adaptive limit {flow.adaptive.limit})"
                 )
-                return _out_of_time(call.method, url, held_by)
+                return held_back(f"{held_by}; nothing was sent", call.method, url)
         if until is not None and until - asyncio.get_running_loop().time() <= DEADLINE_SLACK:
             # The hooks or the flow control took the time: sending now could not finish.
             if ticket is not None:
                 flow.done(ticket, _ABANDONED)
-            return _out_of_time(call.method, url, "the call's deadline ran out before sending")
+            what = "the call's deadline ran out before sending; nothing was sent"
+            return held_back(what, call.method, url)
         try:
             outcome = await self._shared.transport.send(
                 call.method,
@@ -655,12 +655,6 @@ class SegmentsClient:
 
 def _closed_error(method: str, url: str) -> SegmentsError:
     return ClientClosedError("the client was closed during the call", method=method, url=url)
-
-
-def _out_of_time(method: str, url: str, what: str) -> Outcome:
-    """The call's deadline ran out before an attempt could be sent."""
-    error = APITimeoutError(f"{what}; nothing was sent", method=method, url=url)
-    return Outcome(failure=Failure.QUEUE_TIMEOUT, error=error, sent=False)
 
 
 def _attempt_error(call: Call, url: str, outcome: Outcome) -> SegmentsError:

@@ -3,8 +3,9 @@
 ``AdaptiveLimit`` learns, from the answers, how many requests ``"auto"`` operations may
 keep in flight (and, against a quota, how fast they may start); it is pure: no clock, no
 I/O. ``Gate`` is an ``asyncio.Semaphore`` whose capacity can change and whose waiters are
-served in arrival order. ``RateLimit`` is the fixed ceiling of ``rate_limit=`` (aiolimiter).
-``Flow`` puts them together for the call loop: ``admit`` before an attempt, ``done`` after.
+served in arrival order. ``RateLimit`` is the fixed ceiling of ``rate_limit=`` (aiolimiter),
+which the transport applies last, once a request has its connection. ``Flow`` holds both
+for a client: ``admit`` before an ``"auto"`` attempt, ``done`` after.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "RateLimit",
     "Ticket",
     "check_rate_limit",
+    "pace_of",
     "rate_burst",
 ]
 
@@ -137,6 +139,15 @@ class Pace(Protocol):
     async def acquire(self) -> None: ...
 
 
+def pace_of(rate_limit: object, shared: Callable[[float], Pace] | None = None) -> Pace | None:
+    """The ``rate_limit`` option, checked: the client's own pace (or, given ``shared``, its
+    fleet's), or None for no limit."""
+    per_second = check_rate_limit(rate_limit)
+    if per_second is None:
+        return None
+    return (RateLimit if shared is None else shared)(per_second)
+
+
 class RateLimit:
     """At most ``per_second`` requests start per second, client-wide (retries included).
 
@@ -156,7 +167,7 @@ class RateLimit:
         return AsyncLimiter(burst, burst / self.per_second)
 
     async def acquire(self) -> None:
-        """Wait until a request may start."""
+        """Wait until a request may start (a waiter cancelled takes nothing)."""
         bound = self._loop
         if bound is None or bound.is_closed():
             # aiolimiter binds to the loop it runs in, and warns when it is used again
@@ -170,24 +181,44 @@ class RateLimit:
 
 # --------------------------------------------------------------------------- adaptive limit
 
-#: Where slow start begins, and where it hands over to the gentler growth.
+#: Where the limit starts.
 _INITIAL: Final = 4
-_SLOW_START_END: Final = 16
-#: Answers this much slower than the baseline end slow start: a queue is forming.
-_INFLATED: Final = 1.25
-#: Answers up to this many times the baseline are not yet queueing (Gradient2's tolerance).
-_TOLERANCE: Final = 1.5
-#: How fast the baseline may creep up, per second, so a lasting slowdown is learnt.
-_BASELINE_DRIFT: Final = 1.05
+#: How much of a step up in requests in flight must come back as answers per second (the
+#: elasticity: 1 when there is no queue, 0 when more in flight only adds latency) for
+#: slow start to go on, for the hill climb to step up, and below which it steps down.
+_STARTUP_ELASTICITY: Final = 0.5
+_GROW_ELASTICITY: Final = 0.15
+_SHRINK_ELASTICITY: Final = 0.05
+#: The hill climb's cycle of phases, as shares of the limit: a probe up, a probe down,
+#: then cruising (BBR's gain cycling, shorter). Each phase lasts about one window of sends.
+_CYCLE: Final = (1.25, 0.8, 1.0, 1.0)
+_UP, _DOWN, _CRUISE = 0, 1, 2
+#: How far one decision moves the limit.
+_STEP: Final = 1.25
+#: Answers a phase (or, in slow start, a level) needs before it is compared.
+_MIN_SAMPLES: Final = 8
+#: Levels further apart than this are compared; closer ones say nothing through the noise.
+_MIN_SPREAD: Final = 1.15
+#: How fast the smoothed round trip follows the answers.
+_RTT_GAIN: Final = 0.125
 #: After a refusal, the limit goes down to this share of the level that was refused.
 _DECREASE: Final = 0.5
 #: Round trips to stay below a refused level before probing it; doubled per failed probe.
 _PROBE_ROUND_TRIPS: Final = 100.0
 _PROBE_MAX_DOUBLINGS: Final = 6
+#: ...and at least this many seconds: a refused probe costs its request a ``Retry-After``
+#: (a second, typically), and in-order work stalls behind it for as long.
+_PROBE_MIN_SECONDS: Final = 10.0
 #: Pacing after a quota's refusal: start at this share of the rate the server answered,
-#: and grow back as CUBIC does (``_CUBIC_SCALE`` requests/s per s^3), like the AWS SDKs.
+#: and grow back along CUBIC's curve (``_CUBIC_SCALE`` requests/s per s^3), flat near the
+#: refused rate, like the AWS SDKs' adaptive mode. Refused while paced, the pace settles at
+#: ``_RATE_SETTLE`` of what the server has let through since it began refusing (measured,
+#: where the first estimate may include a burst the server allowed at the start), flat for
+#: ``_RATE_PLATEAU`` seconds before CUBIC probes above it: a refusal costs a ``Retry-After``.
 _RATE_DECREASE: Final = 0.7
 _CUBIC_SCALE: Final = 0.4
+_RATE_SETTLE: Final = 0.92
+_RATE_PLATEAU: Final = 3.0
 #: The slowest pace: one request every two seconds.
 _MIN_RATE: Final = 0.5
 #: Answers remembered to measure the rate the server sustains.
@@ -196,48 +227,126 @@ _DELIVERIES: Final = 256
 _MIN_RTT: Final = 1e-4
 
 
+def _scaled(limit: float, gain: float) -> float:
+    """``limit`` times ``gain``, but at least one request more or less, and never below 1."""
+    if gain > 1:
+        return max(limit * gain, limit + 1)
+    if gain < 1:
+        return max(1.0, min(limit * gain, limit - 1))
+    return limit
+
+
+class _Samples:
+    """Answers at one level (or in one phase): how many, their levels, their latencies.
+
+    What they say is the rate they were answered at, by Little's law: requests in flight
+    over the round trip. The round trip is the geometric mean, so that one slow answer
+    among many (a jittery server) weighs as little as it matters.
+    """
+
+    __slots__ = ("count", "levels", "logs", "squares")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.levels = 0.0
+        self.logs = 0.0
+        self.squares = 0.0
+
+    def add(self, level: int, rtt: float) -> None:
+        log = math.log(rtt)
+        self.count += 1
+        self.levels += level
+        self.logs += log
+        self.squares += log * log
+
+    @property
+    def level(self) -> float:
+        return self.levels / self.count
+
+    def _mean_and_variance(self) -> tuple[float, float]:
+        """The mean log round trip, and the variance of that mean."""
+        n = self.count
+        mean = self.logs / n
+        spread = max(0.0, self.squares - n * mean * mean) / (n - 1)
+        return mean, spread / n
+
+    def elasticity(self, higher: _Samples) -> tuple[float, float] | None:
+        """How much of the step from these levels to ``higher`` came back as throughput,
+        and the standard error of that.
+
+        None when either has too few answers or the levels are too close to tell.
+        """
+        if self.count < _MIN_SAMPLES or higher.count < _MIN_SAMPLES:
+            return None
+        spread = math.log(higher.level / self.level)
+        if spread < math.log(_MIN_SPREAD):
+            return None
+        low, low_variance = self._mean_and_variance()
+        high, high_variance = higher._mean_and_variance()
+        return 1.0 - (high - low) / spread, math.sqrt(low_variance + high_variance) / spread
+
+
 class AdaptiveLimit:
     """How many requests ``"auto"`` operations may keep in flight, learnt from answers.
 
-    Pure: ``now`` (seconds, any monotonic clock) comes in, nothing is awaited. What it
-    does, each piece a known one:
+    Pure: ``now`` (seconds, any monotonic clock) comes in, nothing is awaited. It seeks
+    the most answers per second, measured by Little's law (requests in flight over round
+    trip) at each level, and holds where more in flight only adds latency. Rising latency
+    alone is no queue: a server that batches answers more slowly *and* more per second.
 
-    - **Slow start** (TCP): from 4, one more per clean answer (doubling per round trip),
-      never beyond twice the level an answer proved, until 16 or until answers slow down.
-    - **Latency gradient** (Netflix's Gradient2): a baseline round trip (the fastest seen,
-      which may creep up 5 % a second) against a short average over about one window; past
-      1.5 times the baseline a queue is forming, and the limit shrinks towards
-      ``limit * gradient``; otherwise it grows by about the square root of the limit per
-      round trip.
-    - **Refusals** (429, 503, ``Retry-After``, timeouts): the limit halves from the level
-      the refused request was sent at, sending pauses for a round trip, and that level is
-      a ceiling: the limit stays below it for 100 round trips before probing it, and each
-      failed probe doubles the wait, so a ceiling just found is not probed again and again.
-    - **Quotas**: when a level that had been held for a while is refused, or even one
-      request at a time is, the server counts requests per second, not in flight. Then
-      requests are paced at 70 % of the rate the server answered, and the pace grows back
-      along CUBIC's curve, flat near the refused rate (the AWS SDKs' adaptive mode).
+    - **Slow start** (TCP, BBR's startup): from 4, one more per clean answer (doubling
+      per round trip), never beyond twice the level an answer proved, while each doubling
+      still brings at least 41 % more answers per second (an elasticity of 0.5).
+    - **Hill climb** (the .NET thread pool's, with BBR's gain cycling): a cycle of a phase
+      at 1.25 times the limit, one at 0.8 times, and two at the limit, each about a window
+      of sends. From the two probes, the elasticity (how much of the extra in flight came
+      back as answers per second): over 0.15 the limit steps up 25 %, under 0.05 down.
+      Comparing two phases a round trip apart cancels what drifts slowly; the round trip
+      of a phase is the geometric mean of its answers', so a jittery server's slow
+      answers weigh little.
+    - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the limit
+      halves from the level the refused request was sent at, sending pauses for a round
+      trip, and that level is a ceiling: the limit stays below it for 100 round trips,
+      and at least 10 s, before probing it, and each failed probe doubles the wait.
+    - **Quotas**: when a level that had been held for a while is refused, or the level
+      the last refusal cut the limit to, or even one request at a time, the server counts
+      requests per second, not in flight. Then requests are paced at 70 % of the rate
+      the server answered, and the pace grows back along CUBIC's curve, flat near the
+      refused rate (the AWS SDKs' adaptive mode). Refused while paced faster than the
+      server has let through since it began refusing, the pace settles at 92 % of that,
+      flat for 3 s before CUBIC probes above it. A refusal within a round trip of a
+      change of pace was sent before it, and changes nothing.
 
-    ``ticket(level)`` is taken when a request starts (``level``: requests in flight, it
-    included) and handed back to ``record`` with the answer; ``reserve(now)`` says how long
-    a request that may start must wait for the pace.
+    What it has learnt is a few numbers (``limit``, ``ceiling``, ``rate``, ``epoch``);
+    the rest is the measurement in progress. ``ticket(level)`` is taken when a request
+    starts (``level``: requests in flight, it included) and handed back to ``record``
+    with the answer; ``reserve(now)`` says how long a request that may start must wait
+    for the pace.
     """
 
     __slots__ = (
-        "_baseline",
-        "_baseline_at",
+        "_cap",
         "_ceiling",
+        "_current",
         "_deliveries",
         "_epoch",
+        "_levels",
         "_limit",
+        "_low",
         "_next_start",
+        "_paced_since",
+        "_phase",
+        "_phase_id",
+        "_phase_sent",
+        "_phases",
         "_probe_at",
         "_probe_round_trips",
         "_probing_since",
         "_rate",
+        "_rate_plateau",
         "_rate_refused",
         "_rate_since",
-        "_short",
+        "_rtt",
         "_slow_start",
         "_sustained",
         "maximum",
@@ -246,11 +355,17 @@ class AdaptiveLimit:
     def __init__(self, maximum: int) -> None:
         self.maximum = maximum
         self._limit = float(min(_INITIAL, maximum))
+        self._current = int(self._limit)
+        self._cap = float(maximum)
         self._epoch = 0
         self._slow_start = True
-        self._baseline: float | None = None
-        self._baseline_at = 0.0
-        self._short: float | None = None
+        self._levels: dict[int, _Samples] = {}
+        self._phase = _CRUISE
+        self._phase_id = 0
+        self._phase_sent = 0
+        self._phases: dict[int, _Samples] = {}
+        self._low = 0
+        self._rtt: float | None = None
         self._ceiling: int | None = None
         self._probe_at = 0.0
         self._probe_round_trips = _PROBE_ROUND_TRIPS
@@ -260,12 +375,19 @@ class AdaptiveLimit:
         self._next_start = 0.0
         self._rate: float | None = None
         self._rate_refused = 0.0
+        self._rate_plateau = 1.0
         self._rate_since = 0.0
+        self._paced_since = 0.0
 
     @property
     def limit(self) -> int:
         """Requests that may be in flight now."""
-        return max(1, min(self.maximum, int(self._limit)))
+        return self._current
+
+    def _update(self) -> None:
+        """Work out ``limit`` (read per request, changed only by ``record``)."""
+        limit = self._limit if self._slow_start else _scaled(self._limit, _CYCLE[self._phase])
+        self._current = max(1, min(self.maximum, int(min(limit, self._cap))))
 
     @property
     def rate(self) -> float | None:
@@ -277,9 +399,15 @@ class AdaptiveLimit:
         """The level last refused, while the limit stays below it; else None."""
         return self._ceiling
 
+    @property
+    def epoch(self) -> int:
+        """How many refusals have lowered the limit so far."""
+        return self._epoch
+
     def ticket(self, level: int) -> Ticket:
         """What ``record`` needs to know of a request that starts at ``level``."""
-        return Ticket(self._epoch, level)
+        self._phase_sent += 1
+        return Ticket(self._epoch, level, self._phase_id)
 
     def reserve(self, now: float) -> float:
         """Seconds the request starting now must wait for the pace (usually 0)."""
@@ -300,18 +428,121 @@ class AdaptiveLimit:
             self._deliveries.append(now)
             if self._ceiling is not None and ticket.level >= self._ceiling:
                 self._sustained += 1
-            self._answered(max(rtt, _MIN_RTT), ticket.level, now)
+            self._answered(ticket, max(rtt, _MIN_RTT), now)
+        self._update()
 
     def _round_trip(self) -> float:
-        return self._baseline if self._baseline is not None else 0.01
+        return self._rtt if self._rtt is not None else 0.01
+
+    def _probe_interval(self) -> float:
+        doublings = self._probe_round_trips / _PROBE_ROUND_TRIPS
+        floor = _PROBE_MIN_SECONDS * doublings
+        return max(self._probe_round_trips * self._round_trip(), floor)
+
+    # ------------------------------------------------------------------- clean answers
+
+    def _answered(self, ticket: Ticket, rtt: float, now: float) -> None:
+        self._rtt = rtt if self._rtt is None else self._rtt + _RTT_GAIN * (rtt - self._rtt)
+        if self._rate is not None:
+            self._grow_rate(now)
+        self._cap = self._ceiling_cap(ticket.level, now)
+        if self._slow_start:
+            self._start(ticket.level, rtt)
+        elif ticket.epoch == self._epoch:
+            phase = self._phases.get(ticket.phase)
+            if phase is not None:
+                phase.add(ticket.level, rtt)
+            self._climb()
+        self._limit = max(1.0, min(self._limit, self._cap, float(self.maximum)))
+
+    def _start(self, level: int, rtt: float) -> None:
+        """Slow start: double per round trip while doubling still pays."""
+        octave = int(math.log2(level))
+        samples = self._levels.setdefault(octave, _Samples())
+        samples.add(level, rtt)
+        below = self._levels.get(octave - 1)
+        gain = None if below is None else below.elasticity(samples)
+        if below is not None and gain is not None and gain[0] < _STARTUP_ELASTICITY:
+            # The knee lies between the two: the climb starts at the lower side of it.
+            self._limit = max(below.level, samples.level / _STEP)
+            self._end_slow_start()
+            return
+        self._limit = max(self._limit, min(self._limit + 1.0, 2.0 * level))
+        if self._limit >= min(self.maximum, self._cap):
+            self._end_slow_start()
+
+    def _end_slow_start(self) -> None:
+        self._slow_start = False
+        self._levels.clear()
+        self._next_phase(_UP)
+
+    def _next_phase(self, phase: int) -> None:
+        self._phase = phase
+        self._phase_id += 1
+        self._phase_sent = 0
+        if phase in (_UP, _DOWN):
+            self._phases[self._phase_id] = _Samples()
+
+    def _climb(self) -> None:
+        """The hill climb: move on through the cycle; after a whole one, step."""
+        if self._phase_sent < max(_MIN_SAMPLES, self.limit):
+            return
+        if self._phase + 1 < len(_CYCLE):
+            self._next_phase(self._phase + 1)
+            return
+        up = self._phases.get(self._phase_id - 3)
+        down = self._phases.get(self._phase_id - 2)
+        self._phases.clear()
+        gain = None if up is None or down is None else down.elasticity(up)
+        if gain is not None and self._rate is None:
+            # Each way only beyond the noise (a standard error); and down only on a second
+            # low reading in a row: one slow phase (another process took the CPU) must
+            # not cost throughput, while a step up too many costs only latency.
+            elasticity, error = gain
+            self._low = self._low + 1 if elasticity + error < _SHRINK_ELASTICITY else 0
+            if elasticity - error > _GROW_ELASTICITY:
+                self._limit = _scaled(self._limit, _STEP)
+            elif self._low >= 2:
+                self._limit = _scaled(self._limit, 1 / _STEP)
+                self._low = 0
+        self._next_phase(_UP)
+
+    def _ceiling_cap(self, level: int, now: float) -> float:
+        ceiling = self._ceiling
+        if ceiling is None:
+            return float(self.maximum)
+        if now < self._probe_at:
+            return max(1, ceiling - 1) + 0.999
+        if level >= ceiling:
+            if self._probing_since is None:
+                self._probing_since = now
+            elif now - self._probing_since >= self._probe_interval():
+                # The old ceiling held for a whole probe interval: it has moved.
+                self._ceiling = None
+                self._probing_since = None
+                self._probe_round_trips = _PROBE_ROUND_TRIPS
+                return float(self.maximum)
+        return ceiling + 0.999
+
+    # ------------------------------------------------------------------- refusals
 
     def _refused(self, level: int, now: float) -> None:
+        if self._rate is not None and now - self._rate_since < self._round_trip():
+            return  # sent at the pace before this one: the change is one round trip old
         self._epoch += 1
-        self._slow_start = False
+        if self._slow_start:
+            self._slow_start = False
+            self._levels.clear()
+        self._phases.clear()
+        self._next_phase(_CRUISE)
         self._next_start = max(self._next_start, now + self._round_trip())
-        held = self._ceiling is not None and self._sustained >= 2 * level
+        ceiling = self._ceiling
+        # A level that had held a while, or the level the last refusal cut the limit to:
+        # what the server counts is requests per second, not requests in flight.
+        held = ceiling is not None and self._sustained >= 2 * level
+        cut = ceiling is not None and level <= ceiling * _DECREASE
         self._sustained = 0
-        if self._rate is not None or held or (level <= 1 and self._limit < 2):
+        if self._rate is not None or held or cut or (level <= 1 and self._limit < 2):
             self._pace(now)
             return
         failed_probe = self._ceiling is not None and level >= self._ceiling
@@ -322,13 +553,27 @@ class AdaptiveLimit:
             self._probe_round_trips = _PROBE_ROUND_TRIPS
         self._ceiling = level
         self._probing_since = None
-        self._probe_at = now + self._probe_round_trips * self._round_trip()
+        self._probe_at = now + self._probe_interval()
+        self._cap = max(1, level - 1) + 0.999
         self._limit = max(1.0, math.floor(min(self._limit, level) * _DECREASE))
 
     def _pace(self, now: float) -> None:
-        answered = self._rate if self._rate is not None else self._delivered_rate()
-        self._rate_refused = max(answered, _MIN_RATE)
-        self._rate = max(_MIN_RATE, _RATE_DECREASE * self._rate_refused)
+        if self._rate is None:
+            # A quota found: pace below the rate the server answered, growing back along
+            # CUBIC's curve.
+            refused = max(self._delivered_rate(), _MIN_RATE)
+            self._rate = max(_MIN_RATE, _RATE_DECREASE * refused)
+            self._rate_refused = refused
+            self._rate_plateau = ((refused - self._rate) / _CUBIC_SCALE) ** (1 / 3)
+            self._paced_since = now
+        else:
+            # Refused while paced: what the server has let through since it began refusing
+            # is its quota, measured (the first estimate may include a burst it allowed at
+            # the start): settle below it, flat for a while, then probe above it.
+            since = self._delivered_since(self._paced_since)
+            answered = self._rate if since is None else min(self._rate, since)
+            self._rate = self._rate_refused = max(_MIN_RATE, _RATE_SETTLE * answered)
+            self._rate_plateau = _RATE_PLATEAU
         self._rate_since = now
 
     def _delivered_rate(self) -> float:
@@ -338,75 +583,33 @@ class AdaptiveLimit:
             return float(len(deliveries))
         return (len(deliveries) - 1) / max(deliveries[-1] - deliveries[0], self._round_trip())
 
+    def _delivered_since(self, since: float) -> float | None:
+        """Answers per second since ``since``; None if they span under four round trips."""
+        recent = [at for at in self._deliveries if at >= since]
+        if len(recent) < 2 or recent[-1] - recent[0] < 4 * self._round_trip():
+            return None
+        return (len(recent) - 1) / (recent[-1] - recent[0])
+
     def _grow_rate(self, now: float) -> None:
         assert self._rate is not None
         # CUBIC: back to the refused rate after k seconds, flat around it, then faster.
-        k = (self._rate_refused * (1 - _RATE_DECREASE) / _CUBIC_SCALE) ** (1 / 3)
+        k = self._rate_plateau
         elapsed = now - self._rate_since
         cubic = _CUBIC_SCALE * (elapsed - k) ** 3 + self._rate_refused
         self._rate = max(self._rate, cubic)
         if self._rate > 2 * self._rate_refused and elapsed > 2 * k:
             self._rate = None  # long past the refused rate without a refusal: unpaced
 
-    def _answered(self, rtt: float, level: int, now: float) -> None:
-        self._learn_baseline(rtt, now)
-        if self._rate is not None:
-            self._grow_rate(now)
-        limit = self._limit
-        alpha = 2.0 / (limit + 1.0)  # an average over about one window of answers
-        short = rtt if self._short is None else self._short + alpha * (rtt - self._short)
-        self._short = short
-        baseline = self._round_trip()
-        gradient = max(0.5, min(1.0, _TOLERANCE * baseline / short))
-        if gradient < 1.0 or rtt > _INFLATED * baseline:
-            self._slow_start = False
-        if gradient < 1.0:
-            new = limit + (limit * gradient - limit) * alpha
-        elif self._slow_start:
-            new = max(limit, min(limit + 1.0, 2.0 * level))
-            self._slow_start = new < _SLOW_START_END
-        else:
-            new = limit + math.sqrt(limit) / limit
-        cap = self._cap(level, now)
-        if self._rate is not None:
-            cap = min(cap, limit)  # paced: more in flight would only wait for the pace
-        self._limit = max(1.0, min(cap, new))
-
-    def _learn_baseline(self, rtt: float, now: float) -> None:
-        baseline = self._baseline
-        if baseline is None or rtt < baseline:
-            self._baseline = rtt
-        else:
-            drifted = baseline * _BASELINE_DRIFT ** max(0.0, now - self._baseline_at)
-            self._baseline = min(rtt, drifted)
-        self._baseline_at = now
-
-    def _cap(self, level: int, now: float) -> float:
-        ceiling = self._ceiling
-        if ceiling is None:
-            return float(self.maximum)
-        if now < self._probe_at:
-            return max(1, ceiling - 1) + 0.999
-        if level >= ceiling:
-            if self._probing_since is None:
-                self._probing_since = now
-            elif now - self._probing_since >= self._probe_round_trips * self._round_trip():
-                # The old ceiling held for a whole probe interval: it has moved.
-                self._ceiling = None
-                self._probing_since = None
-                self._probe_round_trips = _PROBE_ROUND_TRIPS
-                return float(self.maximum)
-        return ceiling + 0.999
-
 
 class Ticket:
     """A request's start, as ``AdaptiveLimit`` needs to know it."""
 
-    __slots__ = ("epoch", "level")
+    __slots__ = ("epoch", "level", "phase")
 
-    def __init__(self, epoch: int, level: int) -> None:
+    def __init__(self, epoch: int, level: int, phase: int = 0) -> None:
         self.epoch = epoch
         self.level = level
+        self.phase = phase
 
 
 #: Answers that say "too much": the server is refusing load, or not keeping up.
@@ -428,24 +631,15 @@ class Flow:
     """The client's flow control: its rate limit, and the adaptive limit of ``"auto"``.
 
     One per client, shared by its views and by every ``"auto"`` operation at once, since
-    the server's capacity is shared too. ``admit`` is awaited before an attempt that is
-    subject to either, ``done`` after it. ``shared_pace``, given a client in a fleet,
-    makes the rate limit the fleet's (``per_second`` -> its ``Pace``).
+    the server's capacity is shared too. ``admit`` is awaited before an ``"auto"`` attempt,
+    ``done`` after it. The rate limit (``rate``: the client's own, or its fleet's) is the
+    transport's to apply, once a request has its connection (see ``Transport.send``).
     """
 
-    __slots__ = ("_adaptive", "_gate", "_rate", "max_connections")
+    __slots__ = ("_adaptive", "_gate", "max_connections", "rate")
 
-    def __init__(
-        self,
-        *,
-        rate_limit: object,
-        max_connections: int,
-        shared_pace: Callable[[float], Pace] | None = None,
-    ) -> None:
-        per_second = check_rate_limit(rate_limit)
-        self._rate: Pace | None = None
-        if per_second is not None:
-            self._rate = (RateLimit if shared_pace is None else shared_pace)(per_second)
+    def __init__(self, *, rate: Pace | None, max_connections: int) -> None:
+        self.rate = rate
         self.max_connections = max_connections
         self._adaptive = AdaptiveLimit(max_connections)
         self._gate = Gate(self._adaptive.limit)
@@ -453,7 +647,7 @@ class Flow:
     @property
     def rate_limit(self) -> float | None:
         """Requests per second, or None."""
-        return None if self._rate is None else self._rate.per_second
+        return None if self.rate is None else self.rate.per_second
 
     @property
     def adaptive(self) -> AdaptiveLimit:
@@ -469,42 +663,32 @@ class Flow:
         """
         return 2 * self.max_connections
 
-    def describe(self) -> str:
-        """What may hold requests back, for error messages."""
-        parts = []
-        if self._rate is not None:
-            parts.append(f"rate_limit={self._rate.per_second:g}/s")
-        parts.append(f"adaptive limit {self._adaptive.limit}")
-        return ", ".join(parts)
-
-    async def admit(self, *, adaptive: bool, until: float | None) -> Ticket | bool | None:
-        """Wait until a request may start; None if ``until`` (loop time) came first.
-
-        Returns a ``Ticket`` for an ``"auto"`` request (hand it to ``done``), else True.
-        """
+    async def admit(self, *, until: float | None) -> Ticket | None:
+        """Wait until an ``"auto"`` request may start; None if ``until`` (loop time) came
+        first. Hand the ticket to ``done``."""
+        gate = self._gate
+        if not gate.try_acquire():  # the fast path takes no timeout scope
+            try:
+                async with asyncio.timeout_at(until):
+                    await gate.acquire()
+            except TimeoutError:
+                return None
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout_at(until):
-                if self._rate is not None:
-                    await self._rate.acquire()
-                if not adaptive:
-                    return True
-                await self._gate.acquire()
-                try:
-                    delay = self._adaptive.reserve(loop.time())
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                except BaseException:
-                    self._gate.release()
-                    raise
-        except TimeoutError:
-            return None
-        return self._adaptive.ticket(self._gate.in_use)
+        now = loop.time()
+        delay = self._adaptive.reserve(now)
+        if delay > 0:
+            if until is not None and now + delay > until:
+                gate.release()
+                return None
+            try:
+                await asyncio.sleep(delay)
+            except BaseException:
+                gate.release()
+                raise
+        return self._adaptive.ticket(gate.in_use)
 
-    def done(self, ticket: Ticket | bool, outcome: Outcome) -> None:
+    def done(self, ticket: Ticket, outcome: Outcome) -> None:
         """The attempt that ``admit`` let start has ended with ``outcome``."""
-        if not isinstance(ticket, Ticket):
-            return
         adaptive = self._adaptive
         adaptive.record(
             ticket,
@@ -513,5 +697,7 @@ class Flow:
             now=asyncio.get_running_loop().time(),
         )
         # Learn first, then give the place back: a refusal must close it, not hand it on.
-        self._gate.capacity = adaptive.limit
-        self._gate.release()
+        gate = self._gate
+        if gate.capacity != adaptive.limit:
+            gate.capacity = adaptive.limit
+        gate.release()

@@ -8,7 +8,8 @@ Three things here exist because of how aiohttp works:
 
 - The wait for a pooled connection happens in a ``Gate`` of our own, before aiohttp sees
   the request: aiohttp's timeout would count that wait as part of the attempt, and a call
-  that never left the pool would look like one whose outcome is unknown.
+  that never left the pool would look like one whose outcome is unknown. The ``rate_limit``
+  slot is taken after it, so that no queue stands between the slot and the send.
 - A per-request middleware (``_SendProbe``) counts the real sends (aiohttp silently sends
   an idempotent request again when a pooled connection turns out dead) and notes whether
   the request was written at all.
@@ -40,12 +41,12 @@ from ._errors import (
     ClientClosedError,
     SegmentsError,
 )
-from ._flow import Gate
+from ._flow import Gate, Pace
 from ._options import RequestHeaders, cut_timeout
 from ._retry import Failure, Outcome
 from ._wire import MAX_RESPONSE_BYTES
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "held_back"]
 
 
 class _SendProbe:
@@ -152,6 +153,7 @@ class Transport:
         "_session",
         "closed",
         "max_connections",
+        "rate",
     )
 
     def __init__(
@@ -160,8 +162,11 @@ class Transport:
         session: aiohttp.ClientSession | None,
         max_connections: int,
         proxy: URL | None,
+        rate: Pace | None = None,
     ) -> None:
         self._session = session
+        #: ``rate_limit``: every request takes a slot once it has a connection.
+        self.rate = rate
         self._borrowed = session is not None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_end: _LoopEnd | None = None
@@ -351,16 +356,17 @@ class Transport:
         attempt_timeout: aiohttp.ClientTimeout,
         until: float | None,
     ) -> Outcome:
-        """Make one attempt: wait for a connection (until ``until``, loop time), send, read."""
+        """Make one attempt: wait for a connection, then for a rate slot (until ``until``,
+        loop time), send, read."""
         session = self._usable_session(method, url)
         if isinstance(session, Outcome):
             return session
-        if not self._gate.try_acquire():
-            waited = await self._wait_for_connection(method, url, until)
-            if waited is not None:
-                return waited
-            # The wait came out of the call's deadline: the attempt gets only what is left.
-            attempt_timeout = cut_timeout(attempt_timeout, until, asyncio.get_running_loop().time())
+        connected = self._gate.try_acquire()
+        if not connected or self.rate is not None:
+            held = await self.hold(method, url, until, attempt_timeout, connected=connected)
+            if isinstance(held, Outcome):
+                return held
+            attempt_timeout = held
         started = asyncio.get_running_loop().time()
         # Only a DELETE's sends are counted: aiohttp silently sends an idempotent request
         # again after a dead pooled connection, and a 404 after that may mean the first one
@@ -420,27 +426,57 @@ class Transport:
             return Outcome(failure=Failure.CLOSED, error=error, sent=False)
         return session
 
+    async def hold(
+        self,
+        method: str,
+        url: str,
+        until: float | None,
+        attempt_timeout: aiohttp.ClientTimeout,
+        *,
+        connected: bool,
+    ) -> aiohttp.ClientTimeout | Outcome:
+        """Wait for a connection (unless ``connected``), then for a rate slot, until ``until``.
+
+        The attempt's timeout, cut to what the waits left of the call's deadline; or, when
+        the deadline came first, the outcome (nothing sent, no connection held). The rate
+        slot is taken last, when nothing else can hold the request back: slots taken before
+        a queue would pile up in it and go out together.
+        """
+        if not connected:
+            waited = await self._wait_for_connection(method, url, until)
+            if waited is not None:
+                return waited
+        if self.rate is not None:
+            waited = await self._wait_for_rate(self.rate, method, url, until)
+            if waited is not None:
+                return waited
+        return cut_timeout(attempt_timeout, until, asyncio.get_running_loop().time())
+
     async def _wait_for_connection(
         self, method: str, url: str, until: float | None
     ) -> Outcome | None:
-        if until is None:
-            await self._gate.acquire()
+        waited = await _wait(self._gate.acquire, until)
+        if waited is None:
             return None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        what = f"no connection free within {waited:.3g}s (the call's deadline); "
+        return held_back(f"{what}the pool of {self.max_connections} is busy", method, url)
+
+    async def _wait_for_rate(
+        self, rate: Pace, method: str, url: str, until: float | None
+    ) -> Outcome | None:
+        """Wait for a rate slot while holding a connection; give it back if none comes."""
         try:
-            async with asyncio.timeout_at(until):
-                await self._gate.acquire()
-        except TimeoutError:
-            waited = loop.time() - started
-            error = APITimeoutError(
-                f"no connection free within {waited:.3g}s (the call's deadline); "
-                f"the pool of {self.max_connections} is busy",
-                method=method,
-                url=url,
-            )
-            return Outcome(failure=Failure.QUEUE_TIMEOUT, error=error, sent=False)
-        return None
+            waited = await _wait(rate.acquire, until)
+        except BaseException:
+            self._gate.release()
+            raise
+        if waited is None:
+            return None
+        self._gate.release()
+        what = "no request slot came free before the call's deadline"
+        return held_back(
+            f"{what} (rate_limit={rate.per_second:g}/s); nothing was sent", method, url
+        )
 
     def _unanswered(
         self,
@@ -471,6 +507,27 @@ class Transport:
             resent=probe is not None and probe.sends > 1,
             elapsed=asyncio.get_running_loop().time() - started,
         )
+
+
+async def _wait(acquire: Callable[[], Awaitable[None]], until: float | None) -> float | None:
+    """Await ``acquire()``; None once done, or the seconds waited if ``until`` came first."""
+    if until is None:
+        await acquire()
+        return None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        async with asyncio.timeout_at(until):
+            await acquire()
+    except TimeoutError:
+        return loop.time() - started
+    return None
+
+
+def held_back(message: str, method: str, url: str) -> Outcome:
+    """The outcome of a request held back past the call's deadline: nothing was sent."""
+    error = APITimeoutError(message, method=method, url=url)
+    return Outcome(failure=Failure.QUEUE_TIMEOUT, error=error, sent=False)
 
 
 def _written(probe: _SendProbe | None) -> bool:

@@ -1,13 +1,30 @@
-"""A discrete-event simulation of an ``"auto"`` page iteration against hidden capacities.
+"""A discrete-event simulation of ``"auto"`` (or fixed) clients against simulated servers.
 
-Pure and deterministic (simulated time, no loop, no sockets), so that how the adaptive
-limit behaves against the three kinds of servers of the benchmarks can be asserted in a
-unit test: ``queue`` (at most ``capacity`` served at once, the rest wait), ``reject`` (the
-rest answered 429 at once) and ``quota`` (a token bucket of ``rate`` requests per second,
-the rest answered 429). A refused page is retried after ``retry_after`` seconds. Pages are
-consumed in order, with at most ``held`` pages fetched or in flight ahead of the consumer,
-as ``iter_pages`` does. ``fixed`` replaces the adaptive limit by a fixed concurrency
-(whose window is then ``fixed`` pages, as for a fixed ``concurrency``).
+Pure and deterministic (simulated time, a seeded RNG, no loop, no sockets), so that how the
+adaptive limit behaves can be asserted in a unit test. Server kinds (``Server.kind``):
+
+- ``queue``: at most ``capacity`` requests in service for ``service`` seconds, the rest
+  wait in one FIFO queue;
+- ``reject``: the same, but the rest are answered 429 at once;
+- ``quota``: a token bucket of ``rate`` requests a second (burst ``rate / 10``), the rest
+  answered 429; admitted requests take ``service`` each, in any number;
+- ``batch``: one single-threaded event loop doing the work in Python: each wakeup takes
+  every request waiting, costs ``batch_cost`` plus ``item_cost`` per request, and answers
+  them one after another; with ``awaited`` each request also awaits that long (a database
+  call) between two halves of its work. Answers per second grow with load up to a knee
+  (the per-wakeup cost is shared), while latency grows all along;
+- ``delay``: no capacity limit: each request takes a latency drawn from ``latency``
+  (``("uniform", low, high)`` or ``("lognormal", median, sigma)``).
+
+A refused request is retried ``retry_after`` seconds later. Workloads (``Client.workload``):
+``iterate`` fetches the first page alone, then keeps requests in flight within a window
+ahead of an in-order consumer (``2 * max_connections`` for ``"auto"``, ``fixed``
+otherwise), as ``iter_pages`` does; ``create`` is one request per input, with as many
+workers as the pool (``"auto"``) or ``fixed``, and results in order within twice that,
+as the bulk operations do. ``client_cost`` is the client's own work per answer, on its
+one CPU (answers wait for it), and ``stalls`` makes that CPU noisy (other processes take
+it now and then). Several clients may share one server, each with its own adaptive limit
+(processes without coordination).
 """
 
 from __future__ import annotations
@@ -15,11 +32,40 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+import math
+import random
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
-from segments_async._flow import AdaptiveLimit
+from segments_async._flow import AdaptiveLimit, Ticket
+
+
+@attrs.frozen
+class Server:
+    kind: str
+    capacity: int = 16
+    service: float = 0.010
+    rate: float = 200.0
+    batch_cost: float = 0.0
+    item_cost: float = 0.0
+    awaited: float = 0.0
+    latency: tuple[str, float, float] = ("uniform", 0.010, 0.050)
+    retry_after: float = 1.0
+
+
+@attrs.frozen
+class Client:
+    requests: int
+    workload: str = "iterate"
+    fixed: int | None = None
+    max_connections: int = 100
+    overhead: float = 0.0025  # the network and the client, per round trip, in parallel
+    client_cost: float = 0.0  # the client's own work per answer, one at a time
+    # A noisy machine: other processes take the client's CPU this many times a second
+    # (at random), for this long each time.
+    stalls: tuple[float, float] = (0.0, 0.0)
 
 
 @attrs.frozen
@@ -35,100 +81,227 @@ class Run:
         return self.rejected / self.requests
 
 
-def simulate(
-    mode: str,
-    pages: int,
-    *,
-    capacity: int = 16,
-    service: float = 0.010,
-    rate: float = 200.0,
-    burst: float | None = None,
-    overhead: float = 0.0025,
-    retry_after: float = 1.0,
-    fixed: int | None = None,
-    max_connections: int = 100,
-) -> Run:
-    """Iterate ``pages`` pages against a ``mode`` server; what it took."""
+class _ClientState:
+    def __init__(self, index: int, spec: Client) -> None:
+        self.index = index
+        self.spec = spec
+        self.adaptive = AdaptiveLimit(spec.max_connections) if spec.fixed is None else None
+        auto = spec.fixed is None
+        size = spec.max_connections if auto else spec.fixed
+        assert size is not None
+        if spec.workload == "iterate":
+            self.workers = spec.max_connections
+            self.window = 2 * size if auto else size
+        else:
+            self.workers = size
+            self.window = 2 * size
+        self.in_flight = 0
+        self.next = 0
+        self.yielded = 0
+        self.requests = 0
+        self.rejected = 0
+        self.done: set[int] = set()
+        self.retry: collections.deque[tuple[float, int]] = collections.deque()
+        self.cpu_free = 0.0
+        self.next_stall = math.inf
+        self.finished: float | None = None
+
+    def limit(self) -> int:
+        if self.adaptive is not None:
+            return min(self.workers, self.adaptive.limit)
+        assert self.spec.fixed is not None
+        return min(self.workers, self.spec.fixed)
+
+    def next_item(self, now: float) -> int | None:
+        if self.retry and self.retry[0][0] <= now:
+            return self.retry.popleft()[1]
+        first_pending = self.spec.workload == "iterate" and self.yielded == 0 and self.next == 1
+        if first_pending or self.next >= self.spec.requests:
+            return None
+        if self.next >= self.yielded + self.window:
+            return None
+        self.next += 1
+        return self.next - 1
+
+
+def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> list[Run]:
+    """Run every client to its end against one ``server``; what each took."""
+    rng = random.Random(seed)
     events: list[tuple[float, int, str, Any]] = []
     order = itertools.count()
-    adaptive = AdaptiveLimit(max_connections) if fixed is None else None
-    held = 2 * max_connections if fixed is None else fixed
-    state = collections.Counter[str]()
-    done: set[int] = set()
-    waiting_retry: collections.deque[tuple[float, int]] = collections.deque()
+    states = [_ClientState(i, spec) for i, spec in enumerate(clients)]
+    busy = 0
     queue: collections.deque[Any] = collections.deque()
-    tokens = burst if burst is not None else rate / 10
-    bucket = {"tokens": tokens, "at": 0.0}
+    cpu_jobs: collections.deque[tuple[Any, str]] = collections.deque()
+    cpu = {"busy": False}
+    tokens_max = max(1.0, server.rate / 10)
+    bucket = {"tokens": tokens_max, "at": 0.0}
+    stats = collections.Counter[str]()
 
     def push(when: float, kind: str, data: Any) -> None:
         heapq.heappush(events, (when, next(order), kind, data))
 
-    def limit() -> int:
-        return adaptive.limit if adaptive is not None else fixed  # type: ignore[return-value]
+    def answer(now: float, request: Any, ok: bool) -> None:
+        push(now + clients[request[0]].overhead / 2, "answer", (request, ok))
+
+    def outstanding() -> None:
+        held = busy + len(queue) + len(cpu_jobs)
+        stats["max_out"] = max(stats["max_out"], held)
+
+    def cpu_wake(now: float) -> None:
+        if cpu["busy"] or not cpu_jobs:
+            return
+        cpu["busy"] = True
+        batch = list(cpu_jobs)
+        cpu_jobs.clear()
+        at = now + server.batch_cost
+        share = server.item_cost / 2 if server.awaited else server.item_cost
+        for request, stage in batch:
+            at += share
+            if stage == "in" and server.awaited:
+                push(at + server.awaited, "awaited", request)
+            else:
+                answer(at, request, True)
+        push(at, "cpu_free", None)
 
     def arrive(now: float, request: Any) -> None:
-        if mode == "quota":
-            bucket["tokens"] = min(tokens, bucket["tokens"] + (now - bucket["at"]) * rate)
+        nonlocal busy
+        kind = server.kind
+        if kind == "quota":
+            bucket["tokens"] = min(
+                tokens_max, bucket["tokens"] + (now - bucket["at"]) * server.rate
+            )
             bucket["at"] = now
             if bucket["tokens"] < 1:
-                state["rejected"] += 1
-                push(now + overhead / 2, "answer", (request, False))
+                refuse(now, request)
                 return
             bucket["tokens"] -= 1
-            push(now + service + overhead / 2, "answer", (request, True))
+            push(now + server.service, "served", request)
             return
-        if state["busy"] < capacity:
-            state["busy"] += 1
-            push(now + service, "served", request)
-        elif mode == "queue":
+        if kind == "delay":
+            shape, a, b = server.latency
+            if shape == "uniform":
+                latency = rng.uniform(a, b)
+            else:
+                latency = a * math.exp(b * rng.gauss(0.0, 1.0))
+            answer(now + latency, request, True)
+            return
+        if kind == "batch":
+            cpu_jobs.append((request, "in"))
+            outstanding()
+            cpu_wake(now)
+            return
+        if busy < server.capacity:
+            busy += 1
+            push(now + server.service, "served", request)
+        elif kind == "queue":
             queue.append(request)
         else:
-            state["rejected"] += 1
-            push(now + overhead / 2, "answer", (request, False))
+            refuse(now, request)
             return
-        state["max_out"] = max(state["max_out"], state["busy"] + len(queue))
+        outstanding()
 
-    def send(now: float) -> None:
-        while state["in_flight"] < limit():
-            if waiting_retry and waiting_retry[0][0] <= now:
-                page = waiting_retry.popleft()[1]
-            elif state["next"] < pages and state["next"] < state["yielded"] + held:
-                page = state["next"]
-                state["next"] += 1
-            else:
+    def refuse(now: float, request: Any) -> None:
+        states[request[0]].rejected += 1
+        answer(now, request, False)
+
+    def send(state: _ClientState, now: float) -> None:
+        while state.in_flight < state.limit():
+            item = state.next_item(now)
+            if item is None:
                 return
-            state["in_flight"] += 1
-            state["requests"] += 1
-            ticket = adaptive.ticket(state["in_flight"]) if adaptive is not None else None
-            delay = adaptive.reserve(now) if adaptive is not None else 0.0
-            push(now + delay + overhead / 2, "arrive", (page, now + delay, ticket))
+            state.in_flight += 1
+            state.requests += 1
+            ticket: Ticket | None = None
+            delay = 0.0
+            if state.adaptive is not None:
+                ticket = state.adaptive.ticket(state.in_flight)
+                delay = state.adaptive.reserve(now)
+            request = (state.index, item, now + delay, ticket)
+            push(now + delay + state.spec.overhead / 2, "arrive", request)
 
-    send(0.0)
+    def handle(now: float, request: Any, ok: bool) -> None:
+        index, item, sent, ticket = request
+        state = states[index]
+        state.in_flight -= 1
+        if state.adaptive is not None:
+            rtt = now - sent if ok else None
+            state.adaptive.record(ticket, rtt=rtt, refused=not ok, now=now)
+        if ok:
+            state.done.add(item)
+            while state.yielded in state.done:
+                state.done.discard(state.yielded)
+                state.yielded += 1
+            if state.yielded == state.spec.requests:
+                state.finished = now
+        else:
+            state.retry.append((now + server.retry_after, item))
+            push(now + server.retry_after, "wake", index)
+        send(state, now)
+
+    def stall_until(state: _ClientState, start: float) -> float:
+        """When the client's CPU can start work that is ready at ``start``."""
+        frequency, duration = state.spec.stalls
+        while state.next_stall <= start:
+            start = max(start, state.next_stall + duration)
+            state.next_stall += duration + rng.expovariate(frequency)
+        return start
+
+    for state in states:
+        if state.spec.stalls[0]:
+            state.next_stall = rng.expovariate(state.spec.stalls[0])
+        send(state, 0.0)
     now = 0.0
-    while events and state["yielded"] < pages:
+    while events and any(state.finished is None for state in states):
         now, _, kind, data = heapq.heappop(events)
         if kind == "arrive":
             arrive(now, data)
         elif kind == "served":
-            state["busy"] -= 1
-            if queue:
-                state["busy"] += 1
-                push(now + service, "served", queue.popleft())
-            push(now + overhead / 2, "answer", (data, True))
+            if server.kind != "quota":
+                busy -= 1
+                if queue:
+                    busy += 1
+                    push(now + server.service, "served", queue.popleft())
+            answer(now, data, True)
+        elif kind == "awaited":
+            cpu_jobs.append((data, "out"))
+            cpu_wake(now)
+        elif kind == "cpu_free":
+            cpu["busy"] = False
+            cpu_wake(now)
         elif kind == "answer":
-            (page, sent, ticket), ok = data
-            state["in_flight"] -= 1
-            if adaptive is not None:
-                adaptive.record(ticket, rtt=now - sent if ok else None, refused=not ok, now=now)
-            if ok:
-                done.add(page)
-                while state["yielded"] in done:
-                    done.discard(state["yielded"])
-                    state["yielded"] += 1
+            request, ok = data
+            state = states[request[0]]
+            cost = state.spec.client_cost
+            if cost or state.spec.stalls[0]:
+                start = stall_until(state, max(now, state.cpu_free))
+                state.cpu_free = start + cost
+                push(state.cpu_free, "handled", data)
             else:
-                waiting_retry.append((now + retry_after, page))
-                push(now + retry_after, "wake", None)
-            send(now)
+                handle(now, request, ok)
+        elif kind == "handled":
+            handle(now, *data)
         else:
-            send(now)
-    return Run(now, state["requests"], state["rejected"], state["max_out"], limit())
+            send(states[data], now)
+    return [
+        Run(
+            state.finished if state.finished is not None else now,
+            state.requests,
+            state.rejected,
+            stats["max_out"],
+            state.limit(),
+        )
+        for state in states
+    ]
+
+
+def run(server: Server, client: Client, *, seed: int = 0) -> Run:
+    """One client alone against ``server``."""
+    return simulate(server, [client], seed=seed)[0]
+
+
+def best_fixed(
+    server: Server, client: Client, choices: Sequence[int] = (4, 8, 16, 32, 64), *, seed: int = 0
+) -> float:
+    """The fastest time of a fixed concurrency among ``choices``."""
+    return min(run(server, attrs.evolve(client, fixed=c), seed=seed).seconds for c in choices)

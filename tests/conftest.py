@@ -19,15 +19,15 @@ Where a test goes (the map):
   (``test_<module>``), in-process: ``test_core`` runs ``main()`` against the mocked API,
   ``test_readme`` checks the README's "Command line" section.
 - ``tests/integration/``: real sockets on 127.0.0.1, one file per concern: the fake server
-  and testing kit, pagination, the pool, closing, deadlines, hooks, borrowed sessions,
-  proxies, security and frames, reliability soak, fuzzing, the console script, logging,
-  tracing (OpenTelemetry), the lifecycle (clients never closed, one event loop after
-  another), and the fleet (``test_fleet``: a real ``redis-server``, started once per
-  session by the ``redis_server`` fixture; ``redis_url`` empties it for each test).
+  and testing kit, pagination, the pool, the rate limit, closing, deadlines, hooks,
+  borrowed sessions, proxies, security and frames, reliability soak, fuzzing, the console
+  script, logging, tracing (OpenTelemetry), the lifecycle (clients never closed, one event
+  loop after another), and the fleet (``test_fleet``: a real ``redis-server``, started once
+  per session by the ``redis_server`` fixture; ``redis_url`` empties it for each test).
 - Helpers: ``fakes.py`` (the in-memory seam), ``rawserver.py`` (a scriptable raw HTTP
   server), ``leaks.py`` (tasks, connections, warnings left behind), ``capacity_sim.py``
-  (simulated servers with a hidden capacity), ``redisserver.py`` (a real Redis on loopback),
-  ``integration/support.py``.
+  (simulated servers and clients, ``"auto"`` or fixed), ``redisserver.py`` (a real Redis
+  on loopback), ``integration/support.py``.
 """
 
 from __future__ import annotations

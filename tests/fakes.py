@@ -22,6 +22,7 @@ import orjson
 from yarl import URL
 
 from segments_async import APIConnectionError, SegmentsClient, SegmentsError
+from segments_async._flow import RateLimit
 from segments_async._options import RequestHeaders
 from segments_async._retry import Failure, Outcome
 from segments_async._transport import Transport, _closed
@@ -69,8 +70,8 @@ class Sent:
 class FakeTransport(Transport):
     """A ``Transport`` whose ``send`` is a ``Sent`` for the test to settle."""
 
-    def __init__(self, max_connections: int = 100) -> None:
-        super().__init__(session=None, max_connections=max_connections, proxy=None)
+    def __init__(self, max_connections: int = 100, rate: RateLimit | None = None) -> None:
+        super().__init__(session=None, max_connections=max_connections, proxy=None, rate=rate)
         self.sent: list[Sent] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -89,7 +90,13 @@ class FakeTransport(Transport):
     ) -> Outcome:
         if self.closed:
             return _closed(method, url, sent=False)
-        sent = Sent(method, url, headers, body, attempt_timeout, until)
+        # The real waits for a connection and a rate slot: only the exchange is faked.
+        held = await self.hold(
+            method, url, until, attempt_timeout, connected=self._gate.try_acquire()
+        )
+        if isinstance(held, Outcome):
+            return held
+        sent = Sent(method, url, headers, body, held, until)
         self.sent.append(sent)
         self._arrivals.append(sent)
         self._arrived.set()
@@ -103,6 +110,7 @@ class FakeTransport(Transport):
             raise
         finally:
             self.in_flight -= 1
+            self._gate.release()
 
     async def next(self) -> Sent:
         """The next attempt the client makes (waits for it)."""
@@ -118,7 +126,7 @@ class FakeTransport(Transport):
 
 def install(client: SegmentsClient, max_connections: int = 100) -> FakeTransport:
     """Swap the client's transport (before first use) for a fake; returns the fake."""
-    fake = FakeTransport(max_connections)
+    fake = FakeTransport(max_connections, rate=client._shared.flow.rate)
     client._shared.transport = fake
     return fake
 

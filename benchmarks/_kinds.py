@@ -1,0 +1,222 @@
+"""Section e, second part: ``"auto"`` on ordinary servers, and what its gate costs.
+
+For each kind of ``_app_server.py`` (a Python app, the same with 3 ms awaited, uniform and
+lognormal latency), one server process runs; every contender does the same job through a
+fresh client with the default ``RetryPolicy()``: ``create_many`` of N names, and
+``iterate(per_page=100)`` over P pages, for a fixed concurrency in (4, 8, 16, 32, 64) and
+for ``"auto"``, in rotated order each round. ``auto / best fixed`` is the median over
+rounds of auto's time over the fastest fixed one's in the same round. A contender that
+takes longer than the kind's time limit is cut off and not run again (it is not the best).
+
+The gate's own cost: on section a's near-free server, ``concurrency="auto"`` with the
+adaptive limit frozen at 64 (it still learns from every answer, but the limit stays) and a
+pool of 64 against a fixed 64, for both jobs; the median per-round ratio of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from ._app_server import serve_app
+from ._common import PER_PAGE, TOKEN, median, rotated
+from ._server import serve
+
+FIXED = (4, 8, 16, 32, 64)
+AUTO = "auto"
+FROZEN = "auto frozen at 64"
+WORKLOADS = ("create_many", "iterate")
+TIMED_OUT = "timed out"
+
+
+async def run_job(
+    lib: ModuleType,
+    base_url: str,
+    workload: str,
+    size: int,
+    concurrency: int | str,
+    limit: float,
+    *,
+    frozen: int | None = None,
+) -> dict[str, Any]:
+    """One timed job: seconds, and the error if any (a short count is one)."""
+    options: dict[str, Any] = {"allow_insecure_http": True, "retry": lib.RetryPolicy()}
+    if frozen is not None:
+        # A pool the size of the frozen limit: as many bulk workers as a fixed one has, so
+        # that only the gate differs (with more workers than places, each answer also
+        # hands a place to a parked worker, which a fixed concurrency never does).
+        options["max_connections"] = frozen
+    client = lib.SegmentsClient(base_url, TOKEN, **options)
+    if frozen is not None:
+        _freeze(client, frozen)
+    done = 0
+    error: str | None = None
+    scope = asyncio.timeout(limit)
+    gc.collect()
+    started = time.perf_counter()
+    try:
+        async with scope, client:
+            if workload == "create_many":
+                names = (f"bench-{i}" for i in range(size))
+                results = client.segments.create_many(names, concurrency=concurrency)
+                async with contextlib.aclosing(results):
+                    async for result in results:
+                        done += result.ok
+                expected = size
+            else:
+                items = client.segments.iterate(per_page=PER_PAGE, concurrency=concurrency)
+                async with contextlib.aclosing(items):
+                    async for _item in items:
+                        done += 1
+                expected = size * PER_PAGE
+    except TimeoutError:
+        error = TIMED_OUT if scope.expired() else "TimeoutError"
+    except lib.SegmentsError as exc:
+        error = type(exc).__name__
+    elapsed = time.perf_counter() - started
+    if error is None and done != expected:
+        error = f"{done} of {expected} done"
+    return {"seconds": elapsed, "error": error}
+
+
+def _freeze(client: Any, level: int) -> None:
+    """Pin the client's adaptive limit at ``level``: it still records every answer."""
+    flow = client._shared.flow
+    adaptive = flow.adaptive
+
+    class Frozen(type(adaptive)):  # type: ignore[misc]
+        limit = property(lambda self: level)
+
+    frozen = Frozen(adaptive.maximum)
+    flow._adaptive = frozen
+    flow._gate.capacity = level
+
+
+def _ratio_over_rounds(
+    by_round: list[dict[str, dict[str, Any]]], name: str, against: Callable[[dict[str, Any]], bool]
+) -> float | None:
+    """Median over rounds of ``name``'s time over the fastest of those ``against`` picks."""
+    ratios = []
+    for results in by_round:
+        mine = results.get(name)
+        others = [
+            run["seconds"]
+            for label, run in results.items()
+            if label != name and run["error"] is None and against({"label": label})
+        ]
+        if mine is not None and mine["error"] is None and others:
+            ratios.append(mine["seconds"] / min(others))
+    return median(ratios) if ratios else None
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [run["seconds"] for run in runs if run["error"] is None]
+    errors = [run["error"] for run in runs if run["error"] is not None]
+    return {
+        "median_s": median(ok) if ok else None,
+        "ok_runs": len(ok),
+        "runs": len(runs),
+        "errors": errors,
+    }
+
+
+async def _compare(
+    lib: ModuleType,
+    base_url: str,
+    workload: str,
+    size: int,
+    contenders: dict[str, tuple[int | str, int | None]],
+    rounds: int,
+    limit: float,
+    progress: Any,
+    title: str,
+) -> list[dict[str, dict[str, Any]]]:
+    """Every contender once per round, rotated; contenders cut off once are dropped."""
+    by_round: list[dict[str, dict[str, Any]]] = []
+    dropped: set[str] = set()
+    await run_job(lib, base_url, workload, max(1, size // 10), 16, limit)  # warm-up
+    for round_index in range(rounds):
+        results: dict[str, dict[str, Any]] = {}
+        for label in rotated(list(contenders), round_index):
+            if label in dropped:
+                continue
+            concurrency, frozen = contenders[label]
+            run = await run_job(lib, base_url, workload, size, concurrency, limit, frozen=frozen)
+            progress(
+                f"    {title} {workload} round {round_index + 1}: {label:<18}"
+                f" {run['seconds']:7.2f}s  {run['error'] or 'ok'}"
+            )
+            results[label] = run
+            if run["error"] is not None:
+                dropped.add(label)
+        by_round.append(results)
+    return by_round
+
+
+async def bench_kinds(
+    lib: ModuleType,
+    sizes: dict[str, dict[str, int]],
+    rounds: int,
+    limit: float,
+    server_cpu: int | None,
+    progress: Any,
+) -> dict[str, Any]:
+    """Auto against fixed concurrencies on each kind of ordinary server, both jobs."""
+    contenders: dict[str, tuple[int | str, int | None]] = {str(c): (c, None) for c in FIXED}
+    contenders[AUTO] = (AUTO, None)
+    kinds: dict[str, Any] = {}
+    for kind, jobs in sizes.items():
+        pages = jobs.get("iterate", 1)
+        with serve_app(kind, total=pages * PER_PAGE, cpu=server_cpu) as base_url:
+            kinds[kind] = {}
+            for workload in WORKLOADS:
+                size = jobs[workload]
+                by_round = await _compare(
+                    lib, base_url, workload, size, contenders, rounds, limit, progress, kind
+                )
+                kinds[kind][workload] = {
+                    "size": size,
+                    "contenders": {
+                        label: _summary([r[label] for r in by_round if label in r])
+                        for label in contenders
+                    },
+                    "auto_over_best_fixed": _ratio_over_rounds(
+                        by_round, AUTO, lambda c: c["label"] != AUTO
+                    ),
+                }
+    return kinds
+
+
+async def bench_gate(
+    lib: ModuleType,
+    sizes: dict[str, int],
+    rounds: int,
+    limit: float,
+    server_cpu: int | None,
+    progress: Any,
+) -> dict[str, Any]:
+    """The adaptive gate's own cost: auto frozen at 64 against a fixed 64."""
+    contenders: dict[str, tuple[int | str, int | None]] = {"64": (64, None), FROZEN: (AUTO, 64)}
+    gate: dict[str, Any] = {}
+    with serve(max(sizes.get("iterate", 1) * PER_PAGE, 1000), server_cpu) as base_url:
+        for workload in WORKLOADS:
+            size = sizes[workload]
+            by_round = await _compare(
+                lib, base_url, workload, size, contenders, rounds, limit, progress, "gate"
+            )
+            gate[workload] = {
+                "size": size,
+                "contenders": {
+                    label: _summary([r[label] for r in by_round if label in r])
+                    for label in contenders
+                },
+                "frozen_over_fixed": _ratio_over_rounds(
+                    by_round, FROZEN, lambda c: c["label"] == "64"
+                ),
+            }
+    return gate
