@@ -94,7 +94,8 @@ class Gate:
     def release(self) -> None:
         """Give a place back, to the longest waiter if any."""
         self._in_use -= 1
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def _wake(self) -> None:
         waiters = self._waiters
@@ -404,10 +405,16 @@ class AdaptiveLimit:
         """How many refusals have lowered the limit so far."""
         return self._epoch
 
-    def ticket(self, level: int) -> Ticket:
-        """What ``record`` needs to know of a request that starts at ``level``."""
+    def ticket(self, level: int, now: float = 0.0) -> Ticket:
+        """What ``record`` needs to know of a request that starts at ``level`` (requests
+        in flight, it included), ``now``."""
         self._phase_sent += 1
-        return Ticket(self._epoch, level, self._phase_id)
+        return Ticket(self._epoch, level, self._phase_id, now)
+
+    def paced(self, now: float) -> bool:
+        """Whether a request starting ``now`` may have to wait (``reserve`` says how long):
+        requests are paced, or sending pauses after a refusal."""
+        return self._rate is not None or now < self._next_start
 
     def reserve(self, now: float) -> float:
         """Seconds the request starting now must wait for the pace (usually 0)."""
@@ -602,14 +609,16 @@ class AdaptiveLimit:
 
 
 class Ticket:
-    """A request's start, as ``AdaptiveLimit`` needs to know it."""
+    """A request's start, as ``AdaptiveLimit`` needs to know it: when (``sent``), at what
+    level, and in which epoch and phase of the limit."""
 
-    __slots__ = ("epoch", "level", "phase")
+    __slots__ = ("epoch", "level", "phase", "sent")
 
-    def __init__(self, epoch: int, level: int, phase: int = 0) -> None:
+    def __init__(self, epoch: int, level: int, phase: int = 0, sent: float = 0.0) -> None:
         self.epoch = epoch
         self.level = level
         self.phase = phase
+        self.sent = sent
 
 
 #: Answers that say "too much": the server is refusing load, or not keeping up.
@@ -631,9 +640,11 @@ class Flow:
     """The client's flow control: its rate limit, and the adaptive limit of ``"auto"``.
 
     One per client, shared by its views and by every ``"auto"`` operation at once, since
-    the server's capacity is shared too. ``admit`` is awaited before an ``"auto"`` attempt,
-    ``done`` after it. The rate limit (``rate``: the client's own, or its fleet's) is the
-    transport's to apply, once a request has its connection (see ``Transport.send``).
+    the server's capacity is shared too. Before an ``"auto"`` attempt, ``try_admit``
+    (nothing awaited), or ``admit`` when it gave no ticket; ``done`` after it. ``spare``
+    tells the operations' workers how many more of them the limit would let in. The rate
+    limit (``rate``: the client's own, or its fleet's) is the transport's to apply, once a
+    request has its connection (see ``Transport.send``).
     """
 
     __slots__ = ("_adaptive", "_gate", "max_connections", "rate")
@@ -663,16 +674,29 @@ class Flow:
         """
         return 2 * self.max_connections
 
+    def try_admit(self) -> Ticket | None:
+        """A ticket at once if a place is free and no pace holds the request back (the
+        hot path: nothing awaited); else None, and ``admit`` waits for one."""
+        adaptive = self._adaptive
+        now = asyncio.get_running_loop().time()
+        gate = self._gate
+        if adaptive.paced(now) or not gate.try_acquire():
+            return None
+        return adaptive.ticket(gate.in_use, now)
+
     async def admit(self, *, until: float | None) -> Ticket | None:
         """Wait until an ``"auto"`` request may start; None if ``until`` (loop time) came
         first. Hand the ticket to ``done``."""
         gate = self._gate
-        if not gate.try_acquire():  # the fast path takes no timeout scope
-            try:
-                async with asyncio.timeout_at(until):
-                    await gate.acquire()
-            except TimeoutError:
-                return None
+        if not gate.try_acquire():
+            if until is None:
+                await gate.acquire()
+            else:
+                try:
+                    async with asyncio.timeout_at(until):
+                        await gate.acquire()
+                except TimeoutError:
+                    return None
         loop = asyncio.get_running_loop()
         now = loop.time()
         delay = self._adaptive.reserve(now)
@@ -685,19 +709,27 @@ class Flow:
             except BaseException:
                 gate.release()
                 raise
-        return self._adaptive.ticket(gate.in_use)
+            now = loop.time()
+        return self._adaptive.ticket(gate.in_use, now)
 
     def done(self, ticket: Ticket, outcome: Outcome) -> None:
         """The attempt that ``admit`` let start has ended with ``outcome``."""
         adaptive = self._adaptive
-        adaptive.record(
-            ticket,
-            rtt=outcome.elapsed if outcome.failure is None else None,
-            refused=is_overload(outcome),
-            now=asyncio.get_running_loop().time(),
-        )
+        now = asyncio.get_running_loop().time()
+        # The round trip is the time the place was held, not the exchange's own: on a busy
+        # event loop a request waits to run after it was let in, and a place held meanwhile
+        # is a place taken (Little's law holds for what is held).
+        rtt = now - ticket.sent if outcome.failure is None else None
+        adaptive.record(ticket, rtt=rtt, refused=is_overload(outcome), now=now)
         # Learn first, then give the place back: a refusal must close it, not hand it on.
         gate = self._gate
-        if gate.capacity != adaptive.limit:
-            gate.capacity = adaptive.limit
+        limit = adaptive.limit
+        if gate.capacity != limit:
+            gate.capacity = limit
         gate.release()
+
+    def spare(self) -> int:
+        """Places free beyond the requests waiting for one (negative: more are waiting
+        than there are places): how many more ``"auto"`` workers would start at once."""
+        gate = self._gate
+        return gate.capacity - gate.in_use - gate.waiting

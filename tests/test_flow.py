@@ -585,6 +585,49 @@ class TestFlow:
         assert not waiter.done()
         waiter.cancel()
 
+    async def test_try_admit_takes_a_free_place_without_awaiting(self):
+        """Four places: four tickets at once, then None (admit waits for the fifth)."""
+        flow = Flow(rate=None, max_connections=100)
+        tickets = [flow.try_admit() for _ in range(5)]
+
+        assert [1, 2, 3, 4] == [t.level for t in tickets[:4] if t is not None]
+        assert tickets[4] is None
+
+    async def test_try_admit_leaves_a_paced_request_to_admit(self):
+        """After a refusal, sending pauses a round trip: no ticket at once."""
+        flow = Flow(rate=None, max_connections=100)
+        ticket = flow.try_admit()
+        assert ticket is not None
+        flow.done(ticket, Outcome(429, {"Retry-After": "1"}))
+
+        assert flow.try_admit() is None
+        assert 0 == flow._gate.in_use
+
+    async def test_the_round_trip_is_the_time_the_place_was_held(self):
+        """An answer whose exchange took 1 ms, 50 ms after its ticket: 50 ms is learnt
+        (on a busy event loop, the request waited to run while it held its place)."""
+        flow = Flow(rate=None, max_connections=100)
+        ticket = flow.try_admit()
+        assert ticket is not None
+        ticket.sent -= 0.050
+        flow.done(ticket, Outcome(200, elapsed=0.001))
+
+        assert math.isclose(0.050, flow.adaptive._round_trip(), rel_tol=0.05)
+
+    async def test_spare_counts_free_places_beyond_the_waiters(self):
+        """Four places, three held: one spare; two more waiting: minus one."""
+        flow = Flow(rate=None, max_connections=100)
+        for _ in range(3):
+            flow.try_admit()
+        assert 1 == flow.spare()
+        flow.try_admit()
+        waiters = [asyncio.create_task(flow.admit(until=None)) for _ in range(2)]
+        await asyncio.sleep(0)
+
+        assert -2 == flow.spare()
+        for waiter in waiters:
+            waiter.cancel()
+
     async def test_admit_gives_up_at_the_deadline(self):
         """A request that cannot start before `until` is not admitted."""
         flow = Flow(rate=None, max_connections=100)
