@@ -1,10 +1,16 @@
 """Bulk work: many calls at once over a lazy input, a result per input, bounded memory.
 
-``bulk_results`` runs one call per input with a fixed number of worker tasks pulling
-from the input, and yields a ``BulkResult`` per input, in input order or as they finish.
-Workers take a place in a ``Gate`` before pulling an input, and the consumer gives it back
-once the result is yielded: at most ``window`` inputs and results are held, however long
-the input.
+``bulk_results`` runs one call per input with worker tasks pulling from the input, and
+yields a ``BulkResult`` per input, in input order or as they finish. Workers take a place
+in a ``Gate`` before pulling an input, and the consumer gives it back once the result is
+yielded: at most ``window`` inputs and results are held, however long the input.
+
+There are ``workers`` workers, or, given ``spare`` (the places free at the adaptive
+limit's gate beyond those waited for), as many as that gate lets in: a worker starts
+another while places are free and ends when it would have to wait for one. Workers parked
+at the gate would each take the place of one that just finished (a task switch per
+request that a fixed concurrency never makes), and a worker waiting out a ``Retry-After``
+holds no place, so another takes it meanwhile.
 """
 
 from __future__ import annotations
@@ -98,6 +104,7 @@ async def bulk_results(
     workers: int,
     window: int,
     ordered: bool = True,
+    spare: Callable[[], int] | None = None,
 ) -> AsyncGenerator[BulkResult[_T, _I], None]:
     """A ``BulkSuccess`` or ``BulkFailure`` for each input: in input order, or as they end.
 
@@ -108,11 +115,11 @@ async def bulk_results(
     Authentication and permission failures, and the client being closed, stop the
     operation: no further input is pulled, and once the calls in flight have ended and
     every input pulled has its result yielded, that error is raised. Anything else (a
-    hook's exception, a bug) cancels the rest and is raised at once.
+    hook's exception, a bug) cancels the rest and is raised at once. With ``spare``,
+    ``workers`` is the most that run at once.
     """
-    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered)
-    tasks = [asyncio.create_task(run.work()) for _ in range(workers)]
-    run.working = workers
+    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered, workers, spare)
+    run.hire(workers if spare is None else max(1, min(workers, spare())))
     try:
         while True:
             result = run.next_result()
@@ -129,7 +136,7 @@ async def bulk_results(
             yield result
             run.room.release()
     finally:
-        await _cancel(tasks)
+        await _cancel(run.tasks)
 
 
 class _Run(Generic[_I, _T]):
@@ -140,12 +147,16 @@ class _Run(Generic[_I, _T]):
         "failure",
         "finished",
         "following",
+        "most",
         "ordered",
         "ready",
         "results",
         "room",
         "source",
+        "spare",
+        "starting",
         "stop",
+        "tasks",
         "working",
     )
 
@@ -155,10 +166,16 @@ class _Run(Generic[_I, _T]):
         call: Callable[[_I], Awaitable[_T]],
         window: int,
         ordered: bool,
+        most: int,
+        spare: Callable[[], int] | None,
     ) -> None:
         self.source = source
         self.call = call
         self.ordered = ordered
+        self.most = most  # workers at most
+        self.spare = spare
+        self.starting = 0  # workers started that have not yet asked for a place
+        self.tasks: set[asyncio.Task[None]] = set()  # workers running (or ended by an error)
         self.room = Gate(window)  # inputs pulled and not yet yielded
         self.results: dict[int, BulkResult[_T, _I]] = {}  # ordered: by index
         self.finished: collections.deque[BulkResult[_T, _I]] = collections.deque()  # unordered
@@ -167,6 +184,25 @@ class _Run(Generic[_I, _T]):
         self.working = 0  # workers not yet ended
         self.stop: SegmentsError | None = None  # what ends the operation once drained
         self.failure: BaseException | None = None  # what ends it at once
+
+    def hire(self, count: int) -> None:
+        """Start ``count`` more workers."""
+        for _ in range(count):
+            self.tasks.add(asyncio.create_task(self.work()))
+        self.working += count
+        self.starting += count
+
+    def staffed(self) -> bool:
+        """After a call: whether this worker goes on (or the gate has no place for it), and
+        start others for the places free beyond its own."""
+        if self.spare is None:
+            return True
+        spare = self.spare() - self.starting
+        if spare <= 0:
+            return self.working == 1  # the last one waits for a place
+        if spare > 1 and not self.source.exhausted:
+            self.hire(min(spare - 1, self.most - self.working))
+        return True
 
     def next_result(self) -> BulkResult[_T, _I] | None:
         """The result to yield now, if it is there."""
@@ -180,6 +216,7 @@ class _Run(Generic[_I, _T]):
     async def work(self) -> None:
         """Pull an input, make its call, store its result; until the input runs dry."""
         room, source, call = self.room, self.source, self.call
+        self.starting -= 1  # it asks for its place in this step (unless the window is full)
         try:
             while True:
                 if not room.try_acquire():
@@ -187,7 +224,7 @@ class _Run(Generic[_I, _T]):
                 index, item = source.pull_now() if source.ready else await source.pull()
                 if item is _EXHAUSTED:  # or the operation stopped: see _failed
                     room.release()
-                    return
+                    break
                 # What was pulled is owed a result, even if the operation stopped meanwhile.
                 # The call is settled inline (no coroutine per item: this is the hot path).
                 result: BulkResult[_T, _I]
@@ -202,10 +239,14 @@ class _Run(Generic[_I, _T]):
                     except SegmentsError as error:
                         result = self._failed(index, item, error)  # type: ignore[arg-type]
                 self._store(result)
+                if not self.staffed():
+                    break
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError) and self.failure is None:
                 self.failure = exc
             raise
+        else:
+            self.tasks.discard(asyncio.current_task())
         finally:
             self.working -= 1
             self.ready.set()
@@ -227,10 +268,11 @@ class _Run(Generic[_I, _T]):
             self.ready.set()
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
-    await asyncio.wait(tasks)
+    if tasks:
+        await asyncio.wait(tasks)
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log it as lost

@@ -467,21 +467,25 @@ class SegmentsClient:
         url = self._shared.base_url + path
         deadline = self._options.deadline
         until = None if deadline is None else asyncio.get_running_loop().time() + deadline
-        # No hooks, deadline or flow control: the attempt is the send itself (the hot path).
-        plain = self._plain and not adaptive
+        # No hooks or deadline: the attempt is the send itself, through the adaptive limit
+        # for "auto" (the hot path).
+        plain = self._plain
         task = transport.enter()
         try:
             while True:
                 if plain:
                     call.attempts += 1
-                    outcome = await transport.send(
-                        method,
-                        url,
-                        self._headers,
-                        body,
-                        attempt_timeout=self._options.wire_timeout,
-                        until=None,
-                    )
+                    if adaptive:
+                        outcome = await self._send(call, url, body, None, adaptive)
+                    else:
+                        outcome = await transport.send(
+                            method,
+                            url,
+                            self._headers,
+                            body,
+                            attempt_timeout=self._options.wire_timeout,
+                            until=None,
+                        )
                 else:
                     outcome = await self._attempt(call, url, body, until, adaptive)
                 decision = self._decide(call, outcome, until)
@@ -519,7 +523,7 @@ class SegmentsClient:
         flow = self._shared.flow
         ticket = None
         if adaptive:
-            ticket = await flow.admit(until=until)
+            ticket = flow.try_admit() or await flow.admit(until=until)
             if ticket is None:
                 held_by = (
                     "no request slot came free before the call's deadline "

@@ -94,7 +94,8 @@ class Gate:
     def release(self) -> None:
         """Give a place back, to the longest waiter if any."""
         self._in_use -= 1
-        self._wake()
+        if self._waiters:
+            self._wake()
 
     def _wake(self) -> None:
         waiters = self._waiters
@@ -181,22 +182,28 @@ class RateLimit:
 
 # --------------------------------------------------------------------------- adaptive limit
 
-#: Where the limit starts.
+#: Where the limit starts, and how far beyond the level of an answer slow start may go.
 _INITIAL: Final = 4
+_START_GROWTH: Final = 1.5
 #: How much of a step up in requests in flight must come back as answers per second (the
 #: elasticity: 1 when there is no queue, 0 when more in flight only adds latency) for
-#: slow start to go on, for the hill climb to step up, and below which it steps down.
+#: slow start to go on; and for the hill climb, the knee: above it the limit steps up,
+#: below it down (each only beyond the noise). At 0.05, a step of 25 % brings 1.1 % more.
 _STARTUP_ELASTICITY: Final = 0.5
-_GROW_ELASTICITY: Final = 0.15
-_SHRINK_ELASTICITY: Final = 0.05
+_KNEE_ELASTICITY: Final = 0.05
 #: The hill climb's cycle of phases, as shares of the limit: a probe up, a probe down,
-#: then cruising (BBR's gain cycling, shorter). Each phase lasts about one window of sends.
+#: then cruising (BBR's gain cycling, shorter). A probe lasts until a window of requests
+#: sent in it has been answered in it; a cruising phase, a window of sends.
 _CYCLE: Final = (1.25, 0.8, 1.0, 1.0)
 _UP, _DOWN, _CRUISE = 0, 1, 2
 #: How far one decision moves the limit.
 _STEP: Final = 1.25
 #: Answers a phase (or, in slow start, a level) needs before it is compared.
 _MIN_SAMPLES: Final = 8
+#: Cycles of probes pooled at one limit before a step down (one slow phase, when another
+#: process took the CPU, must not cost throughput), and at most: then they start afresh.
+_DOWN_CYCLES: Final = 2
+_MAX_CYCLES: Final = 8
 #: Levels further apart than this are compared; closer ones say nothing through the noise.
 _MIN_SPREAD: Final = 1.15
 #: How fast the smoothed round trip follows the answers.
@@ -294,20 +301,28 @@ class AdaptiveLimit:
     trip) at each level, and holds where more in flight only adds latency. Rising latency
     alone is no queue: a server that batches answers more slowly *and* more per second.
 
-    - **Slow start** (TCP, BBR's startup): from 4, one more per clean answer (doubling
-      per round trip), never beyond twice the level an answer proved, while each doubling
-      still brings at least 41 % more answers per second (an elasticity of 0.5).
-    - **Hill climb** (the .NET thread pool's, with BBR's gain cycling): a cycle of a phase
-      at 1.25 times the limit, one at 0.8 times, and two at the limit, each about a window
-      of sends. From the two probes, the elasticity (how much of the extra in flight came
-      back as answers per second): over 0.15 the limit steps up 25 %, under 0.05 down.
-      Comparing two phases a round trip apart cancels what drifts slowly; the round trip
-      of a phase is the geometric mean of its answers', so a jittery server's slow
-      answers weigh little.
-    - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the limit
-      halves from the level the refused request was sent at, sending pauses for a round
-      trip, and that level is a ceiling: the limit stays below it for 100 round trips,
-      and at least 10 s, before probing it, and each failed probe doubles the wait.
+    - **Slow start** (TCP, BBR's startup): from 4, one more per clean answer, never
+      beyond half as much again as the level an answer proved (answers come a round trip
+      late), while each half octave more still brings at least 19 % more answers per
+      second (an elasticity of 0.5, beyond the noise).
+    - **Hill climb** (the .NET thread pool's, with BBR's gain cycling): a probe at 1.25
+      times the limit, then one at 0.8 times. A round trip follows the load all along (an
+      event loop, a server sharing its time), so a probe counts only requests sent once
+      its level was reached (after its first window of sends) and answered within it. The
+      elasticity between the two probes (how much of the extra in flight came back as
+      answers per second), pooled over the cycles at one limit, decides: beyond the noise
+      (a standard error) above 0.05 the limit steps up 25 % and probes again at once,
+      below it (over two cycles at least, so that one slow phase, when another process
+      took the CPU, costs nothing) it steps down 25 %; in between, the limit is at the
+      knee and cruises two windows of sends before the next probe. The knee is the
+      smallest level within noise of the best: a step of 25 % there brings 1.1 % more.
+      The round trip of a probe is the geometric mean of its answers', so a jittery
+      server's slow answers weigh little.
+    - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
+      refused request was sent at is a ceiling: the limit stays below it for 100 round
+      trips, and at least 10 s, before probing it, and each failed probe doubles the
+      wait. A probe refused above a limit that held leaves the limit; otherwise the limit
+      halves from the refused level. Sending pauses for a round trip either way.
     - **Quotas**: when a level that had been held for a while is refused, or the level
       the last refusal cut the limit to, or even one request at a time, the server counts
       requests per second, not in flight. Then requests are paced at 70 % of the rate
@@ -318,10 +333,10 @@ class AdaptiveLimit:
       change of pace was sent before it, and changes nothing.
 
     What it has learnt is a few numbers (``limit``, ``ceiling``, ``rate``, ``epoch``);
-    the rest is the measurement in progress. ``ticket(level)`` is taken when a request
-    starts (``level``: requests in flight, it included) and handed back to ``record``
-    with the answer; ``reserve(now)`` says how long a request that may start must wait
-    for the pace.
+    the rest is the measurement in progress. ``ticket(level, now)`` is taken when a
+    request starts (``level``: requests in flight, it included) and handed back to
+    ``record`` with the answer and its round trip (the time since ``now``);
+    ``reserve(now)`` says how long a request that may start must wait for the pace.
     """
 
     __slots__ = (
@@ -329,16 +344,18 @@ class AdaptiveLimit:
         "_ceiling",
         "_current",
         "_deliveries",
+        "_down",
         "_epoch",
         "_levels",
         "_limit",
-        "_low",
         "_next_start",
         "_paced_since",
         "_phase",
+        "_phase_answered",
         "_phase_id",
         "_phase_sent",
-        "_phases",
+        "_pooled",
+        "_probe",
         "_probe_at",
         "_probe_round_trips",
         "_probing_since",
@@ -349,6 +366,7 @@ class AdaptiveLimit:
         "_rtt",
         "_slow_start",
         "_sustained",
+        "_up",
         "maximum",
     )
 
@@ -363,8 +381,11 @@ class AdaptiveLimit:
         self._phase = _CRUISE
         self._phase_id = 0
         self._phase_sent = 0
-        self._phases: dict[int, _Samples] = {}
-        self._low = 0
+        self._phase_answered = 0
+        self._up = _Samples()  # the probes up at this limit, pooled
+        self._down = _Samples()
+        self._pooled = 0  # cycles in them
+        self._probe: _Samples | None = None  # the pool the phase under way adds to
         self._rtt: float | None = None
         self._ceiling: int | None = None
         self._probe_at = 0.0
@@ -404,10 +425,19 @@ class AdaptiveLimit:
         """How many refusals have lowered the limit so far."""
         return self._epoch
 
-    def ticket(self, level: int) -> Ticket:
-        """What ``record`` needs to know of a request that starts at ``level``."""
-        self._phase_sent += 1
-        return Ticket(self._epoch, level, self._phase_id)
+    def ticket(self, level: int, now: float = 0.0) -> Ticket:
+        """What ``record`` needs to know of a request that starts at ``level`` (requests
+        in flight, it included), ``now``."""
+        sent = self._phase_sent
+        self._phase_sent = sent + 1
+        # In a probe, the first window of sends only brings the load to its level: what
+        # they meet is the change, not the level.
+        return Ticket(self._epoch, level, self._phase_id if sent >= self._current else -1, now)
+
+    def paced(self, now: float) -> bool:
+        """Whether a request starting ``now`` may have to wait (``reserve`` says how long):
+        requests are paced, or sending pauses after a refusal."""
+        return self._rate is not None or now < self._next_start
 
     def reserve(self, now: float) -> float:
         """Seconds the request starting now must wait for the pace (usually 0)."""
@@ -424,12 +454,10 @@ class AdaptiveLimit:
         if refused:
             if ticket.epoch == self._epoch:  # older ones were sent before the last decrease
                 self._refused(ticket.level, now)
+                self._update()
         elif rtt is not None:
             self._deliveries.append(now)
-            if self._ceiling is not None and ticket.level >= self._ceiling:
-                self._sustained += 1
             self._answered(ticket, max(rtt, _MIN_RTT), now)
-        self._update()
 
     def _round_trip(self) -> float:
         return self._rtt if self._rtt is not None else 0.01
@@ -442,32 +470,43 @@ class AdaptiveLimit:
     # ------------------------------------------------------------------- clean answers
 
     def _answered(self, ticket: Ticket, rtt: float, now: float) -> None:
-        self._rtt = rtt if self._rtt is None else self._rtt + _RTT_GAIN * (rtt - self._rtt)
+        # Most answers change nothing but the measurement: the limit is worked out again
+        # only when something it depends on moved.
+        smoothed = self._rtt
+        self._rtt = rtt if smoothed is None else smoothed + _RTT_GAIN * (rtt - smoothed)
         if self._rate is not None:
             self._grow_rate(now)
-        self._cap = self._ceiling_cap(ticket.level, now)
+        moved = False
+        if self._ceiling is not None:
+            if ticket.level >= self._ceiling:
+                self._sustained += 1
+            cap = self._ceiling_cap(ticket.level, now)
+            moved = cap != self._cap
+            self._cap = cap
         if self._slow_start:
             self._start(ticket.level, rtt)
+            moved = True
         elif ticket.epoch == self._epoch:
-            phase = self._phases.get(ticket.phase)
-            if phase is not None:
-                phase.add(ticket.level, rtt)
-            self._climb()
-        self._limit = max(1.0, min(self._limit, self._cap, float(self.maximum)))
+            moved = self._climb(ticket, rtt) or moved
+        if moved:
+            self._limit = max(1.0, min(self._limit, self._cap))
+            self._update()
 
     def _start(self, level: int, rtt: float) -> None:
-        """Slow start: double per round trip while doubling still pays."""
-        octave = int(math.log2(level))
-        samples = self._levels.setdefault(octave, _Samples())
+        """Slow start: one more per answer while each half octave more still pays."""
+        band = int(2 * math.log2(level))
+        samples = self._levels.setdefault(band, _Samples())
         samples.add(level, rtt)
-        below = self._levels.get(octave - 1)
+        below = self._levels.get(band - 1)
         gain = None if below is None else below.elasticity(samples)
-        if below is not None and gain is not None and gain[0] < _STARTUP_ELASTICITY:
+        if below is not None and gain is not None and sum(gain) < _STARTUP_ELASTICITY:
             # The knee lies between the two: the climb starts at the lower side of it.
             self._limit = max(below.level, samples.level / _STEP)
             self._end_slow_start()
             return
-        self._limit = max(self._limit, min(self._limit + 1.0, 2.0 * level))
+        # Never beyond half as much again as an answer proved: answers come a round trip
+        # late, and a queue is found only once the requests sent into it are answered.
+        self._limit = max(self._limit, min(self._limit + 1.0, _START_GROWTH * level))
         if self._limit >= min(self.maximum, self._cap):
             self._end_slow_start()
 
@@ -480,37 +519,66 @@ class AdaptiveLimit:
         self._phase = phase
         self._phase_id += 1
         self._phase_sent = 0
-        if phase in (_UP, _DOWN):
-            self._phases[self._phase_id] = _Samples()
+        self._phase_answered = 0
+        self._probe = self._up if phase == _UP else self._down if phase == _DOWN else None
 
-    def _climb(self) -> None:
-        """The hill climb: move on through the cycle; after a whole one, step."""
-        if self._phase_sent < max(_MIN_SAMPLES, self.limit):
-            return
-        if self._phase + 1 < len(_CYCLE):
-            self._next_phase(self._phase + 1)
-            return
-        up = self._phases.get(self._phase_id - 3)
-        down = self._phases.get(self._phase_id - 2)
-        self._phases.clear()
-        gain = None if up is None or down is None else down.elasticity(up)
-        if gain is not None and self._rate is None:
-            # Each way only beyond the noise (a standard error); and down only on a second
-            # low reading in a row: one slow phase (another process took the CPU) must
-            # not cost throughput, while a step up too many costs only latency.
-            elasticity, error = gain
-            self._low = self._low + 1 if elasticity + error < _SHRINK_ELASTICITY else 0
-            if elasticity - error > _GROW_ELASTICITY:
-                self._limit = _scaled(self._limit, _STEP)
-            elif self._low >= 2:
-                self._limit = _scaled(self._limit, 1 / _STEP)
-                self._low = 0
-        self._next_phase(_UP)
+    def _restart_pools(self) -> None:
+        self._up = _Samples()
+        self._down = _Samples()
+        self._pooled = 0
+
+    def _climb(self, ticket: Ticket, rtt: float) -> bool:
+        """The hill climb: a probe up, a probe down, perhaps a step, cruising; again.
+        Whether the phase moved on."""
+        probe = self._probe
+        if probe is None:  # cruising
+            if self._phase_sent < max(_MIN_SAMPLES, self._current):
+                return False
+            self._next_phase(_UP if self._phase + 1 == len(_CYCLE) else self._phase + 1)
+            return True
+        # A probe: only what was sent once its level was reached and answered within it
+        # tells what that level does. A round trip follows the load all along (an event
+        # loop, a server that shares its time), so a request sent earlier or answered
+        # after the probe tells of the levels before or after as well.
+        if ticket.phase != self._phase_id:
+            return False
+        probe.add(ticket.level, rtt)
+        self._phase_answered += 1
+        if self._phase_answered < max(_MIN_SAMPLES, self._current):
+            return False
+        if self._phase == _UP:
+            self._next_phase(_DOWN)
+            return True
+        self._pooled += 1
+        # Moving, it probes again at once; holding, it cruises a while first.
+        self._next_phase(_UP if self._step() else _CRUISE)
+        return True
+
+    def _step(self) -> bool:
+        """After a probe up and down: a step to the knee, when the pooled probes are clear
+        beyond the noise (a standard error) on which side of it the limit is."""
+        gain = self._down.elasticity(self._up)
+        if gain is None or self._rate is not None:
+            if self._pooled >= _MAX_CYCLES:
+                self._restart_pools()
+            return False
+        elasticity, error = gain
+        if elasticity - error > _KNEE_ELASTICITY:
+            limit = _scaled(self._limit, _STEP)
+        elif elasticity + error < _KNEE_ELASTICITY and self._pooled >= _DOWN_CYCLES:
+            limit = _scaled(self._limit, 1 / _STEP)
+        elif self._pooled < _MAX_CYCLES:
+            return False
+        else:
+            limit = self._limit
+        self._restart_pools()
+        moved = limit != self._limit
+        self._limit = limit
+        return moved
 
     def _ceiling_cap(self, level: int, now: float) -> float:
         ceiling = self._ceiling
-        if ceiling is None:
-            return float(self.maximum)
+        assert ceiling is not None
         if now < self._probe_at:
             return max(1, ceiling - 1) + 0.999
         if level >= ceiling:
@@ -530,10 +598,10 @@ class AdaptiveLimit:
         if self._rate is not None and now - self._rate_since < self._round_trip():
             return  # sent at the pace before this one: the change is one round trip old
         self._epoch += 1
-        if self._slow_start:
-            self._slow_start = False
-            self._levels.clear()
-        self._phases.clear()
+        starting = self._slow_start
+        self._slow_start = False
+        self._levels.clear()
+        self._restart_pools()
         self._next_phase(_CRUISE)
         self._next_start = max(self._next_start, now + self._round_trip())
         ceiling = self._ceiling
@@ -555,6 +623,11 @@ class AdaptiveLimit:
         self._probing_since = None
         self._probe_at = now + self._probe_interval()
         self._cap = max(1, level - 1) + 0.999
+        if not starting and level > self._limit:
+            # A probe above the limit was refused, and the limit itself was not: the limit
+            # stays, under the new ceiling.
+            self._limit = min(self._limit, self._cap)
+            return
         self._limit = max(1.0, math.floor(min(self._limit, level) * _DECREASE))
 
     def _pace(self, now: float) -> None:
@@ -602,14 +675,16 @@ class AdaptiveLimit:
 
 
 class Ticket:
-    """A request's start, as ``AdaptiveLimit`` needs to know it."""
+    """A request's start, as ``AdaptiveLimit`` needs to know it: when (``sent``), at what
+    level, and in which epoch and phase of the limit."""
 
-    __slots__ = ("epoch", "level", "phase")
+    __slots__ = ("epoch", "level", "phase", "sent")
 
-    def __init__(self, epoch: int, level: int, phase: int = 0) -> None:
+    def __init__(self, epoch: int, level: int, phase: int = 0, sent: float = 0.0) -> None:
         self.epoch = epoch
         self.level = level
         self.phase = phase
+        self.sent = sent
 
 
 #: Answers that say "too much": the server is refusing load, or not keeping up.
@@ -631,9 +706,11 @@ class Flow:
     """The client's flow control: its rate limit, and the adaptive limit of ``"auto"``.
 
     One per client, shared by its views and by every ``"auto"`` operation at once, since
-    the server's capacity is shared too. ``admit`` is awaited before an ``"auto"`` attempt,
-    ``done`` after it. The rate limit (``rate``: the client's own, or its fleet's) is the
-    transport's to apply, once a request has its connection (see ``Transport.send``).
+    the server's capacity is shared too. Before an ``"auto"`` attempt, ``try_admit``
+    (nothing awaited), or ``admit`` when it gave no ticket; ``done`` after it. ``spare``
+    tells the operations' workers how many more of them the limit would let in. The rate
+    limit (``rate``: the client's own, or its fleet's) is the transport's to apply, once a
+    request has its connection (see ``Transport.send``).
     """
 
     __slots__ = ("_adaptive", "_gate", "max_connections", "rate")
@@ -663,16 +740,29 @@ class Flow:
         """
         return 2 * self.max_connections
 
+    def try_admit(self) -> Ticket | None:
+        """A ticket at once if a place is free and no pace holds the request back (the
+        hot path: nothing awaited); else None, and ``admit`` waits for one."""
+        adaptive = self._adaptive
+        now = asyncio.get_running_loop().time()
+        gate = self._gate
+        if adaptive.paced(now) or not gate.try_acquire():
+            return None
+        return adaptive.ticket(gate.in_use, now)
+
     async def admit(self, *, until: float | None) -> Ticket | None:
         """Wait until an ``"auto"`` request may start; None if ``until`` (loop time) came
         first. Hand the ticket to ``done``."""
         gate = self._gate
-        if not gate.try_acquire():  # the fast path takes no timeout scope
-            try:
-                async with asyncio.timeout_at(until):
-                    await gate.acquire()
-            except TimeoutError:
-                return None
+        if not gate.try_acquire():
+            if until is None:
+                await gate.acquire()
+            else:
+                try:
+                    async with asyncio.timeout_at(until):
+                        await gate.acquire()
+                except TimeoutError:
+                    return None
         loop = asyncio.get_running_loop()
         now = loop.time()
         delay = self._adaptive.reserve(now)
@@ -685,19 +775,27 @@ class Flow:
             except BaseException:
                 gate.release()
                 raise
-        return self._adaptive.ticket(gate.in_use)
+            now = loop.time()
+        return self._adaptive.ticket(gate.in_use, now)
 
     def done(self, ticket: Ticket, outcome: Outcome) -> None:
         """The attempt that ``admit`` let start has ended with ``outcome``."""
         adaptive = self._adaptive
-        adaptive.record(
-            ticket,
-            rtt=outcome.elapsed if outcome.failure is None else None,
-            refused=is_overload(outcome),
-            now=asyncio.get_running_loop().time(),
-        )
+        now = asyncio.get_running_loop().time()
+        # The round trip is the time the place was held, not the exchange's own: on a busy
+        # event loop a request waits to run after it was let in, and a place held meanwhile
+        # is a place taken (Little's law holds for what is held).
+        rtt = now - ticket.sent if outcome.failure is None else None
+        adaptive.record(ticket, rtt=rtt, refused=is_overload(outcome), now=now)
         # Learn first, then give the place back: a refusal must close it, not hand it on.
         gate = self._gate
-        if gate.capacity != adaptive.limit:
-            gate.capacity = adaptive.limit
+        limit = adaptive.limit
+        if gate.capacity != limit:
+            gate.capacity = limit
         gate.release()
+
+    def spare(self) -> int:
+        """Places free beyond the requests waiting for one (negative: more are waiting
+        than there are places): how many more ``"auto"`` workers would start at once."""
+        gate = self._gate
+        return gate.capacity - gate.in_use - gate.waiting

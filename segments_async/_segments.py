@@ -71,6 +71,10 @@ class Window(Protocol):
         """How many pages or items an ``"auto"`` operation may hold in flight or done."""
         ...
 
+    def spare(self) -> int:
+        """Places free at the adaptive limit beyond those waited for (negative: fewer)."""
+        ...
+
 
 def _check_inputs(name: str, inputs: object) -> None:
     """An iterable or async iterable of inputs, and not a string (an iterable of letters)."""
@@ -422,10 +426,17 @@ class SegmentsResource:
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be True or False, got {_wire.short_repr(ordered)}")
         if concurrency == "auto":
-            # As many workers as the pool; the adaptive limit says how many are in flight.
-            workers, window = self._window.max_connections, self._window.auto_window()
-        else:
-            workers, window = int(concurrency), 2 * int(concurrency)
+            # As many workers as the adaptive limit lets in, up to the pool.
+            window = self._window.auto_window()
+            return bulk_results(
+                inputs,
+                call,
+                workers=self._window.max_connections,
+                window=window,
+                ordered=ordered,
+                spare=self._window.spare,
+            )
+        workers, window = int(concurrency), 2 * int(concurrency)
         return bulk_results(inputs, call, workers=workers, window=window, ordered=ordered)
 
     # ----------------------------------------------------------------------- pagination
@@ -556,12 +567,18 @@ class SegmentsResource:
             return
         # Ask for the size the server uses, so that its lastPage stays true.
         per_page = pages.per_page
+        if adaptive:
+            async with contextlib.aclosing(
+                self._auto_pages(pages, start_page + 1, per_page)
+            ) as rest:
+                async for page in rest:
+                    yield page
+            return
         # Tasks for the pages after the one awaited next: with that one, at most `window`
         # pages are in flight or held, and while the consumer holds a page, one fewer are
         # fetched ahead. A window of 1 makes no task: each page is awaited directly, as a
-        # plain loop would. For "auto" the window is wider than what is in flight (the
-        # adaptive limit says that), so a page waiting out a Retry-After stalls nothing.
-        window = self._window.auto_window() if adaptive else int(concurrency)
+        # plain loop would.
+        window = int(concurrency)
         in_flight: collections.deque[asyncio.Task[SegmentPage]] = collections.deque()
         loop = asyncio.get_running_loop()
         number = start_page + 1
@@ -572,10 +589,10 @@ class SegmentsResource:
                 following = number + 1 + len(in_flight)
                 while len(in_flight) < ahead and following <= pages.last:
                     query = _wire.list_query(following, per_page)
-                    in_flight.append(loop.create_task(self._list(query, adaptive=adaptive)))
+                    in_flight.append(loop.create_task(self._list(query)))
                     following += 1
                 if current is None:
-                    page = await self._list(_wire.list_query(number, per_page), adaptive=adaptive)
+                    page = await self._list(_wire.list_query(number, per_page))
                 else:
                     page = await current
                 self._check(pages, page, number, per_page)
@@ -586,6 +603,34 @@ class SegmentsResource:
                 number += 1
         finally:
             await _cancel_all(in_flight)
+
+    async def _auto_pages(
+        self, pages: Pages, number: int, per_page: int
+    ) -> AsyncGenerator[SegmentPage, None]:
+        """The pages from ``number`` on for ``"auto"``: fetched as the bulk operations
+        work, by as many workers as the adaptive limit lets in, within a window wider than
+        what is in flight, so that a page waiting out a ``Retry-After`` stalls nothing."""
+
+        def fetch(page: int) -> Coroutine[Any, Any, SegmentPage]:
+            return self._list(_wire.list_query(page, per_page), adaptive=True)
+
+        results = bulk_results(
+            range(number, pages.last + 1),
+            fetch,
+            workers=self._window.max_connections,
+            window=self._window.auto_window(),
+            spare=self._window.spare,
+        )
+        async with contextlib.aclosing(results):
+            async for result in results:
+                if not result.ok:
+                    raise result.error
+                page = result.value
+                self._check(pages, page, result.input, per_page)
+                if pages.wanted(page, result.input):
+                    yield page
+                if pages.ends(page, result.input):
+                    return
 
     def _check(self, pages: Pages, page: SegmentPage, number: int, per_page: int) -> None:
         changed = pages.total_changed

@@ -21,10 +21,19 @@ A refused request is retried ``retry_after`` seconds later. Workloads (``Client.
 ahead of an in-order consumer (``2 * max_connections`` for ``"auto"``, ``fixed``
 otherwise), as ``iter_pages`` does; ``create`` is one request per input, with as many
 workers as the pool (``"auto"``) or ``fixed``, and results in order within twice that,
-as the bulk operations do. ``client_cost`` is the client's own work per answer, on its
-one CPU (answers wait for it), and ``stalls`` makes that CPU noisy (other processes take
-it now and then). Several clients may share one server, each with its own adaptive limit
-(processes without coordination).
+as the bulk operations do. Several clients may share one server, each with its own
+adaptive limit (processes without coordination).
+
+``client_cost`` is the client's own work per request, on its one event loop, run as
+asyncio runs it: each turn of the loop (``loop_cost`` of its own) runs the steps of the
+tasks woken by the turn before, then reads the answers that had arrived when it began. An
+answer is read in one turn and handled ``hops`` turns later (a task wakes the next one:
+the response, the call, the worker), each part costing ``client_cost / (hops + 1)``; the
+last one sends the next request. So a round trip grows with all the loop has to do
+meanwhile, requests sent after it included (a request meets the load of its whole round
+trip, not only the load when it was sent), and with few in flight the turns are many and
+short: a client-bound app answers more per second up to a knee. ``stalls`` makes that
+CPU noisy (other processes take it now and then).
 """
 
 from __future__ import annotations
@@ -62,7 +71,9 @@ class Client:
     fixed: int | None = None
     max_connections: int = 100
     overhead: float = 0.0025  # the network and the client, per round trip, in parallel
-    client_cost: float = 0.0  # the client's own work per answer, one at a time
+    client_cost: float = 0.0  # the client's own work per request, on its event loop
+    loop_cost: float = 0.0  # ...and per turn of that loop (waiting for I/O, the turn's own)
+    hops: int = 1  # turns of the loop an answer takes after the one that reads it
     # A noisy machine: other processes take the client's CPU this many times a second
     # (at random), for this long each time.
     stalls: tuple[float, float] = (0.0, 0.0)
@@ -102,7 +113,9 @@ class _ClientState:
         self.rejected = 0
         self.done: set[int] = set()
         self.retry: collections.deque[tuple[float, int]] = collections.deque()
-        self.cpu_free = 0.0
+        self.inbox: list[Any] = []  # answers arrived, for the loop's next iteration
+        self.steps: list[Any] = []  # tasks woken, likewise
+        self.looping = False
         self.next_stall = math.inf
         self.finished: float | None = None
 
@@ -247,6 +260,28 @@ def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> lis
             state.next_stall += duration + rng.expovariate(frequency)
         return start
 
+    def iteration(state: _ClientState, now: float) -> None:
+        """One turn of the client's event loop: the tasks woken by the last one, then the
+        answers that arrived before this one began (they wake their tasks for the next)."""
+        if not (state.steps or state.inbox):
+            state.looping = False  # idle until an answer comes
+            return
+        hops = state.spec.hops
+        share = state.spec.client_cost / (hops + 1)
+        steps, state.steps = state.steps, []
+        reads, state.inbox = state.inbox, []
+        now = stall_until(state, now) + state.spec.loop_cost
+        for left, request, ok in steps:
+            now = stall_until(state, now) + share
+            if left > 1:
+                state.steps.append((left - 1, request, ok))
+            else:
+                handle(now, request, ok)  # the last also builds and sends the next request
+        for request, ok in reads:
+            now = stall_until(state, now) + share
+            state.steps.append((hops, request, ok))
+        push(now, "iteration", state)
+
     for state in states:
         if state.spec.stalls[0]:
             state.next_stall = rng.expovariate(state.spec.stalls[0])
@@ -272,15 +307,15 @@ def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> lis
         elif kind == "answer":
             request, ok = data
             state = states[request[0]]
-            cost = state.spec.client_cost
-            if cost or state.spec.stalls[0]:
-                start = stall_until(state, max(now, state.cpu_free))
-                state.cpu_free = start + cost
-                push(state.cpu_free, "handled", data)
+            if state.spec.client_cost or state.spec.stalls[0]:
+                state.inbox.append(data)
+                if not state.looping:
+                    state.looping = True
+                    push(now, "iteration", state)
             else:
                 handle(now, request, ok)
-        elif kind == "handled":
-            handle(now, *data)
+        elif kind == "iteration":
+            iteration(data, now)
         else:
             send(states[data], now)
     return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 
 import attrs
@@ -22,6 +23,7 @@ from segments_async import (
     Segment,
     SegmentsClient,
 )
+from segments_async._bulk import bulk_results
 from segments_async._retry import Failure
 
 from .fakes import FakeTransport, Sent, install
@@ -473,6 +475,136 @@ class TestArguments:
         responder.cancel()
 
         assert [Segment, Segment] == [type(r.value) for r in got]
+
+
+class Places:
+    """The adaptive limit's gate as the workers see it: ``free`` places beyond those waited
+    for, taken by each call and given back when it ends (``answer``)."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.calls: list[asyncio.Future[str]] = []
+
+    def spare(self) -> int:
+        return self.free
+
+    async def call(self, item: str) -> str:
+        self.free -= 1
+        future = asyncio.get_running_loop().create_future()
+        self.calls.append(future)
+        try:
+            return await future
+        finally:
+            self.free += 1
+
+    def answer(self, index: int, *, free_after: int | None = None) -> None:
+        self.calls[index].set_result(f"done {index}")
+        if free_after is not None:
+            self.free = free_after - 1  # the place given back when the call returns
+
+
+class TestWorkersFollowTheAdaptiveLimit:
+    """With ``spare``, there are as many workers as the gate has places, not the pool's
+    worth parked at it (each answer would hand its place to another task)."""
+
+    async def test_as_many_workers_as_places(self):
+        """Three places: three calls, whatever the most."""
+        places = Places(3)
+        results = bulk_results(
+            (f"n{i}" for i in range(20)), places.call, workers=100, window=200, spare=places.spare
+        )
+        first = asyncio.create_task(anext(results))
+        await settle()
+
+        assert 3 == len(places.calls)
+        await stop(first, results)
+
+    async def test_a_place_more_starts_a_worker_more(self):
+        """A call ends and the gate grew by two: the worker goes on, and two more start."""
+        places = Places(3)
+        results = bulk_results(
+            (f"n{i}" for i in range(20)), places.call, workers=100, window=200, spare=places.spare
+        )
+        first = asyncio.create_task(anext(results))
+        await settle()
+        places.answer(0, free_after=3)
+        await settle()
+
+        assert 3 + 3 == len(places.calls)  # one each for the three still in flight
+        assert "done 0" == (await first).value
+        await results.aclose()
+
+    async def test_no_place_ends_the_worker(self):
+        """A call ends and no place is free: its worker ends instead of waiting for one."""
+        places = Places(3)
+        results = bulk_results(
+            (f"n{i}" for i in range(20)), places.call, workers=100, window=200, spare=places.spare
+        )
+        first = asyncio.create_task(anext(results))
+        await settle()
+        places.answer(0, free_after=0)
+        await settle()
+
+        assert 3 == len(places.calls)
+        assert "done 0" == (await first).value
+        await results.aclose()
+
+    async def test_the_last_worker_waits_for_a_place(self):
+        """One worker, no place free: it goes on (and waits at the gate), the input is not
+        abandoned."""
+        places = Places(1)
+        results = bulk_results(["a", "b"], places.call, workers=100, window=200, spare=places.spare)
+        first = asyncio.create_task(anext(results))
+        await settle()
+        places.answer(0, free_after=0)
+        await settle()
+
+        assert 2 == len(places.calls)
+        places.answer(1)
+        assert ["done 0", "done 1"] == [(await first).value, (await anext(results)).value]
+        await results.aclose()
+
+    async def test_never_more_than_workers(self):
+        """However many places, at most ``workers`` calls at once."""
+        places = Places(50)
+        results = bulk_results(
+            (f"n{i}" for i in range(20)), places.call, workers=4, window=200, spare=places.spare
+        )
+        first = asyncio.create_task(anext(results))
+        await settle()
+        places.answer(0, free_after=50)
+        await settle()
+
+        assert 4 + 1 == len(places.calls)
+        await stop(first, results)
+
+    async def test_auto_keeps_no_worker_parked(self, client):
+        """With "auto", as many tasks as the adaptive limit's places (4 to start with), not
+        one per connection of the pool."""
+        fake = install(client)
+        before = len(asyncio.all_tasks())
+        results = client.segments.create_many((f"n{i}" for i in range(1000)), concurrency="auto")
+        first = asyncio.create_task(anext(results))
+        for _ in range(4):
+            await fake.next()
+        await settle()
+
+        assert 4 == fake.in_flight
+        assert before + 1 + 4 == len(asyncio.all_tasks())  # `first`, and a worker per place
+        await stop(first, results)
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def stop(waiting: asyncio.Task[object], results) -> None:
+    """Cancel the ``anext`` under way, then close the generator."""
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await results.aclose()
 
 
 class TestBulkResultClasses:

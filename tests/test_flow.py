@@ -47,6 +47,22 @@ def served(
     return seen
 
 
+def windows(
+    limit: AdaptiveLimit, rounds: int, rtt_at: Callable[[int], float], *, now: float = 0.0
+) -> list[int]:
+    """Feed a window of answers per round trip, as a client keeps its limit in flight and
+    the answers come back together; the limits seen after each round trip."""
+    seen = []
+    for _ in range(rounds):
+        level = limit.limit
+        tickets = [limit.ticket(level, now) for _ in range(level)]
+        now += rtt_at(level)
+        for ticket in tickets:
+            limit.record(ticket, rtt=rtt_at(level), refused=False, now=now)
+        seen.append(limit.limit)
+    return seen
+
+
 def queueing(capacity: int, service: float = RTT) -> Callable[[int], float]:
     """At most ``capacity`` served at once: past it, the round trip grows with the level."""
     return lambda level: service * max(1.0, level / capacity)
@@ -88,9 +104,15 @@ class TestSlowStart:
     def test_ends_where_doubling_brings_no_more_answers(self):
         """Past a capacity of 8, the round trip grows with the level: it stops doubling."""
         limit = AdaptiveLimit(100)
-        seen = served(limit, 60, queueing(8))
+        seen = windows(limit, 10, queueing(8))
 
-        assert max(seen) < 32
+        assert max(seen) < 16
+
+    def test_half_as_much_again_per_round_trip(self):
+        """Answers come a round trip late: a window answered at level 8 allows 12."""
+        limit = AdaptiveLimit(100)
+
+        assert [6, 9, 13, 19] == windows(limit, 4, lambda level: RTT)
 
     def test_rising_latency_with_rising_throughput_goes_on(self):
         """A batching server (slower, but more answers per second) does not end it."""
@@ -164,6 +186,19 @@ class TestRefusals:
 
         assert (8, 17) == (limit.limit, limit.ceiling)
 
+    def test_a_refused_probe_above_the_limit_leaves_the_limit(self):
+        """Climbing, a probe at 1.25x the limit is refused: that level is the ceiling, and
+        the limit, which held, stays (a refusal costs a Retry-After; halving would cost
+        more)."""
+        limit = AdaptiveLimit(100)
+        served(limit, 3000, queueing(16))  # past slow start: the limit climbs by probes
+        base = limit._limit
+        assert not limit._slow_start
+        assert base < 50
+        limit.record(limit.ticket(int(base) + 3), rtt=None, refused=True, now=100.0)
+
+        assert (int(base) + 3, base) == (limit.ceiling, limit._limit)
+
     def test_stale_refusals_are_ignored(self):
         """Refusals of requests sent before the last decrease do not decrease it again."""
         limit = AdaptiveLimit(100)
@@ -211,7 +246,7 @@ class TestRefusals:
         now += 10.5
         limit.record(limit.ticket(17), rtt=None, refused=True, now=now)
 
-        assert 16 == probed(limit, 200, now=now + 15.0)
+        assert probed(limit, 200, now=now + 15.0) <= 16
         assert 17 <= probed(limit, 200, now=now + 20.0)
 
     def test_ceiling_cleared_when_held(self):
@@ -341,6 +376,10 @@ class TestQuota:
 # job takes a second or more at the best fixed concurrency.
 LOOPBACK = {"overhead": 0.0002, "client_cost": 0.00008}
 NEAR = {"overhead": 0.0025}
+#: The client's own event loop is what limits (a create costs it 0.1 ms, the server half
+#: that), and an answer takes several turns of that loop: fitted to the benchmark's Python
+#: app, where a fixed 4, 8, 16 and 64 take 1.24x, 1.12x, 1.05x and 1.00x the time of 32.
+CLIENT_BOUND = {"overhead": 0.0001, "client_cost": 0.0001, "loop_cost": 0.000005, "hops": 8}
 #: Other processes take the client's CPU 20 times a second, 5 ms each time (at random).
 NOISY = {"stalls": (20.0, 0.005)}
 SIMULATED = {
@@ -348,6 +387,11 @@ SIMULATED = {
     "queue 4 x 5 ms": (Server("queue", capacity=4, service=0.005), NEAR, 1500),
     "queue 40 x 20 ms": (Server("queue", capacity=40, service=0.020), NEAR, 3000),
     "python app": (Server("batch", batch_cost=0.00005, item_cost=0.00015), LOOPBACK, 8000),
+    "python app, client-bound": (
+        Server("batch", batch_cost=0.0001, item_cost=0.00003),
+        CLIENT_BOUND,
+        10000,
+    ),
     "python app, noisy machine": (
         Server("batch", batch_cost=0.00005, item_cost=0.00015),
         LOOPBACK | NOISY,
@@ -401,6 +445,12 @@ QUOTAS = {
     "200/s, 1 ms": (Server("quota", rate=200.0, service=0.001), 1000),
     "100/s, 5 ms": (Server("quota", rate=100.0, service=0.005), 600),
 }
+#: Faster quotas, where a refused request's Retry-After outlasts the window an in-order
+#: iteration holds ahead (2 x max_connections = 200 requests, 0.2 s at 1000/s).
+FAST_QUOTAS = {
+    "1000/s, 5 ms": (Server("quota", rate=1000.0, service=0.005), 6000),
+    "400/s, 10 ms": (Server("quota", rate=400.0, service=0.010), 2400),
+}
 WORKLOADS = ["create", "iterate"]
 
 
@@ -437,11 +487,36 @@ class TestAgainstSimulatedServers:
         assert auto.seconds <= 1.1 * requests / server.rate
         assert auto.rejected_share <= 0.05
 
+    @pytest.mark.parametrize("workload", WORKLOADS)
+    @pytest.mark.parametrize("kind", list(FAST_QUOTAS))
+    def test_fast_quota_costs_one_stall(self, kind, workload):
+        """The first refusals are how it finds the quota: they cost in-order work one
+        Retry-After beyond the window held ahead (0.8 s at 1000/s), then it keeps pace."""
+        server, requests = FAST_QUOTAS[kind]
+        auto = run(server, Client(requests, workload=workload, **NEAR))
+        stall = server.retry_after - 2 * 100 / server.rate
+
+        assert auto.seconds <= requests / (0.92 * server.rate) + stall
+        assert auto.rejected_share <= 0.05
+
     def test_queueing_server_is_not_flooded(self):
         """Capacity 16: never more than 3x that outstanding at the server."""
         run_ = run(SIMULATED["queue 16 x 10 ms"][0], Client(2000, **NEAR))
 
         assert run_.max_outstanding <= 48
+
+    @pytest.mark.parametrize("workload", WORKLOADS)
+    def test_stops_at_the_knee(self, workload):
+        """A client-bound app whose round trips follow the load a round trip late (each
+        answer takes 8 turns of the event loop): more than ~30 in flight only adds
+        latency, and the limit stays there, not at the pool's 100."""
+        server = Server("batch", batch_cost=0.0002, item_cost=0.00002)
+        options = CLIENT_BOUND | {"overhead": 0.0002, "client_cost": 0.000095, "loop_cost": 2e-5}
+        client = Client(10000, workload=workload, **options)
+        auto = run(server, client)
+
+        assert auto.limit <= 48
+        assert auto.seconds <= 1.1 * best_fixed(server, client)
 
 
 class TestSeveralClients:
@@ -450,9 +525,10 @@ class TestSeveralClients:
     They cannot learn each other's share (that needs the fleet's shared state). The bar is
     the limit before this one, in this simulator, averaged over 3,200 / 4,000 / 4,800
     pages against 12 slots that refuse the excess with 429 (4.7x / 4.5x one client's best
-    time for iterate / create, 1.4-2.4 % refused; now 4.6x / 4.0x, 0.9-1.3 %), and over
-    800 / 1,000 / 1,200 pages against a quota of 150/s (1.38x / 1.20x the ideal, 4.0-6.0 %
-    refused; now 1.46x / 1.22x, 4.2-7.6 %, the difference in the first half second).
+    time for iterate / create, 1.4-2.4 % refused; now 4.6x / 4.0x, 0.6 %), and over 600
+    to 2,000 pages against a quota of 150/s: which client gets an unfair share in the first
+    half second moves with the size, so eight sizes (1.54x / 1.44x the ideal before issue
+    15's second round, 4.6 % / 5.8 % refused; now 1.56x / 1.37x, 4.2 % / 5.6 %).
     """
 
     @pytest.mark.parametrize("workload", WORKLOADS)
@@ -470,14 +546,16 @@ class TestSeveralClients:
 
     @pytest.mark.parametrize("workload", WORKLOADS)
     def test_quota(self, workload):
-        """About as fast as before on average; refusals within two points of before's."""
+        """About as fast as before on average, and no more refused."""
         ratios = []
-        for pages in (800, 1000, 1200):
+        refused = []
+        for pages in range(600, 2001, 200):
             runs = simulate(Server("quota", rate=150), [Client(pages // 4, workload=workload)] * 4)
             ratios.append(max(r.seconds for r in runs) / (pages / 150))
-            assert sum(r.rejected for r in runs) <= 0.08 * sum(r.requests for r in runs)
+            refused.append(sum(r.rejected for r in runs) / sum(r.requests for r in runs))
 
-        assert sum(ratios) / 3 <= 1.5
+        assert sum(ratios) / len(ratios) <= 1.6
+        assert sum(refused) / len(refused) <= 0.06
 
 
 class TestGate:
@@ -584,6 +662,49 @@ class TestFlow:
         assert 2 == flow.adaptive.limit
         assert not waiter.done()
         waiter.cancel()
+
+    async def test_try_admit_takes_a_free_place_without_awaiting(self):
+        """Four places: four tickets at once, then None (admit waits for the fifth)."""
+        flow = Flow(rate=None, max_connections=100)
+        tickets = [flow.try_admit() for _ in range(5)]
+
+        assert [1, 2, 3, 4] == [t.level for t in tickets[:4] if t is not None]
+        assert tickets[4] is None
+
+    async def test_try_admit_leaves_a_paced_request_to_admit(self):
+        """After a refusal, sending pauses a round trip: no ticket at once."""
+        flow = Flow(rate=None, max_connections=100)
+        ticket = flow.try_admit()
+        assert ticket is not None
+        flow.done(ticket, Outcome(429, {"Retry-After": "1"}))
+
+        assert flow.try_admit() is None
+        assert 0 == flow._gate.in_use
+
+    async def test_the_round_trip_is_the_time_the_place_was_held(self):
+        """An answer whose exchange took 1 ms, 50 ms after its ticket: 50 ms is learnt
+        (on a busy event loop, the request waited to run while it held its place)."""
+        flow = Flow(rate=None, max_connections=100)
+        ticket = flow.try_admit()
+        assert ticket is not None
+        ticket.sent -= 0.050
+        flow.done(ticket, Outcome(200, elapsed=0.001))
+
+        assert math.isclose(0.050, flow.adaptive._round_trip(), rel_tol=0.05)
+
+    async def test_spare_counts_free_places_beyond_the_waiters(self):
+        """Four places, three held: one spare; two more waiting: minus one."""
+        flow = Flow(rate=None, max_connections=100)
+        for _ in range(3):
+            flow.try_admit()
+        assert 1 == flow.spare()
+        flow.try_admit()
+        waiters = [asyncio.create_task(flow.admit(until=None)) for _ in range(2)]
+        await asyncio.sleep(0)
+
+        assert -2 == flow.spare()
+        for waiter in waiters:
+            waiter.cancel()
 
     async def test_admit_gives_up_at_the_deadline(self):
         """A request that cannot start before `until` is not admitted."""
