@@ -58,8 +58,12 @@ __all__ = ["Fleet", "FleetQuota", "FleetSlots", "Link", "fleet_key", "open_fleet
 logger: Final = logging.getLogger("segments_async")
 
 #: Every Redis command (connecting included) gets this long; past it, Redis counts as
-#: unavailable. Loopback or a LAN answers in well under a millisecond.
-COMMAND_TIMEOUT: Final = 0.1
+#: unavailable. Loopback or a LAN answers in well under a millisecond, but the time is
+#: the event loop's: a stall of this process counts too, and one that is taken for Redis
+#: failing sends every member off on its own pace. A full garbage collection while other
+#: workers hold the CPU stalls one for 100-150 ms (four workers starting together on two
+#: CPUs); what a longer timeout costs, a Redis that never answers costs once per outage.
+COMMAND_TIMEOUT: Final = 0.5
 #: The retry budget's state is forgotten after this long without a retry or a refund.
 _BUDGET_KEEP_SECONDS: Final = 600
 #: While the budget is below capacity or has changes Redis has not heard of, they are
