@@ -11,7 +11,9 @@ With ``SegmentsClient(fleet="redis://...")`` they share, through one Redis:
   that expire unless renewed, shared max-min fairly, so that a process killed with
   SIGKILL gives its slots back within seconds;
 - **the retry budget**: spent and refunded locally, the difference sent to Redis now
-  and then, so an outage sees one budget's worth of retries, not one per process.
+  and then, so an outage sees one budget's worth of retries, not one per process;
+- **refusals** (``FleetLimit``): a refusal that lowers one member's ``"auto"`` limit
+  lowers every member's, heard within a twentieth of a second while they are busy.
 
 Redis is never a single point of failure (``Link``): every command has a short timeout,
 and one that fails opens a circuit: the clients go on with their own flow control (one
@@ -37,15 +39,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 import yarl
 
-from ._flow import Gate, RateLimit, rate_burst
+from ._flow import Flow, Gate, RateLimit, rate_burst
 from ._retry import RetryBudget
 from ._sharing import (
+    HEAR_WITHIN,
     LEASE_TTL,
     RENEW_EVERY,
     Circuit,
     Membership,
     QuotaShape,
     RateSlots,
+    RefusalNews,
     lease_size,
 )
 from ._transport import _LoopEnd
@@ -53,7 +57,16 @@ from ._transport import _LoopEnd
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["Fleet", "FleetQuota", "FleetSlots", "Link", "fleet_key", "open_fleet", "public_url"]
+__all__ = [
+    "Fleet",
+    "FleetLimit",
+    "FleetQuota",
+    "FleetSlots",
+    "Link",
+    "fleet_key",
+    "open_fleet",
+    "public_url",
+]
 
 logger: Final = logging.getLogger("segments_async")
 
@@ -173,6 +186,29 @@ redis.call('HSET', KEYS[3], me, math.max(allotted, in_use))
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 2 * ttl) end
 return {allotted, share}
 """
+
+#: The fleet's refusals. KEYS[1]: a hash of how many were news and when the last was told
+#: (ms). ARGV: how long ago the request refused here was sent (ms; -1: none to tell), how
+#: late a request may be sent after the last refusal and still be the same overload (ms),
+#: how long to keep the count. The answer: the count, and whether this one was counted.
+REFUSALS_SCRIPT: Final = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local sent_ago = tonumber(ARGV[1])
+local mine = 0
+if sent_ago >= 0 then
+  local told = redis.call('HGET', KEYS[1], 'told')
+  if not told or now - sent_ago > tonumber(told) + tonumber(ARGV[2]) then
+    redis.call('HINCRBY', KEYS[1], 'count', 1)
+    redis.call('HSET', KEYS[1], 'told', now)
+    mine = 1
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), mine}
+"""
+#: The count of refusals is forgotten after this long without one told or heard.
+_REFUSALS_KEEP_SECONDS: Final = 600
 
 # --------------------------------------------------------------------------- configuration
 
@@ -661,11 +697,98 @@ class FleetSlots:
             await self._sync(0, 0)
 
 
+# --------------------------------------------------------------------------- refusals
+
+
+class FleetLimit:
+    """The fleet's side of a client's ``"auto"`` limit (``Flow.share``): a refusal that
+    lowers one member's limit lowers the others'.
+
+    The members share one server, so a refusal one of them sees (a 429, a 503, a timeout)
+    says that the fleet as a whole sends too much: each member lowers its own limit as if
+    one of its own requests had been refused at the level it has in flight (its ceiling,
+    its pace, as ``AdaptiveLimit`` decides alone). Each member keeps its own limit and
+    climbs on its own answers; what is shared is only the news (``_sharing.RefusalNews``),
+    through one counter in Redis, exchanged by a background task while the client has
+    ``"auto"`` requests in flight or waiting: never on a request's path. Without Redis each
+    member's limit goes on alone.
+    """
+
+    __slots__ = ("_epoch", "_flow", "_keys", "_link", "_news", "_script", "_task", "_wake", "idle")
+
+    def __init__(self, link: Link, key: str, flow: Flow) -> None:
+        self._link = link
+        self._keys = (f"{key}:refusals",)
+        self._script = link.script(REFUSALS_SCRIPT)
+        self._flow = flow
+        self._news = RefusalNews()
+        self._epoch = flow.adaptive.epoch  # the limit's when the fleet was last heard
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self.idle = True  # no exchange due until ``wake``
+
+    def __repr__(self) -> str:
+        return f"<FleetLimit {self._flow.adaptive.limit}>"
+
+    def wake(self) -> None:
+        """``"auto"`` requests are under way: hear the fleet now and then."""
+        self.idle = False
+        if self._task is None or self._task.done():  # none yet, or its loop ended
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        else:
+            assert self._wake is not None
+            self._wake.set()
+
+    def refused(self, sent: float) -> None:
+        """A request sent at ``sent`` (loop time) was refused, and that lowered the limit:
+        tell the fleet at once."""
+        self._news.refused(sent)
+        self.wake()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        news, flow, wake = self._news, self._flow, self._wake
+        assert wake is not None
+        while True:
+            now = loop.time()
+            due = news.next_sync(now, busy=flow.busy)
+            if due > now:
+                self.idle = math.isinf(due)
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(None if self.idle else due):
+                        await wake.wait()
+                continue
+            await self._sync(now)
+
+    async def _sync(self, now: float) -> None:
+        """Tell Redis of a refusal here, if any; hear whether another member had one."""
+        sent = self._news.take()
+        sent_ago = -1 if sent is None else max(0, round((now - sent) * 1000))
+        args = (sent_ago, round(HEAR_WITHIN * 1000), _REFUSALS_KEEP_SECONDS)
+        answer = await self._link.run(self._script, self._keys, args)
+        flow = self._flow
+        now = asyncio.get_running_loop().time()
+        if answer is None:
+            self._news.lost(now)
+        elif self._news.heard(now, int(answer[0]), bool(int(answer[1]))):
+            # Unless its own limit was lowered since it last heard: the same overload.
+            flow.refused_elsewhere(self._epoch)
+        self._epoch = flow.adaptive.epoch
+
+    async def aclose(self) -> None:
+        """Stop exchanging."""
+        await _cancel(self._task)
+        self._task = None
+
+
 # --------------------------------------------------------------------------- the fleet
 
 
 class Fleet:
-    """One client's link to its fleet: the quota, the slots, the retry budget."""
+    """One client's link to its fleet: the quota, the slots, the retry budget, the
+    refusals."""
 
     __slots__ = (
         "_budget",
@@ -684,7 +807,7 @@ class Fleet:
         self._budget: RetryBudget | None = None
         self._budget_task: asyncio.Task[None] | None = None
         self._budget_spent_enough: asyncio.Event | None = None
-        self._parts: list[FleetQuota | FleetSlots] = []
+        self._parts: list[FleetQuota | FleetSlots | FleetLimit] = []
 
     def __repr__(self) -> str:
         return f"<Fleet {self._link.where}>"
@@ -710,6 +833,12 @@ class Fleet:
         slots = FleetSlots(self._link, self._key, capacity)
         self._parts.append(slots)
         return slots
+
+    def limit(self, flow: Flow) -> FleetLimit:
+        """The fleet's side of ``flow``'s adaptive limit: refusals heard fleet-wide."""
+        limit = FleetLimit(self._link, self._key, flow)
+        self._parts.append(limit)
+        return limit
 
     def share_budget(self, budget: RetryBudget) -> None:
         """Make ``budget`` the fleet's: what it spends and refunds reaches Redis."""

@@ -1,6 +1,7 @@
 """What a member of a fleet decides without I/O: how many quota slots to lease, which
 leased slot a request takes, when to tell Redis about its share of the in-flight slots,
-and whether Redis is worth asking at all (the circuit).
+when to exchange news of refusals with the fleet and what is news, and whether Redis is
+worth asking at all (the circuit).
 
 ``_fleet.py`` carries these decisions out against Redis; everything here takes the time
 as an argument (any monotonic clock, in seconds), so tests drive it without a loop.
@@ -12,7 +13,7 @@ import collections
 import math
 from typing import Final
 
-__all__ = ["Circuit", "Membership", "QuotaShape", "RateSlots", "lease_size"]
+__all__ = ["Circuit", "Membership", "QuotaShape", "RateSlots", "RefusalNews", "lease_size"]
 
 # --------------------------------------------------------------------------- the circuit
 
@@ -231,3 +232,64 @@ class Membership:
             or allotted - want >= max(1, allotted // 2)
         )
         return synced_at + (HURRY_EVERY if hurry else RENEW_EVERY)
+
+
+# --------------------------------------------------------------------------- shared refusals
+
+#: A member with requests in flight or waiting hears of the fleet's refusals this often (a
+#: few round trips of a typical API); one refused here is told at once.
+SHARE_EVERY: Final = 0.05
+#: A refusal is news to the fleet unless its request was sent before the members could
+#: have heard of the last one (told, then heard within ``SHARE_EVERY``, with a Redis round
+#: trip each way): the same overload, seen late, must not lower every limit again.
+HEAR_WITHIN: Final = 2 * SHARE_EVERY
+
+
+class RefusalNews:
+    """One member's account of the refusals that lowered the fleet's limits.
+
+    A refusal that lowered this member's limit is told to Redis at the next exchange (at
+    once); Redis counts the fleet's refusals that were news (see ``HEAR_WITHIN``). When
+    the count rose by more than this member's own, another member was refused: this
+    member lowers its limit too. An idle member exchanges nothing and forgets the count,
+    so that what it hears once busy again is what happened meanwhile, not while it slept.
+    """
+
+    __slots__ = ("counted", "synced_at", "unsent")
+
+    def __init__(self) -> None:
+        self.unsent: float | None = None  # when the latest request refused here was sent
+        self.counted: int | None = None  # the fleet's count, as last heard
+        self.synced_at: float | None = None
+
+    def refused(self, sent: float) -> None:
+        """A request sent at ``sent`` was refused here, and that lowered the limit."""
+        self.unsent = sent if self.unsent is None else max(self.unsent, sent)
+
+    def next_sync(self, now: float, *, busy: bool) -> float:
+        """When to exchange next (a time; ``now`` or earlier means at once)."""
+        if self.unsent is not None:
+            return now
+        if not busy:
+            self.counted = self.synced_at = None  # forgotten: busy again, it hears at once
+            return math.inf
+        if self.synced_at is None:
+            return now
+        return self.synced_at + SHARE_EVERY
+
+    def take(self) -> float | None:
+        """What to tell Redis: the send time of the latest refusal here not yet told."""
+        sent, self.unsent = self.unsent, None
+        return sent
+
+    def heard(self, now: float, counted: int, mine: bool) -> bool:
+        """Redis counts ``counted`` refusals (``mine``: this member's own among them, just
+        now); whether another member's is news here."""
+        known, self.counted, self.synced_at = self.counted, counted, now
+        return known is not None and counted - known - mine > 0
+
+    def lost(self, now: float) -> None:
+        """Redis did not answer: what was counted meanwhile will not be news when it is
+        back."""
+        self.counted = None
+        self.synced_at = now

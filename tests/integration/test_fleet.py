@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import hashlib
 import logging
 import signal
@@ -24,7 +25,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
-from segments_async import RetryPolicy, SegmentsClient
+from segments_async import RateLimitError, RetryPolicy, SegmentsClient
 from segments_async._fleet import Fleet, FleetSlots, open_fleet
 from segments_async._flow import rate_burst
 from segments_async.testing import FakeSegmentsServer
@@ -278,6 +279,108 @@ async def test_a_closed_member_gives_its_slots_back_at_once(redis_url):
     with redis.Redis.from_url(redis_url) as r:
         held = [k for k in r.scan_iter() if k.endswith(b":slots:held")]
         assert [] == held or {} == r.hgetall(held[0])
+
+
+# --------------------------------------------------------------------------- one adaptive limit
+
+REFUSED_QUERY = "page=1&per_page=2"  # what the server below refuses; anything else it answers
+TOO_MANY = json_response(429, {"success": False, "message": "too many requests"})
+
+
+async def refuses_one_query(request: RawRequest) -> bytes:
+    if request.target.endswith(REFUSED_QUERY):
+        return TOO_MANY
+    await asyncio.sleep(0.01)
+    return PAGE
+
+
+@pytest.fixture
+async def refusing_api() -> AsyncIterator[RawServer]:
+    async with RawServer(refuses_one_query) as server:
+        yield server
+
+
+async def auto_calls(client: SegmentsClient, until: Any, *, at_once: int = 4) -> int:
+    """``"auto"`` list calls the server answers, ``at_once`` at a time, until ``until()``;
+    how many."""
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while not until():
+            await client.segments._list("page=1&per_page=1", adaptive=True)
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(at_once)))
+    return done
+
+
+REFUSED_WORKER = textwrap.dedent(
+    f"""
+    import asyncio, sys
+    from segments_async import RateLimitError, SegmentsClient
+
+    async def main(url, fleet):
+        async with SegmentsClient(url, sys.stdin.readline().strip(), fleet=fleet) as client:
+            try:
+                await client.segments._list({REFUSED_QUERY!r}, adaptive=True)
+            except RateLimitError:
+                pass
+            await asyncio.sleep(1.0)  # closing at once might cut the news short
+            print(client._shared.flow.adaptive.epoch)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+async def test_a_refusal_seen_by_one_process_lowers_the_others_limit(refusing_api, redis_url):
+    async with asyncio.timeout(60), make_client(refusing_api.url, fleet=redis_url) as client:
+        adaptive = client._shared.flow.adaptive
+        stop = False
+        calls = asyncio.create_task(auto_calls(client, lambda: stop or adaptive.epoch > 0))
+        await asyncio.sleep(0.3)  # busy, and its limit climbing on clean answers
+        refused = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            REFUSED_WORKER,
+            refusing_api.url,
+            redis_url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await refused.communicate(TOKEN.encode() + b"\n")
+        assert 0 == refused.returncode
+        assert int(output) >= 1  # its own limit was lowered
+        # The other process lived a second after its refusal: this client heard of it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(calls), 10)
+        stop = True
+        await calls
+        # Lowered once (the server refused only the other process's requests).
+        assert 1 == adaptive.epoch
+        assert adaptive.ceiling is not None
+        assert adaptive.limit < adaptive.ceiling
+
+
+async def test_redis_lost_mid_run_each_limit_goes_on_alone(refusing_api, own_redis, caplog):
+    caplog.set_level(logging.WARNING, "segments_async")
+    refused = make_client(refusing_api.url, fleet=own_redis.url)
+    other = make_client(refusing_api.url, fleet=own_redis.url)
+    async with asyncio.timeout(60), refused, other:
+        stop = False
+        calls = asyncio.create_task(auto_calls(other, lambda: stop))
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(own_redis.stop)
+        with pytest.raises(RateLimitError):
+            await refused.segments._list(REFUSED_QUERY, adaptive=True)
+        await asyncio.sleep(0.5)  # ten exchanges, had Redis been there
+        stop = True
+        answered = await calls  # no call failed
+    assert answered > 0
+    assert refused._shared.flow.adaptive.epoch >= 1  # its own limit goes on
+    assert 0 == other._shared.flow.adaptive.epoch  # and the other's, on its own
+    assert all("unavailable" in m for m in fleet_warnings(caplog))
 
 
 # --------------------------------------------------------------------------- one retry budget
