@@ -13,7 +13,8 @@ With ``SegmentsClient(fleet="redis://...")`` they share, through one Redis:
 - **the retry budget**: spent and refunded locally, the difference sent to Redis now
   and then, so an outage sees one budget's worth of retries, not one per process;
 - **refusals** (``FleetLimit``): a refusal that lowers one member's ``"auto"`` limit
-  lowers every member's, heard within a twentieth of a second while they are busy.
+  lowers every member's, heard within a twentieth of a second while they are busy; and
+  the share of members that leave goes to those that stay.
 
 Redis is never a single point of failure (``Link``): every command has a short timeout,
 and one that fails opens a circuit: the clients go on with their own flow control (one
@@ -44,6 +45,7 @@ from ._retry import RetryBudget
 from ._sharing import (
     HEAR_WITHIN,
     LEASE_TTL,
+    MEMBER_SECONDS,
     RENEW_EVERY,
     Circuit,
     Membership,
@@ -95,7 +97,7 @@ _INSTALL_HINT: Final = "pip install 'segments-async[fleet]'"
 #: microseconds of Redis's own clock, so that the members' clocks never matter. A lease
 #: of ``count`` slots starts at the TAT, or now if that is past, and moves the TAT past
 #: its last slot. The members that leased in
-#: the last ``_MEMBER_SECONDS`` (KEYS[2], by expiry) are counted: without Redis, each
+#: the last ``MEMBER_SECONDS`` (KEYS[2], by expiry) are counted: without Redis, each
 #: keeps to its share. Numbers go back as strings: Lua's ``tostring`` would round them
 #: to 14 digits.
 QUOTA_SCRIPT: Final = """
@@ -114,8 +116,6 @@ redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[4]) / 1000))
 return {string.format('%.0f', first), string.format('%.0f', now), redis.call('ZCARD', KEYS[2])}
 """
 
-#: A member of the quota counts as one for this long after its last lease.
-_MEMBER_SECONDS: Final = 2.0
 
 #: The retry budget: add the change (spent: negative, refunded: positive), within
 #: [0, capacity]; a fleet's first change starts from a full budget.
@@ -187,25 +187,37 @@ for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 2 * ttl) end
 return {allotted, share}
 """
 
-#: The fleet's refusals. KEYS[1]: a hash of how many were news and when the last was told
-#: (ms). ARGV: how long ago the request refused here was sent (ms; -1: none to tell), how
-#: late a request may be sent after the last refusal and still be the same overload (ms),
-#: how long to keep the count. The answer: the count, and whether this one was counted.
+#: The fleet's refusals, and who limits itself with them. KEYS[1]: a hash of how many
+#: refusals were news and when the last was told (ms); KEYS[2]: the members, by when they
+#: were last heard (ms). ARGV: the member, how long ago the request refused here was sent
+#: (ms; -1: none to tell), how late a request may be sent after the last refusal and
+#: still be the same overload (ms), how long a member counts after it was last heard
+#: (ms; 0: it leaves now), how long to keep the count (s). The answer: the count, whether
+#: this one was counted, and the members.
 REFUSALS_SCRIPT: Final = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
-local sent_ago = tonumber(ARGV[1])
+local sent_ago = tonumber(ARGV[2])
 local mine = 0
 if sent_ago >= 0 then
   local told = redis.call('HGET', KEYS[1], 'told')
-  if not told or now - sent_ago > tonumber(told) + tonumber(ARGV[2]) then
+  if not told or now - sent_ago > tonumber(told) + tonumber(ARGV[3]) then
     redis.call('HINCRBY', KEYS[1], 'count', 1)
-    redis.call('HSET', KEYS[1], 'told', now)
+    redis.call('HSET', KEYS[1], 'told', string.format('%.0f', now))
     mine = 1
   end
 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), mine}
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+local keep = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - keep)
+if keep > 0 then
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], keep)
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return {tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), mine,
+  redis.call('ZCARD', KEYS[2])}
 """
 #: The count of refusals is forgotten after this long without one told or heard.
 _REFUSALS_KEEP_SECONDS: Final = 600
@@ -564,7 +576,7 @@ class FleetQuota:
         answer = await self._link.run(
             self._script,
             self._keys,
-            (round(shape.interval * 1e6, 3), count, self._id, round(_MEMBER_SECONDS * 1e6)),
+            (round(shape.interval * 1e6, 3), count, self._id, round(MEMBER_SECONDS * 1e6)),
         )
         if answer is None:
             return False
@@ -702,24 +714,41 @@ class FleetSlots:
 
 class FleetLimit:
     """The fleet's side of a client's ``"auto"`` limit (``Flow.share``): a refusal that
-    lowers one member's limit lowers the others'.
+    lowers one member's limit lowers the others', and the share of members that leave
+    goes to those that stay.
 
     The members share one server, so a refusal one of them sees (a 429, a 503, a timeout)
     says that the fleet as a whole sends too much: each member lowers its own limit as if
     one of its own requests had been refused at the level it has in flight (its ceiling,
     its pace, as ``AdaptiveLimit`` decides alone). Each member keeps its own limit and
-    climbs on its own answers; what is shared is only the news (``_sharing.RefusalNews``),
-    through one counter in Redis, exchanged by a background task while the client has
-    ``"auto"`` requests in flight or waiting: never on a request's path. Without Redis each
-    member's limit goes on alone.
+    climbs on its own answers; what is shared is the news (``_sharing.RefusalNews``) and
+    who takes part, through one counter and one set in Redis, exchanged by a background
+    task while the client has ``"auto"`` requests in flight or waiting: never on a
+    request's path. When members leave (closed, or silent for ``_sharing.MEMBER_SECONDS``:
+    idle or killed), each that stays scales what its limit learnt by the members before
+    over the members now (``AdaptiveLimit.rescale``): the server's capacity they had is
+    theirs. A member that joins takes nothing from the others: the first refusal its
+    requests bring lowers every limit. Without Redis each member's limit goes on alone.
     """
 
-    __slots__ = ("_epoch", "_flow", "_keys", "_link", "_news", "_script", "_task", "_wake", "idle")
+    __slots__ = (
+        "_epoch",
+        "_flow",
+        "_id",
+        "_keys",
+        "_link",
+        "_news",
+        "_script",
+        "_task",
+        "_wake",
+        "idle",
+    )
 
     def __init__(self, link: Link, key: str, flow: Flow) -> None:
         self._link = link
-        self._keys = (f"{key}:refusals",)
+        self._keys = (f"{key}:refusals", f"{key}:refusals:members")
         self._script = link.script(REFUSALS_SCRIPT)
+        self._id = uuid.uuid4().hex
         self._flow = flow
         self._news = RefusalNews()
         self._epoch = flow.adaptive.epoch  # the limit's when the fleet was last heard
@@ -763,24 +792,40 @@ class FleetLimit:
             await self._sync(now)
 
     async def _sync(self, now: float) -> None:
-        """Tell Redis of a refusal here, if any; hear whether another member had one."""
+        """Tell Redis of a refusal here, if any; hear whether another member had one, and
+        how many take part."""
         sent = self._news.take()
         sent_ago = -1 if sent is None else max(0, round((now - sent) * 1000))
-        args = (sent_ago, round(HEAR_WITHIN * 1000), _REFUSALS_KEEP_SECONDS)
-        answer = await self._link.run(self._script, self._keys, args)
+        answer = await self._link.run(self._script, self._keys, self._args(sent_ago))
         flow = self._flow
         now = asyncio.get_running_loop().time()
         if answer is None:
             self._news.lost(now)
-        elif self._news.heard(now, int(answer[0]), bool(int(answer[1]))):
-            # Unless its own limit was lowered since it last heard: the same overload.
-            flow.refused_elsewhere(self._epoch)
+        else:
+            counted, mine, members = (int(field) for field in answer)
+            news, grown = self._news.heard(now, counted, bool(mine), members)
+            if news:
+                # Unless its own limit was lowered since it last heard: the same overload.
+                flow.refused_elsewhere(self._epoch)
+            if grown > 1:
+                flow.adaptive.rescale(grown)
         self._epoch = flow.adaptive.epoch
 
+    def _args(self, sent_ago: int, *, leave: bool = False) -> tuple[object, ...]:
+        member_ms = 0 if leave else round(MEMBER_SECONDS * 1000)
+        hear_ms = round(HEAR_WITHIN * 1000)
+        return (self._id, sent_ago, hear_ms, member_ms, _REFUSALS_KEEP_SECONDS)
+
     async def aclose(self) -> None:
-        """Stop exchanging."""
+        """Stop exchanging, and leave the members at once: the others take over its share
+        (idle, it would count for ``MEMBER_SECONDS`` more)."""
+        if self._task is None:
+            return
         await _cancel(self._task)
         self._task = None
+        self._news.lost(None)
+        if self._link.up:
+            await self._link.run(self._script, self._keys, self._args(-1, leave=True))
 
 
 # --------------------------------------------------------------------------- the fleet

@@ -426,6 +426,24 @@ class AdaptiveLimit:
         """How many refusals have lowered the limit so far."""
         return self._epoch
 
+    def rescale(self, factor: float) -> None:
+        """The share of the server this limit governs grew ``factor`` times (in a fleet,
+        members left and those that stay take over their share): the limit, the ceiling
+        and the pace grow with it, and what was measured at the old levels starts again.
+        """
+        self._limit = max(1.0, self._limit * factor)
+        ceiling = self._ceiling
+        if ceiling is not None:
+            self._ceiling = max(1, round(ceiling * factor))
+            self._cap = max(1.0, self._cap * factor)
+        if self._rate is not None:
+            self._rate *= factor
+            self._rate_refused *= factor
+        self._levels.clear()
+        self._restart_pools()
+        self._next_phase(_CRUISE)
+        self._update()
+
     def ticket(self, level: int, now: float = 0.0) -> Ticket:
         """What ``record`` needs to know of a request that starts at ``level`` (requests
         in flight, it included), ``now``."""
@@ -830,9 +848,16 @@ class Flow:
     def refused_elsewhere(self, epoch: int) -> None:
         """Another member of the fleet was refused since the limit here was at ``epoch``:
         a refusal here too, at the level in flight here now (as a request sent then would
-        be, nothing if the limit was lowered since: the same overload)."""
+        be, nothing if the limit was lowered since: the same overload).
+
+        Nothing while a quota paces the requests here: the pace is this member's share of
+        the quota, which its own refusals tell; another's, measured against what this one
+        delivered since pacing began, would cut its pace to a trickle.
+        """
         now = asyncio.get_running_loop().time()
         gate, adaptive = self._gate, self._adaptive
+        if adaptive.rate is not None:
+            return
         ticket = Ticket(epoch, max(1, gate.in_use), phase=-1, sent=now)
         adaptive.record(ticket, rtt=None, refused=True, now=now)
         if gate.capacity != adaptive.limit:

@@ -243,23 +243,31 @@ SHARE_EVERY: Final = 0.05
 #: have heard of the last one (told, then heard within ``SHARE_EVERY``, with a Redis round
 #: trip each way): the same overload, seen late, must not lower every limit again.
 HEAR_WITHIN: Final = 2 * SHARE_EVERY
+#: A member (of the quota, of the refusals) counts for this long after Redis last heard
+#: from it: one that went idle or was killed is no longer counted after it. It is longer
+#: than the usual ``Retry-After`` of 1 s, which a member may spend with nothing in flight.
+MEMBER_SECONDS: Final = 2.0
 
 
 class RefusalNews:
-    """One member's account of the refusals that lowered the fleet's limits.
+    """One member's account of the refusals that lowered the fleet's limits, and of the
+    members that take part.
 
     A refusal that lowered this member's limit is told to Redis at the next exchange (at
     once); Redis counts the fleet's refusals that were news (see ``HEAR_WITHIN``). When
     the count rose by more than this member's own, another member was refused: this
-    member lowers its limit too. An idle member exchanges nothing and forgets the count,
-    so that what it hears once busy again is what happened meanwhile, not while it slept.
+    member lowers its limit too. When fewer members take part than at the last exchange,
+    this one takes over its part of their share. An idle member exchanges nothing and
+    forgets both counts, so that what it hears once busy again is what happened
+    meanwhile, not while it slept.
     """
 
-    __slots__ = ("counted", "synced_at", "unsent")
+    __slots__ = ("counted", "members", "synced_at", "unsent")
 
     def __init__(self) -> None:
         self.unsent: float | None = None  # when the latest request refused here was sent
-        self.counted: int | None = None  # the fleet's count, as last heard
+        self.counted: int | None = None  # the fleet's refusals, as last heard
+        self.members = 0  # the members, as last heard (0: none heard)
         self.synced_at: float | None = None
 
     def refused(self, sent: float) -> None:
@@ -271,7 +279,7 @@ class RefusalNews:
         if self.unsent is not None:
             return now
         if not busy:
-            self.counted = self.synced_at = None  # forgotten: busy again, it hears at once
+            self.lost(None)  # forgotten: busy again, it hears at once
             return math.inf
         if self.synced_at is None:
             return now
@@ -282,14 +290,18 @@ class RefusalNews:
         sent, self.unsent = self.unsent, None
         return sent
 
-    def heard(self, now: float, counted: int, mine: bool) -> bool:
+    def heard(self, now: float, counted: int, mine: bool, members: int) -> tuple[bool, float]:
         """Redis counts ``counted`` refusals (``mine``: this member's own among them, just
-        now); whether another member's is news here."""
+        now) and ``members``: whether another member's refusal is news here, and by how
+        much this member's share grew (1.0: it did not)."""
         known, self.counted, self.synced_at = self.counted, counted, now
-        return known is not None and counted - known - mine > 0
+        before, self.members = self.members, max(1, members)
+        news = known is not None and counted - known - mine > 0
+        return news, before / self.members if before > self.members else 1.0
 
-    def lost(self, now: float) -> None:
-        """Redis did not answer: what was counted meanwhile will not be news when it is
-        back."""
+    def lost(self, now: float | None) -> None:
+        """Redis did not answer (or this member went idle): what is counted meanwhile
+        will be no news when it answers again."""
         self.counted = None
+        self.members = 0
         self.synced_at = now

@@ -199,6 +199,16 @@ class TestRefusals:
 
         assert (int(base) + 3, base) == (limit.ceiling, limit._limit)
 
+    def test_a_share_that_grows_scales_the_limit_and_its_ceiling(self):
+        """A fleet member whose share doubled (half the members left): limit 8 under a
+        ceiling of 17 becomes 16 under 34."""
+        limit = AdaptiveLimit(100)
+        answered(limit, 30)
+        limit.record(limit.ticket(17), rtt=None, refused=True, now=1.0)
+        limit.rescale(2.0)
+
+        assert (16, 34) == (limit.limit, limit.ceiling)
+
     def test_stale_refusals_are_ignored(self):
         """Refusals of requests sent before the last decrease do not decrease it again."""
         limit = AdaptiveLimit(100)
@@ -278,6 +288,15 @@ class TestQuota:
 
         assert limit.rate is not None
         assert math.isclose(0.7 * 200, limit.rate, rel_tol=0.01)
+
+    def test_a_share_that_grows_scales_the_pace(self):
+        """Paced at 140/s, then the member's share of the quota doubled: 280/s."""
+        limit = AdaptiveLimit(100)
+        limit.record(limit.ticket(1), rtt=None, refused=True, now=1.0)
+        limit._rate, limit._rate_refused = 140.0, 200.0
+        limit.rescale(2.0)
+
+        assert (280.0, 400.0) == (limit.rate, limit._rate_refused)
 
     def test_refused_again_at_the_level_it_was_cut_to_paces(self):
         """Halving did not help (refused at 8 after 16): the server counts per second."""
@@ -730,6 +749,14 @@ class TestFlow:
         flow.refused_elsewhere(0)
         flow.done(tickets[0], Outcome(429))  # sent before: the same overload
         assert 1 == flow.adaptive.epoch
+
+    async def test_a_refusal_elsewhere_leaves_a_pace_alone(self):
+        """Paced against a quota, a member's pace is its share: its own refusals tell."""
+        flow = Flow(rate=None, max_connections=100)
+        flow.adaptive._rate = 50.0
+        flow.refused_elsewhere(0)
+
+        assert (0, 50.0) == (flow.adaptive.epoch, flow.adaptive.rate)
 
     async def test_spare_counts_free_places_beyond_the_waiters(self):
         """Four places, three held: one spare; two more waiting: minus one."""

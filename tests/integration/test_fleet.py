@@ -363,6 +363,31 @@ async def test_a_refusal_seen_by_one_process_lowers_the_others_limit(refusing_ap
         assert adaptive.limit < adaptive.ceiling
 
 
+async def test_the_share_of_a_member_that_leaves_goes_to_those_that_stay(refusing_api, redis_url):
+    async with asyncio.timeout(60), make_client(refusing_api.url, fleet=redis_url) as stays:
+        adaptive = stays._shared.flow.adaptive
+        stop = False
+        calls = asyncio.create_task(auto_calls(stays, lambda: stop))
+        async with make_client(refusing_api.url, fleet=redis_url) as leaves:
+            await auto_calls(leaves, lambda: leaves._shared.flow.adaptive.limit > 4)
+            with pytest.raises(RateLimitError):
+                await leaves.segments._list(REFUSED_QUERY, adaptive=True)
+            for _ in range(100):  # heard within a twentieth of a second
+                if adaptive.ceiling is not None:
+                    break
+                await asyncio.sleep(0.1)
+            ceiling = adaptive.ceiling
+            assert ceiling is not None
+        # Closed, it left at once: of two members, the one that stays has the fleet's share.
+        for _ in range(100):
+            if adaptive.ceiling != ceiling:
+                break
+            await asyncio.sleep(0.1)
+        stop = True
+        await calls
+        assert 2 * ceiling == adaptive.ceiling
+
+
 async def test_redis_lost_mid_run_each_limit_goes_on_alone(refusing_api, own_redis, caplog):
     caplog.set_level(logging.WARNING, "segments_async")
     refused = make_client(refusing_api.url, fleet=own_redis.url)
