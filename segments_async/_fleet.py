@@ -679,10 +679,7 @@ class FleetSlots:
             want = gate.in_use + gate.waiting
             due = member.next_sync(now, want, gate.in_use)
             if due > now:
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(None if math.isinf(due) else due):
-                        await wake.wait()
+                await _wait(wake, due)
                 continue
             if not await self._sync(want, gate.in_use):
                 gate.capacity = _UNBOUNDED
@@ -784,10 +781,7 @@ class FleetLimit:
             due = news.next_sync(now, busy=flow.busy)
             if due > now:
                 self.idle = math.isinf(due)
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(None if self.idle else due):
-                        await wake.wait()
+                await _wait(wake, due)
                 continue
             await self._sync(now)
 
@@ -932,6 +926,14 @@ class Fleet:
         for part in self._parts:
             await part.aclose()
         await self._link.aclose()
+
+
+async def _wait(wake: asyncio.Event, due: float) -> None:
+    """Until ``due`` (loop time; infinite: no end) or until ``wake`` is set."""
+    wake.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(None if math.isinf(due) else due):
+            await wake.wait()
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:
