@@ -1,6 +1,7 @@
-"""A fleet through a real ``redis-server``: one quota, one retry budget and fair in-flight
-slots for several clients and processes; Redis down, lost, slow or back; and neither the
-token nor the Redis password anywhere they should not be.
+"""A fleet through a real ``redis-server``: one quota, one retry budget, fair in-flight
+slots and the ``"auto"`` limits' shared refusals and shares for several clients and
+processes; Redis down, lost, slow or back; and neither the token nor the Redis password
+anywhere they should not be.
 
 Timing is only ever checked from below (a quota cannot be beaten, however slow the
 machine) or as a bound against a hang, never as "fast enough".
