@@ -377,6 +377,7 @@ async def test_the_share_of_a_member_that_leaves_goes_to_those_that_stay(refusin
                 if adaptive.ceiling is not None:
                     break
                 await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)  # the news of its last retry heard too
             ceiling = adaptive.ceiling
             assert ceiling is not None
         # Closed, it left at once: of two members, the one that stays has the fleet's share.
@@ -387,6 +388,68 @@ async def test_the_share_of_a_member_that_leaves_goes_to_those_that_stay(refusin
         stop = True
         await calls
         assert 2 * ceiling == adaptive.ceiling
+
+
+BUSY_WORKER = textwrap.dedent(
+    f"""
+    import asyncio, sys
+    from segments_async import RateLimitError, SegmentsClient
+
+    async def main(url, fleet):
+        async with SegmentsClient(url, sys.stdin.readline().strip(), fleet=fleet) as client:
+            try:
+                await client.segments._list({REFUSED_QUERY!r}, adaptive=True)
+            except RateLimitError:
+                pass
+            print("REFUSED", flush=True)
+            while True:
+                await client.segments._list("page=1&per_page=1", adaptive=True)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+async def test_the_share_of_a_killed_member_comes_back_within_seconds(refusing_api, redis_url):
+    async with asyncio.timeout(60), make_client(refusing_api.url, fleet=redis_url) as stays:
+        adaptive = stays._shared.flow.adaptive
+        stop = False
+        calls = asyncio.create_task(auto_calls(stays, lambda: stop))
+        killed = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            BUSY_WORKER,
+            refusing_api.url,
+            redis_url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert killed.stdin is not None
+            assert killed.stdout is not None
+            killed.stdin.write(TOKEN.encode() + b"\n")
+            assert b"REFUSED\n" == await killed.stdout.readline()
+            for _ in range(100):  # heard within a twentieth of a second
+                if adaptive.ceiling is not None:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)  # the news of its last retry heard too
+            ceiling = adaptive.ceiling
+            assert ceiling is not None
+            killed.send_signal(signal.SIGKILL)
+            await killed.wait()
+            for _ in range(100):  # a bound against a hang, not a speed
+                if adaptive.ceiling != ceiling:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            if killed.returncode is None:
+                killed.kill()
+                await killed.wait()
+        stop = True
+        await calls
+    # Silent for two seconds, it no longer counts: its share is the one that stays'.
+    assert 2 * ceiling == adaptive.ceiling
 
 
 async def test_redis_lost_mid_run_each_limit_goes_on_alone(refusing_api, own_redis, caplog):
