@@ -243,6 +243,8 @@ class SegmentsClient:
                 rate=rate,
             )
             flow = Flow(rate=rate, max_connections=transport.max_connections)
+            if shared_fleet is not None:
+                flow.share(shared_fleet.limit(flow))
             shared = _Shared(checked_url, checked_token, transport, flow, shared_fleet)
         finally:
             del checked_token, fleet

@@ -11,7 +11,10 @@ With ``SegmentsClient(fleet="redis://...")`` they share, through one Redis:
   that expire unless renewed, shared max-min fairly, so that a process killed with
   SIGKILL gives its slots back within seconds;
 - **the retry budget**: spent and refunded locally, the difference sent to Redis now
-  and then, so an outage sees one budget's worth of retries, not one per process.
+  and then, so an outage sees one budget's worth of retries, not one per process;
+- **refusals** (``FleetLimit``): a refusal that lowers one member's ``"auto"`` limit
+  lowers every member's, heard within a twentieth of a second while they are busy; and
+  the share of members that leave goes to those that stay.
 
 Redis is never a single point of failure (``Link``): every command has a short timeout,
 and one that fails opens a circuit: the clients go on with their own flow control (one
@@ -37,15 +40,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 import yarl
 
-from ._flow import Gate, RateLimit, rate_burst
+from ._flow import Flow, Gate, RateLimit, rate_burst
 from ._retry import RetryBudget
 from ._sharing import (
+    HEAR_WITHIN,
     LEASE_TTL,
+    MEMBER_SECONDS,
     RENEW_EVERY,
     Circuit,
     Membership,
     QuotaShape,
     RateSlots,
+    RefusalNews,
     lease_size,
 )
 from ._transport import _LoopEnd
@@ -53,13 +59,26 @@ from ._transport import _LoopEnd
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["Fleet", "FleetQuota", "FleetSlots", "Link", "fleet_key", "open_fleet", "public_url"]
+__all__ = [
+    "Fleet",
+    "FleetLimit",
+    "FleetQuota",
+    "FleetSlots",
+    "Link",
+    "fleet_key",
+    "open_fleet",
+    "public_url",
+]
 
 logger: Final = logging.getLogger("segments_async")
 
 #: Every Redis command (connecting included) gets this long; past it, Redis counts as
-#: unavailable. Loopback or a LAN answers in well under a millisecond.
-COMMAND_TIMEOUT: Final = 0.1
+#: unavailable. Loopback or a LAN answers in well under a millisecond, but the time is
+#: the event loop's: a stall of this process counts too, and one that is taken for Redis
+#: failing sends every member off on its own pace. A full garbage collection while other
+#: workers hold the CPU stalls one for 100-150 ms (four workers starting together on two
+#: CPUs); what a longer timeout costs, a Redis that never answers costs once per outage.
+COMMAND_TIMEOUT: Final = 0.5
 #: The retry budget's state is forgotten after this long without a retry or a refund.
 _BUDGET_KEEP_SECONDS: Final = 600
 #: While the budget is below capacity or has changes Redis has not heard of, they are
@@ -78,7 +97,7 @@ _INSTALL_HINT: Final = "pip install 'segments-async[fleet]'"
 #: microseconds of Redis's own clock, so that the members' clocks never matter. A lease
 #: of ``count`` slots starts at the TAT, or now if that is past, and moves the TAT past
 #: its last slot. The members that leased in
-#: the last ``_MEMBER_SECONDS`` (KEYS[2], by expiry) are counted: without Redis, each
+#: the last ``MEMBER_SECONDS`` (KEYS[2], by expiry) are counted: without Redis, each
 #: keeps to its share. Numbers go back as strings: Lua's ``tostring`` would round them
 #: to 14 digits.
 QUOTA_SCRIPT: Final = """
@@ -97,8 +116,6 @@ redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[4]) / 1000))
 return {string.format('%.0f', first), string.format('%.0f', now), redis.call('ZCARD', KEYS[2])}
 """
 
-#: A member of the quota counts as one for this long after its last lease.
-_MEMBER_SECONDS: Final = 2.0
 
 #: The retry budget: add the change (spent: negative, refunded: positive), within
 #: [0, capacity]; a fleet's first change starts from a full budget.
@@ -169,6 +186,41 @@ redis.call('HSET', KEYS[3], me, math.max(allotted, in_use))
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], 2 * ttl) end
 return {allotted, share}
 """
+
+#: The fleet's refusals, and who limits itself with them. KEYS[1]: a hash of how many
+#: refusals were news and when the last was told (ms); KEYS[2]: the members, by when they
+#: were last heard (ms). ARGV: the member, how long ago the request refused here was sent
+#: (ms; -1: none to tell), how late a request may be sent after the last refusal and
+#: still be the same overload (ms), how long a member counts after it was last heard
+#: (ms; 0: it leaves now), how long to keep the count (s). The answer: the count, whether
+#: this one was counted, and the members.
+REFUSALS_SCRIPT: Final = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local sent_ago = tonumber(ARGV[2])
+local mine = 0
+if sent_ago >= 0 then
+  local told = redis.call('HGET', KEYS[1], 'told')
+  if not told or now - sent_ago > tonumber(told) + tonumber(ARGV[3]) then
+    redis.call('HINCRBY', KEYS[1], 'count', 1)
+    redis.call('HSET', KEYS[1], 'told', string.format('%.0f', now))
+    mine = 1
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+local keep = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - keep)
+if keep > 0 then
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], keep)
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return {tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), mine,
+  redis.call('ZCARD', KEYS[2])}
+"""
+#: The count of refusals is forgotten after this long without one told or heard.
+_REFUSALS_KEEP_SECONDS: Final = 600
 
 # --------------------------------------------------------------------------- configuration
 
@@ -524,7 +576,7 @@ class FleetQuota:
         answer = await self._link.run(
             self._script,
             self._keys,
-            (round(shape.interval * 1e6, 3), count, self._id, round(_MEMBER_SECONDS * 1e6)),
+            (round(shape.interval * 1e6, 3), count, self._id, round(MEMBER_SECONDS * 1e6)),
         )
         if answer is None:
             return False
@@ -627,10 +679,7 @@ class FleetSlots:
             want = gate.in_use + gate.waiting
             due = member.next_sync(now, want, gate.in_use)
             if due > now:
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(None if math.isinf(due) else due):
-                        await wake.wait()
+                await _wait(wake, due)
                 continue
             if not await self._sync(want, gate.in_use):
                 gate.capacity = _UNBOUNDED
@@ -657,11 +706,128 @@ class FleetSlots:
             await self._sync(0, 0)
 
 
+# --------------------------------------------------------------------------- refusals
+
+
+class FleetLimit:
+    """The fleet's side of a client's ``"auto"`` limit (``Flow.share``): a refusal that
+    lowers one member's limit lowers the others', and the share of members that leave
+    goes to those that stay.
+
+    The members share one server, so a refusal one of them sees (a 429, a 503, a timeout)
+    says that the fleet as a whole sends too much: each member lowers its own limit as if
+    one of its own requests had been refused at the level it has in flight (its ceiling,
+    its pace, as ``AdaptiveLimit`` decides alone). Each member keeps its own limit and
+    climbs on its own answers; what is shared is the news (``_sharing.RefusalNews``) and
+    who takes part, through one counter and one set in Redis, exchanged by a background
+    task while the client has ``"auto"`` requests in flight or waiting: never on a
+    request's path. When members leave (closed, or silent for ``_sharing.MEMBER_SECONDS``:
+    idle or killed), each that stays scales what its limit learnt by the members before
+    over the members now (``AdaptiveLimit.rescale``): the server's capacity they had is
+    theirs. A member that joins takes nothing from the others: the first refusal its
+    requests bring lowers every limit. Without Redis each member's limit goes on alone.
+    """
+
+    __slots__ = (
+        "_epoch",
+        "_flow",
+        "_id",
+        "_keys",
+        "_link",
+        "_news",
+        "_script",
+        "_task",
+        "_wake",
+        "idle",
+    )
+
+    def __init__(self, link: Link, key: str, flow: Flow) -> None:
+        self._link = link
+        self._keys = (f"{key}:refusals", f"{key}:refusals:members")
+        self._script = link.script(REFUSALS_SCRIPT)
+        self._id = uuid.uuid4().hex
+        self._flow = flow
+        self._news = RefusalNews()
+        self._epoch = flow.adaptive.epoch  # the limit's when the fleet was last heard
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self.idle = True  # no exchange due until ``wake``
+
+    def __repr__(self) -> str:
+        return f"<FleetLimit {self._flow.adaptive.limit}>"
+
+    def wake(self) -> None:
+        """``"auto"`` requests are under way: hear the fleet now and then."""
+        self.idle = False
+        if self._task is None or self._task.done():  # none yet, or its loop ended
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        else:
+            assert self._wake is not None
+            self._wake.set()
+
+    def refused(self, sent: float) -> None:
+        """A request sent at ``sent`` (loop time) was refused, and that lowered the limit:
+        tell the fleet at once."""
+        self._news.refused(sent)
+        self.wake()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        news, flow, wake = self._news, self._flow, self._wake
+        assert wake is not None
+        while True:
+            now = loop.time()
+            due = news.next_sync(now, busy=flow.busy)
+            if due > now:
+                self.idle = math.isinf(due)
+                await _wait(wake, due)
+                continue
+            await self._sync(now)
+
+    async def _sync(self, now: float) -> None:
+        """Tell Redis of a refusal here, if any; hear whether another member had one, and
+        how many take part."""
+        sent = self._news.take()
+        sent_ago = -1 if sent is None else max(0, round((now - sent) * 1000))
+        answer = await self._link.run(self._script, self._keys, self._args(sent_ago))
+        flow = self._flow
+        now = asyncio.get_running_loop().time()
+        if answer is None:
+            self._news.lost(now)
+        else:
+            counted, mine, members = (int(field) for field in answer)
+            news, grown = self._news.heard(now, counted, bool(mine), members)
+            if news:
+                # Unless its own limit was lowered since it last heard: the same overload.
+                flow.refused_elsewhere(self._epoch)
+            if grown > 1:
+                flow.adaptive.rescale(grown)
+        self._epoch = flow.adaptive.epoch
+
+    def _args(self, sent_ago: int, *, leave: bool = False) -> tuple[object, ...]:
+        member_ms = 0 if leave else round(MEMBER_SECONDS * 1000)
+        hear_ms = round(HEAR_WITHIN * 1000)
+        return (self._id, sent_ago, hear_ms, member_ms, _REFUSALS_KEEP_SECONDS)
+
+    async def aclose(self) -> None:
+        """Stop exchanging, and leave the members at once: the others take over its share
+        (idle, it would count for ``MEMBER_SECONDS`` more)."""
+        if self._task is None:
+            return
+        await _cancel(self._task)
+        self._task = None
+        self._news.lost(None)
+        if self._link.up:
+            await self._link.run(self._script, self._keys, self._args(-1, leave=True))
+
+
 # --------------------------------------------------------------------------- the fleet
 
 
 class Fleet:
-    """One client's link to its fleet: the quota, the slots, the retry budget."""
+    """One client's link to its fleet: the quota, the slots, the retry budget, the
+    refusals."""
 
     __slots__ = (
         "_budget",
@@ -680,7 +846,7 @@ class Fleet:
         self._budget: RetryBudget | None = None
         self._budget_task: asyncio.Task[None] | None = None
         self._budget_spent_enough: asyncio.Event | None = None
-        self._parts: list[FleetQuota | FleetSlots] = []
+        self._parts: list[FleetQuota | FleetSlots | FleetLimit] = []
 
     def __repr__(self) -> str:
         return f"<Fleet {self._link.where}>"
@@ -706,6 +872,12 @@ class Fleet:
         slots = FleetSlots(self._link, self._key, capacity)
         self._parts.append(slots)
         return slots
+
+    def limit(self, flow: Flow) -> FleetLimit:
+        """The fleet's side of ``flow``'s adaptive limit: refusals heard fleet-wide."""
+        limit = FleetLimit(self._link, self._key, flow)
+        self._parts.append(limit)
+        return limit
 
     def share_budget(self, budget: RetryBudget) -> None:
         """Make ``budget`` the fleet's: what it spends and refunds reaches Redis."""
@@ -754,6 +926,14 @@ class Fleet:
         for part in self._parts:
             await part.aclose()
         await self._link.aclose()
+
+
+async def _wait(wake: asyncio.Event, due: float) -> None:
+    """Until ``due`` (loop time; infinite: no end) or until ``wake`` is set."""
+    wake.clear()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(None if math.isinf(due) else due):
+            await wake.wait()
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "Gate",
     "Pace",
     "RateLimit",
+    "SharedLimit",
     "Ticket",
     "check_rate_limit",
     "pace_of",
@@ -425,6 +426,24 @@ class AdaptiveLimit:
         """How many refusals have lowered the limit so far."""
         return self._epoch
 
+    def rescale(self, factor: float) -> None:
+        """The share of the server this limit governs grew ``factor`` times (in a fleet,
+        members left and those that stay take over their share): the limit, the ceiling
+        and the pace grow with it, and what was measured at the old levels starts again.
+        """
+        self._limit = max(1.0, self._limit * factor)
+        ceiling = self._ceiling
+        if ceiling is not None:
+            self._ceiling = max(1, round(ceiling * factor))
+            self._cap = max(1.0, self._cap * factor)
+        if self._rate is not None:
+            self._rate *= factor
+            self._rate_refused *= factor
+        self._levels.clear()
+        self._restart_pools()
+        self._next_phase(_CRUISE)
+        self._update()
+
     def ticket(self, level: int, now: float = 0.0) -> Ticket:
         """What ``record`` needs to know of a request that starts at ``level`` (requests
         in flight, it included), ``now``."""
@@ -702,6 +721,23 @@ def is_overload(outcome: Outcome) -> bool:
 # --------------------------------------------------------------------------- the client's flow
 
 
+class SharedLimit(Protocol):
+    """The fleet's side of a ``Flow`` (``_fleet.FleetLimit``)."""
+
+    @property
+    def idle(self) -> bool:
+        """Whether it waits for ``wake`` to hear the fleet again."""
+        ...
+
+    def wake(self) -> None:
+        """``"auto"`` requests are under way: hear the fleet now and then."""
+        ...
+
+    def refused(self, sent: float) -> None:
+        """A request sent at ``sent`` (loop time) was refused, and that lowered the limit."""
+        ...
+
+
 class Flow:
     """The client's flow control: its rate limit, and the adaptive limit of ``"auto"``.
 
@@ -710,16 +746,24 @@ class Flow:
     (nothing awaited), or ``admit`` when it gave no ticket; ``done`` after it. ``spare``
     tells the operations' workers how many more of them the limit would let in. The rate
     limit (``rate``: the client's own, or its fleet's) is the transport's to apply, once a
-    request has its connection (see ``Transport.send``).
+    request has its connection (see ``Transport.send``). In a fleet (``share``), a
+    refusal here is told to the fleet, and one the fleet heard of lowers the limit here
+    too (``refused_elsewhere``).
     """
 
-    __slots__ = ("_adaptive", "_gate", "max_connections", "rate")
+    __slots__ = ("_adaptive", "_gate", "_shared", "max_connections", "rate")
 
     def __init__(self, *, rate: Pace | None, max_connections: int) -> None:
         self.rate = rate
         self.max_connections = max_connections
         self._adaptive = AdaptiveLimit(max_connections)
         self._gate = Gate(self._adaptive.limit)
+        self._shared: SharedLimit | None = None
+
+    def share(self, shared: SharedLimit) -> None:
+        """Make the limit the fleet's: ``shared`` hears of refusals here, and tells of
+        the fleet's (``refused_elsewhere``)."""
+        self._shared = shared
 
     @property
     def rate_limit(self) -> float | None:
@@ -743,6 +787,9 @@ class Flow:
     def try_admit(self) -> Ticket | None:
         """A ticket at once if a place is free and no pace holds the request back (the
         hot path: nothing awaited); else None, and ``admit`` waits for one."""
+        shared = self._shared
+        if shared is not None and shared.idle:
+            shared.wake()
         adaptive = self._adaptive
         now = asyncio.get_running_loop().time()
         gate = self._gate
@@ -786,13 +833,41 @@ class Flow:
         # event loop a request waits to run after it was let in, and a place held meanwhile
         # is a place taken (Little's law holds for what is held).
         rtt = now - ticket.sent if outcome.failure is None else None
-        adaptive.record(ticket, rtt=rtt, refused=is_overload(outcome), now=now)
+        refused = is_overload(outcome)
+        epoch = adaptive.epoch
+        adaptive.record(ticket, rtt=rtt, refused=refused, now=now)
+        if refused and adaptive.epoch != epoch and self._shared is not None:
+            self._shared.refused(ticket.sent)
         # Learn first, then give the place back: a refusal must close it, not hand it on.
         gate = self._gate
         limit = adaptive.limit
         if gate.capacity != limit:
             gate.capacity = limit
         gate.release()
+
+    def refused_elsewhere(self, epoch: int) -> None:
+        """Another member of the fleet was refused since the limit here was at ``epoch``:
+        a refusal here too, at the level in flight here now (as a request sent then would
+        be, nothing if the limit was lowered since: the same overload).
+
+        Nothing while a quota paces the requests here: the pace is this member's share of
+        the quota, which its own refusals tell; another's, measured against what this one
+        delivered since pacing began, would cut its pace to a trickle.
+        """
+        now = asyncio.get_running_loop().time()
+        gate, adaptive = self._gate, self._adaptive
+        if adaptive.rate is not None:
+            return
+        ticket = Ticket(epoch, max(1, gate.in_use), phase=-1, sent=now)
+        adaptive.record(ticket, rtt=None, refused=True, now=now)
+        if gate.capacity != adaptive.limit:
+            gate.capacity = adaptive.limit
+
+    @property
+    def busy(self) -> bool:
+        """Whether ``"auto"`` requests are in flight or waiting."""
+        gate = self._gate
+        return gate.in_use + gate.waiting > 0
 
     def spare(self) -> int:
         """Places free beyond the requests waiting for one (negative: more are waiting

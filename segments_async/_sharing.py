@@ -1,6 +1,7 @@
 """What a member of a fleet decides without I/O: how many quota slots to lease, which
 leased slot a request takes, when to tell Redis about its share of the in-flight slots,
-and whether Redis is worth asking at all (the circuit).
+when to exchange news of refusals with the fleet and what is news, and whether Redis is
+worth asking at all (the circuit).
 
 ``_fleet.py`` carries these decisions out against Redis; everything here takes the time
 as an argument (any monotonic clock, in seconds), so tests drive it without a loop.
@@ -12,7 +13,7 @@ import collections
 import math
 from typing import Final
 
-__all__ = ["Circuit", "Membership", "QuotaShape", "RateSlots", "lease_size"]
+__all__ = ["Circuit", "Membership", "QuotaShape", "RateSlots", "RefusalNews", "lease_size"]
 
 # --------------------------------------------------------------------------- the circuit
 
@@ -231,3 +232,76 @@ class Membership:
             or allotted - want >= max(1, allotted // 2)
         )
         return synced_at + (HURRY_EVERY if hurry else RENEW_EVERY)
+
+
+# --------------------------------------------------------------------------- shared refusals
+
+#: A member with requests in flight or waiting hears of the fleet's refusals this often (a
+#: few round trips of a typical API); one refused here is told at once.
+SHARE_EVERY: Final = 0.05
+#: A refusal is news to the fleet unless its request was sent before the members could
+#: have heard of the last one (told, then heard within ``SHARE_EVERY``, with a Redis round
+#: trip each way): the same overload, seen late, must not lower every limit again.
+HEAR_WITHIN: Final = 2 * SHARE_EVERY
+#: A member (of the quota, of the refusals) counts for this long after Redis last heard
+#: from it: one that went idle or was killed is no longer counted after it. It is longer
+#: than the usual ``Retry-After`` of 1 s, which a member may spend with nothing in flight.
+MEMBER_SECONDS: Final = 2.0
+
+
+class RefusalNews:
+    """One member's account of the refusals that lowered the fleet's limits, and of the
+    members that take part.
+
+    A refusal that lowered this member's limit is told to Redis at the next exchange (at
+    once); Redis counts the fleet's refusals that were news (see ``HEAR_WITHIN``). When
+    the count rose by more than this member's own, another member was refused: this
+    member lowers its limit too. When fewer members take part than at the last exchange,
+    this one takes over its part of their share. An idle member exchanges nothing and
+    forgets both counts, so that what it hears once busy again is what happened
+    meanwhile, not while it slept.
+    """
+
+    __slots__ = ("counted", "members", "synced_at", "unsent")
+
+    def __init__(self) -> None:
+        self.unsent: float | None = None  # when the latest request refused here was sent
+        self.counted: int | None = None  # the fleet's refusals, as last heard
+        self.members = 0  # the members, as last heard (0: none heard)
+        self.synced_at: float | None = None
+
+    def refused(self, sent: float) -> None:
+        """A request sent at ``sent`` was refused here, and that lowered the limit."""
+        self.unsent = sent if self.unsent is None else max(self.unsent, sent)
+
+    def next_sync(self, now: float, *, busy: bool) -> float:
+        """When to exchange next (a time; ``now`` or earlier means at once)."""
+        if self.unsent is not None:
+            return now
+        if not busy:
+            self.lost(None)  # forgotten: busy again, it hears at once
+            return math.inf
+        if self.synced_at is None:
+            return now
+        return self.synced_at + SHARE_EVERY
+
+    def take(self) -> float | None:
+        """What to tell Redis: the send time of the latest refusal here not yet told."""
+        sent, self.unsent = self.unsent, None
+        return sent
+
+    def heard(self, now: float, counted: int, mine: bool, members: int) -> tuple[bool, float]:
+        """Redis counts ``counted`` refusals (``mine``: this member's own among them, just
+        now) and ``members``: whether another member's refusal is news here, and by how
+        much this member's share grew (1.0: it did not)."""
+        known, self.counted, self.synced_at = self.counted, counted, now
+        before, self.members = self.members, max(1, members)
+        news = known is not None and counted - known - mine > 0
+        return news, before / self.members if before > self.members else 1.0
+
+    def lost(self, now: float | None) -> None:
+        """Redis did not answer (or this member went idle): what is counted meanwhile
+        will be no news when it answers again."""
+        self.counted = None
+        self.members = 0
+        self.synced_at = now

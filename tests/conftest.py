@@ -6,7 +6,7 @@ Where a test goes (the map):
   Pure ones: ``test_wire`` (requests, input checks), ``test_decode`` (answers), ``test_retry``
   (the retry decision table), ``test_errors``, ``test_options`` (configuration), ``test_paging``
   (page metadata), ``test_flow`` (the adaptive limit, fed scripted answers and simulated
-  servers), ``test_sharing`` (a fleet member's decisions: leases, slots, the circuit),
+  servers), ``test_sharing`` (a fleet member's decisions: leases, slots, refusals, the circuit),
   ``test_public_api`` (``__init__``: names, models, types), ``test_docstrings``
   (every public name's docstring: arguments, raises), ``test_recipe_types`` (every Python
   block of the README under ``mypy --strict``). Through the in-memory

@@ -199,6 +199,16 @@ class TestRefusals:
 
         assert (int(base) + 3, base) == (limit.ceiling, limit._limit)
 
+    def test_a_share_that_grows_scales_the_limit_and_its_ceiling(self):
+        """A fleet member whose share doubled (half the members left): limit 8 under a
+        ceiling of 17 becomes 16 under 34."""
+        limit = AdaptiveLimit(100)
+        answered(limit, 30)
+        limit.record(limit.ticket(17), rtt=None, refused=True, now=1.0)
+        limit.rescale(2.0)
+
+        assert (16, 34) == (limit.limit, limit.ceiling)
+
     def test_stale_refusals_are_ignored(self):
         """Refusals of requests sent before the last decrease do not decrease it again."""
         limit = AdaptiveLimit(100)
@@ -278,6 +288,15 @@ class TestQuota:
 
         assert limit.rate is not None
         assert math.isclose(0.7 * 200, limit.rate, rel_tol=0.01)
+
+    def test_a_share_that_grows_scales_the_pace(self):
+        """Paced at 140/s, then the member's share of the quota doubled: 280/s."""
+        limit = AdaptiveLimit(100)
+        limit.record(limit.ticket(1), rtt=None, refused=True, now=1.0)
+        limit._rate, limit._rate_refused = 140.0, 200.0
+        limit.rescale(2.0)
+
+        assert (280.0, 400.0) == (limit.rate, limit._rate_refused)
 
     def test_refused_again_at_the_level_it_was_cut_to_paces(self):
         """Halving did not help (refused at 8 after 16): the server counts per second."""
@@ -649,6 +668,21 @@ class TestRateLimit:
         eleventh.cancel()
 
 
+class Fleet:
+    """A fleet's side of a ``Flow`` that notes what it was told."""
+
+    def __init__(self) -> None:
+        self.idle = True
+        self.woken = False
+        self.told: list[float] = []
+
+    def wake(self) -> None:
+        self.idle, self.woken = False, True
+
+    def refused(self, sent: float) -> None:
+        self.told.append(sent)
+
+
 class TestFlow:
     async def test_refusal_closes_the_place_before_handing_it_on(self):
         """A 429 shrinks the gate before giving its place back: the waiter stays out."""
@@ -691,6 +725,38 @@ class TestFlow:
         flow.done(ticket, Outcome(200, elapsed=0.001))
 
         assert math.isclose(0.050, flow.adaptive._round_trip(), rel_tol=0.05)
+
+    async def test_a_refusal_that_lowers_the_limit_is_told_to_the_fleet(self):
+        """Told with its request's send time; one sent before the decrease is not."""
+        flow, fleet = Flow(rate=None, max_connections=100), Fleet()
+        flow.share(fleet)
+        tickets = [flow.try_admit() for _ in range(4)]
+        assert fleet.woken  # an idle fleet side hears of requests under way
+        flow.done(tickets[3], Outcome(429))
+        flow.done(tickets[2], Outcome(429))
+
+        assert [tickets[3].sent] == fleet.told
+
+    async def test_a_refusal_elsewhere_lowers_the_limit_here_once(self):
+        """At the level in flight here; not again for the same overload: heard since the
+        epoch the limit had then, after it was lowered by a refusal here."""
+        flow = Flow(rate=None, max_connections=100)
+        tickets = [flow.try_admit() for _ in range(3)]
+        flow.refused_elsewhere(0)
+
+        assert (1, 3, 1) == (flow.adaptive.epoch, flow.adaptive.ceiling, flow.adaptive.limit)
+        assert 1 == flow._gate.capacity
+        flow.refused_elsewhere(0)
+        flow.done(tickets[0], Outcome(429))  # sent before: the same overload
+        assert 1 == flow.adaptive.epoch
+
+    async def test_a_refusal_elsewhere_leaves_a_pace_alone(self):
+        """Paced against a quota, a member's pace is its share: its own refusals tell."""
+        flow = Flow(rate=None, max_connections=100)
+        flow.adaptive._rate = 50.0
+        flow.refused_elsewhere(0)
+
+        assert (0, 50.0) == (flow.adaptive.epoch, flow.adaptive.rate)
 
     async def test_spare_counts_free_places_beyond_the_waiters(self):
         """Four places, three held: one spare; two more waiting: minus one."""

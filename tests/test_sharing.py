@@ -1,5 +1,6 @@
 """A fleet member's decisions, without Redis or a loop: the circuit, the quota's shape and
-leases, the leased slots, and when a member of the in-flight semaphore talks to Redis."""
+leases, the leased slots, when a member of the in-flight semaphore talks to Redis, and
+what of the fleet's refusals is news to a member."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from segments_async._retry import Failure, RetryBudget
 from segments_async._sharing import (
     HURRY_EVERY,
     RENEW_EVERY,
+    SHARE_EVERY,
     Circuit,
     Membership,
     QuotaShape,
     RateSlots,
+    RefusalNews,
     lease_size,
 )
 
@@ -166,6 +169,56 @@ def test_when_a_member_talks_to_redis(member, want, in_use, due):
 def test_redis_counts_at_least_what_a_member_has_in_use():
     assert 6 == synced(2, 4, in_use=6).recorded
     assert 4 == synced(4, 4, in_use=1).recorded
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_a_busy_member_hears_the_fleet_now_and_then_and_an_idle_one_never():
+    news = RefusalNews()
+    assert 0.0 == news.next_sync(0.0, busy=True)
+    # The first count is no news: it came before.
+    assert (False, 1.0) == news.heard(0.0, 3, mine=False, members=4)
+    assert SHARE_EVERY == news.next_sync(0.01, busy=True)
+    assert math.inf == news.next_sync(0.01, busy=False)
+    # Idle, it forgot the counts: busy again, it hears at once, and what came meanwhile
+    # (refusals, members that left) is no news.
+    assert 0.02 == news.next_sync(0.02, busy=True)
+    assert (False, 1.0) == news.heard(0.02, 7, mine=False, members=1)
+
+
+def test_a_refusal_here_is_told_at_once_and_is_not_news_when_it_comes_back():
+    news = RefusalNews()
+    news.heard(0.0, 3, mine=False, members=2)
+    news.refused(0.004)
+    news.refused(0.001)
+    assert 0.005 == news.next_sync(0.005, busy=True)
+    assert 0.004 == news.take()
+    assert news.take() is None
+    assert (False, 1.0) == news.heard(0.006, 4, mine=True, members=2)
+    # Another member's, and this one's counted with it: news.
+    assert (True, 1.0) == news.heard(0.06, 6, mine=True, members=2)
+    assert (False, 1.0) == news.heard(0.11, 6, mine=False, members=2)
+    assert (True, 1.0) == news.heard(0.16, 7, mine=False, members=2)
+
+
+def test_the_share_of_members_that_leave_goes_to_those_that_stay():
+    news = RefusalNews()
+    news.heard(0.0, 0, mine=False, members=4)
+    assert (False, 4 / 3) == news.heard(0.05, 0, mine=False, members=3)
+    assert (False, 3.0) == news.heard(0.1, 0, mine=False, members=1)
+    # A member that joins takes nothing: its refusals lower every limit.
+    assert (False, 1.0) == news.heard(0.15, 0, mine=False, members=2)
+    assert (False, 2.0) == news.heard(0.2, 0, mine=False, members=0)  # its own gone
+
+
+def test_what_the_fleet_counted_while_redis_was_lost_is_no_news_once_back():
+    news = RefusalNews()
+    news.heard(0.0, 3, mine=False, members=4)
+    news.lost(0.05)
+    assert 0.05 + SHARE_EVERY == news.next_sync(0.06, busy=True)
+    assert (False, 1.0) == news.heard(0.1, 9, mine=False, members=1)
+    assert (True, 1.0) == news.heard(0.15, 10, mine=False, members=1)
 
 
 # --------------------------------------------------------------------------- the retry budget

@@ -1,6 +1,7 @@
-"""A fleet through a real ``redis-server``: one quota, one retry budget and fair in-flight
-slots for several clients and processes; Redis down, lost, slow or back; and neither the
-token nor the Redis password anywhere they should not be.
+"""A fleet through a real ``redis-server``: one quota, one retry budget, fair in-flight
+slots and the ``"auto"`` limits' shared refusals and shares for several clients and
+processes; Redis down, lost, slow or back; and neither the token nor the Redis password
+anywhere they should not be.
 
 Timing is only ever checked from below (a quota cannot be beaten, however slow the
 machine) or as a bound against a hang, never as "fast enough".
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import hashlib
 import logging
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
-from segments_async import RetryPolicy, SegmentsClient
+from segments_async import RateLimitError, RetryPolicy, SegmentsClient
 from segments_async._fleet import Fleet, FleetSlots, open_fleet
 from segments_async._flow import rate_burst
 from segments_async.testing import FakeSegmentsServer
@@ -279,6 +282,196 @@ async def test_a_closed_member_gives_its_slots_back_at_once(redis_url):
         assert [] == held or {} == r.hgetall(held[0])
 
 
+# --------------------------------------------------------------------------- one adaptive limit
+
+REFUSED_QUERY = "page=1&per_page=2"  # what the server below refuses; anything else it answers
+TOO_MANY = json_response(429, {"success": False, "message": "too many requests"})
+
+
+async def refuses_one_query(request: RawRequest) -> bytes:
+    if request.target.endswith(REFUSED_QUERY):
+        return TOO_MANY
+    await asyncio.sleep(0.01)
+    return PAGE
+
+
+@pytest.fixture
+async def refusing_api() -> AsyncIterator[RawServer]:
+    async with RawServer(refuses_one_query) as server:
+        yield server
+
+
+async def auto_calls(client: SegmentsClient, until: Any, *, at_once: int = 4) -> int:
+    """``"auto"`` list calls the server answers, ``at_once`` at a time, until ``until()``;
+    how many."""
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while not until():
+            await client.segments._list("page=1&per_page=1", adaptive=True)
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(at_once)))
+    return done
+
+
+REFUSED_WORKER = textwrap.dedent(
+    f"""
+    import asyncio, sys
+    from segments_async import RateLimitError, SegmentsClient
+
+    async def main(url, fleet):
+        async with SegmentsClient(url, sys.stdin.readline().strip(), fleet=fleet) as client:
+            try:
+                await client.segments._list({REFUSED_QUERY!r}, adaptive=True)
+            except RateLimitError:
+                pass
+            await asyncio.sleep(1.0)  # closing at once might cut the news short
+            print(client._shared.flow.adaptive.epoch)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+async def test_a_refusal_seen_by_one_process_lowers_the_others_limit(refusing_api, redis_url):
+    async with asyncio.timeout(60), make_client(refusing_api.url, fleet=redis_url) as client:
+        adaptive = client._shared.flow.adaptive
+        stop = False
+        calls = asyncio.create_task(auto_calls(client, lambda: stop or adaptive.epoch > 0))
+        await asyncio.sleep(0.3)  # busy, and its limit climbing on clean answers
+        refused = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            REFUSED_WORKER,
+            refusing_api.url,
+            redis_url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await refused.communicate(TOKEN.encode() + b"\n")
+        assert 0 == refused.returncode
+        assert int(output) >= 1  # its own limit was lowered
+        # The other process lived a second after its refusal: this client heard of it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(calls), 10)
+        stop = True
+        await calls
+        # Lowered once (the server refused only the other process's requests).
+        assert 1 == adaptive.epoch
+        assert adaptive.ceiling is not None
+        assert adaptive.limit < adaptive.ceiling
+
+
+async def test_the_share_of_a_member_that_leaves_goes_to_those_that_stay(refusing_api, redis_url):
+    async with asyncio.timeout(60), make_client(refusing_api.url, fleet=redis_url) as stays:
+        adaptive = stays._shared.flow.adaptive
+        stop = False
+        calls = asyncio.create_task(auto_calls(stays, lambda: stop))
+        async with make_client(refusing_api.url, fleet=redis_url) as leaves:
+            await auto_calls(leaves, lambda: leaves._shared.flow.adaptive.limit > 4)
+            with pytest.raises(RateLimitError):
+                await leaves.segments._list(REFUSED_QUERY, adaptive=True)
+            for _ in range(100):  # heard within a twentieth of a second
+                if adaptive.ceiling is not None:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)  # the news of its last retry heard too
+            ceiling = adaptive.ceiling
+            assert ceiling is not None
+        # Closed, it left at once: of two members, the one that stays has the fleet's share.
+        for _ in range(100):
+            if adaptive.ceiling != ceiling:
+                break
+            await asyncio.sleep(0.1)
+        stop = True
+        await calls
+        assert 2 * ceiling == adaptive.ceiling
+
+
+BUSY_WORKER = textwrap.dedent(
+    f"""
+    import asyncio, sys
+    from segments_async import RateLimitError, SegmentsClient
+
+    async def main(url, fleet):
+        async with SegmentsClient(url, sys.stdin.readline().strip(), fleet=fleet) as client:
+            try:
+                await client.segments._list({REFUSED_QUERY!r}, adaptive=True)
+            except RateLimitError:
+                pass
+            print("REFUSED", flush=True)
+            while True:
+                await client.segments._list("page=1&per_page=1", adaptive=True)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+async def test_the_share_of_a_killed_member_comes_back_within_seconds(refusing_api, redis_url):
+    async with asyncio.timeout(60), make_client(refusing_api.url, fleet=redis_url) as stays:
+        adaptive = stays._shared.flow.adaptive
+        stop = False
+        calls = asyncio.create_task(auto_calls(stays, lambda: stop))
+        killed = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            BUSY_WORKER,
+            refusing_api.url,
+            redis_url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert killed.stdin is not None
+            assert killed.stdout is not None
+            killed.stdin.write(TOKEN.encode() + b"\n")
+            assert b"REFUSED\n" == await killed.stdout.readline()
+            for _ in range(100):  # heard within a twentieth of a second
+                if adaptive.ceiling is not None:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)  # the news of its last retry heard too
+            ceiling = adaptive.ceiling
+            assert ceiling is not None
+            killed.send_signal(signal.SIGKILL)
+            await killed.wait()
+            for _ in range(100):  # a bound against a hang, not a speed
+                if adaptive.ceiling != ceiling:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            if killed.returncode is None:
+                killed.kill()
+                await killed.wait()
+        stop = True
+        await calls
+    # Silent for two seconds, it no longer counts: its share is the one that stays'.
+    assert 2 * ceiling == adaptive.ceiling
+
+
+async def test_redis_lost_mid_run_each_limit_goes_on_alone(refusing_api, own_redis, caplog):
+    caplog.set_level(logging.WARNING, "segments_async")
+    refused = make_client(refusing_api.url, fleet=own_redis.url)
+    other = make_client(refusing_api.url, fleet=own_redis.url)
+    async with asyncio.timeout(60), refused, other:
+        stop = False
+        calls = asyncio.create_task(auto_calls(other, lambda: stop))
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(own_redis.stop)
+        with pytest.raises(RateLimitError):
+            await refused.segments._list(REFUSED_QUERY, adaptive=True)
+        await asyncio.sleep(0.5)  # ten exchanges, had Redis been there
+        stop = True
+        answered = await calls  # no call failed
+    assert answered > 0
+    assert refused._shared.flow.adaptive.epoch >= 1  # its own limit goes on
+    assert 0 == other._shared.flow.adaptive.epoch  # and the other's, on its own
+    assert all("unavailable" in m for m in fleet_warnings(caplog))
+
+
 # --------------------------------------------------------------------------- one retry budget
 
 
@@ -373,6 +566,39 @@ async def test_a_redis_that_never_answers_delays_nothing_for_long_and_fails_noth
         await hole.aclose()
     assert 1 == len(fleet_warnings(caplog)), fleet_warnings(caplog)
     assert "TimeoutError" in fleet_warnings(caplog)[0]
+
+
+async def test_a_stall_of_our_own_process_is_not_a_redis_outage(
+    api, redis_url, caplog, monkeypatch
+):
+    """A stall of this process (a full garbage collection while other workers hold the
+    CPU: 100-150 ms at the start of section h's fleet) during the first lease is not
+    Redis failing: taken for one, every member would pace alone at the whole quota."""
+    import redis.asyncio.connection
+
+    server, arrivals = api
+    caplog.set_level(logging.WARNING, "segments_async")
+    read_response = redis.asyncio.connection.AbstractConnection.read_response
+    stalls: list[float] = []
+
+    async def stalled(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not stalls:
+            # The first command is sent; the loop stands still, then turns (a timer, so
+            # that a timeout due meanwhile is seen here, where nothing swallows it).
+            stalls.append(0.2)
+            time.sleep(0.2)  # noqa: ASYNC251 - the stall is the point
+            await asyncio.sleep(0.001)
+        return await read_response(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "read_response", stalled)
+    async with (
+        asyncio.timeout(30),
+        make_client(server.url, rate_limit=100, fleet=redis_url) as client,
+    ):
+        await calls(client, 10)
+    assert [0.2] == stalls
+    assert [] == fleet_warnings(caplog)
+    assert 10 == len(arrivals.times)
 
 
 @pytest.fixture
