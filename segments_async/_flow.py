@@ -795,7 +795,7 @@ class Flow:
         gate = self._gate
         if adaptive.paced(now) or not gate.try_acquire():
             return None
-        return adaptive.ticket(gate.in_use, now)
+        return adaptive.ticket(gate._in_use, now)
 
     async def admit(self, *, until: float | None) -> Ticket | None:
         """Wait until an ``"auto"`` request may start; None if ``until`` (loop time) came
@@ -841,7 +841,7 @@ class Flow:
         # Learn first, then give the place back: a refusal must close it, not hand it on.
         gate = self._gate
         limit = adaptive.limit
-        if gate.capacity != limit:
+        if gate._capacity != limit:
             gate.capacity = limit
         gate.release()
 
@@ -872,5 +872,5 @@ class Flow:
     def spare(self) -> int:
         """Places free beyond the requests waiting for one (negative: more are waiting
         than there are places): how many more ``"auto"`` workers would start at once."""
-        gate = self._gate
-        return gate.capacity - gate.in_use - gate.waiting
+        gate = self._gate  # the hot path: once per bulk call
+        return gate._capacity - gate._in_use - len(gate._waiters)
