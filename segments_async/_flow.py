@@ -201,9 +201,12 @@ _UP, _DOWN, _CRUISE = 0, 1, 2
 _STEP: Final = 1.25
 #: Answers a phase (or, in slow start, a level) needs before it is compared.
 _MIN_SAMPLES: Final = 8
-#: Cycles of probes pooled at one limit before a step down (one slow phase, when another
-#: process took the CPU, must not cost throughput), and at most: then they start afresh.
-_DOWN_CYCLES: Final = 2
+#: Cycles of probes pooled at one limit before a step either way, and at most: then they
+#: start afresh. One cycle says little: a probe lasts a round trip or two, and whatever
+#: else the machine did meanwhile (another process, a collection) moves its answers more
+#: than the level does; two cycles give the noise between cycles, which is the one that
+#: counts (the answers within a probe share it).
+_MIN_CYCLES: Final = 2
 _MAX_CYCLES: Final = 8
 #: Levels further apart than this are compared; closer ones say nothing through the noise.
 _MIN_SPREAD: Final = 1.15
@@ -311,12 +314,14 @@ class AdaptiveLimit:
       event loop, a server sharing its time), so a probe counts only requests sent once
       its level was reached (after its first window of sends) and answered within it. The
       elasticity between the two probes (how much of the extra in flight came back as
-      answers per second), pooled over the cycles at one limit, decides: beyond the noise
-      (a standard error) above 0.05 the limit steps up 25 % and probes again at once,
-      below it (over two cycles at least, so that one slow phase, when another process
-      took the CPU, costs nothing) it steps down 25 %; in between, the limit is at the
-      knee and cruises two windows of sends before the next probe. The knee is the
-      smallest level within noise of the best: a step of 25 % there brings 1.1 % more.
+      answers per second), averaged over the cycles at one limit, decides: beyond the
+      noise (a standard error between cycles: a probe lasts a round trip or two, and
+      whatever else the machine does moves all its answers together) above 0.05 the
+      limit steps up 25 % and probes again at once, below it it steps down 25 %; in
+      between, the limit is at the knee and cruises two windows of sends before the next
+      probe. A step takes two cycles at least, either way (one lucky or slow cycle moves
+      nothing), or one that is clearly on the slope (above slow start's 0.5). The knee is
+      the smallest level within noise of the best: a step of 25 % there brings 1.1 % more.
       The round trip of a probe is the geometric mean of its answers', so a jittery
       server's slow answers weigh little.
     - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
@@ -347,6 +352,7 @@ class AdaptiveLimit:
         "_deliveries",
         "_down",
         "_epoch",
+        "_gains",
         "_levels",
         "_limit",
         "_next_start",
@@ -355,7 +361,6 @@ class AdaptiveLimit:
         "_phase_answered",
         "_phase_id",
         "_phase_sent",
-        "_pooled",
         "_probe",
         "_probe_at",
         "_probe_round_trips",
@@ -383,9 +388,9 @@ class AdaptiveLimit:
         self._phase_id = 0
         self._phase_sent = 0
         self._phase_answered = 0
-        self._up = _Samples()  # the probes up at this limit, pooled
+        self._up = _Samples()  # this cycle's probe up
         self._down = _Samples()
-        self._pooled = 0  # cycles in them
+        self._gains: list[tuple[float, float]] = []  # the cycles' at this limit
         self._probe: _Samples | None = None  # the pool the phase under way adds to
         self._rtt: float | None = None
         self._ceiling: int | None = None
@@ -544,7 +549,7 @@ class AdaptiveLimit:
     def _restart_pools(self) -> None:
         self._up = _Samples()
         self._down = _Samples()
-        self._pooled = 0
+        self._gains.clear()
 
     def _climb(self, ticket: Ticket, rtt: float) -> bool:
         """The hill climb: a probe up, a probe down, perhaps a step, cruising; again.
@@ -568,25 +573,41 @@ class AdaptiveLimit:
         if self._phase == _UP:
             self._next_phase(_DOWN)
             return True
-        self._pooled += 1
+        gain = self._down.elasticity(self._up)
+        self._up = _Samples()
+        self._down = _Samples()
+        if gain is not None:
+            self._gains.append(gain)
         # Moving, it probes again at once; holding, it cruises a while first.
         self._next_phase(_UP if self._step() else _CRUISE)
         return True
 
     def _step(self) -> bool:
-        """After a probe up and down: a step to the knee, when the pooled probes are clear
-        beyond the noise (a standard error) on which side of it the limit is."""
-        gain = self._down.elasticity(self._up)
-        if gain is None or self._rate is not None:
-            if self._pooled >= _MAX_CYCLES:
-                self._restart_pools()
+        """After a probe up and down: a step to the knee, when the cycles at this limit are
+        clear beyond the noise (a standard error) on which side of it the limit is."""
+        gains = self._gains
+        cycles = len(gains)
+        if self._rate is not None:  # paced: the pace says how fast, not the level
+            self._restart_pools()
             return False
-        elasticity, error = gain
+        if not cycles:
+            return False
+        if cycles < _MIN_CYCLES:
+            # One cycle will do where it is clearly on the slope (slow start's bar).
+            elasticity, error = gains[0]
+            if elasticity - error <= _STARTUP_ELASTICITY:
+                return False
+        else:
+            elasticity = sum(gain for gain, _ in gains) / cycles
+            # The noise between cycles, or within them if larger (a steady machine).
+            spread = sum((gain - elasticity) ** 2 for gain, _ in gains) / (cycles - 1)
+            within = sum(error * error for _, error in gains) / cycles
+            error = math.sqrt(max(spread, within) / cycles)
         if elasticity - error > _KNEE_ELASTICITY:
             limit = _scaled(self._limit, _STEP)
-        elif elasticity + error < _KNEE_ELASTICITY and self._pooled >= _DOWN_CYCLES:
+        elif elasticity + error < _KNEE_ELASTICITY:
             limit = _scaled(self._limit, 1 / _STEP)
-        elif self._pooled < _MAX_CYCLES:
+        elif cycles < _MAX_CYCLES:
             return False
         else:
             limit = self._limit
