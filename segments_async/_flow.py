@@ -201,13 +201,16 @@ _UP, _DOWN, _CRUISE = 0, 1, 2
 _STEP: Final = 1.25
 #: Answers a phase (or, in slow start, a level) needs before it is compared.
 _MIN_SAMPLES: Final = 8
-#: Cycles of probes pooled at one limit before a step either way, and at most: then they
-#: start afresh. One cycle says little: a probe lasts a round trip or two, and whatever
-#: else the machine did meanwhile (another process, a collection) moves its answers more
-#: than the level does; two cycles give the noise between cycles, which is the one that
-#: counts (the answers within a probe share it).
-_MIN_CYCLES: Final = 2
+#: Cycles of probes pooled at one limit before a step down, and at most: then they start
+#: afresh. One cycle says little: a probe lasts a round trip or two, and whatever else
+#: the machine did meanwhile (another process, a collection) moves its answers more than
+#: the level does; cycles pooled give the noise between cycles, which is the one that
+#: counts (the answers within a probe share it). One cycle steps up only beyond the noise
+#: between the last cycles.
+_DOWN_CYCLES: Final = 2
 _MAX_CYCLES: Final = 8
+#: How fast the noise between cycles follows what consecutive cycles show.
+_NOISE_GAIN: Final = 0.25
 #: Levels further apart than this are compared; closer ones say nothing through the noise.
 _MIN_SPREAD: Final = 1.15
 #: How fast the smoothed round trip follows the answers.
@@ -319,9 +322,10 @@ class AdaptiveLimit:
       whatever else the machine does moves all its answers together) above 0.05 the
       limit steps up 25 % and probes again at once, below it it steps down 25 %; in
       between, the limit is at the knee and cruises two windows of sends before the next
-      probe. A step takes two cycles at least, either way (one lucky or slow cycle moves
-      nothing), or one that is clearly on the slope (above slow start's 0.5). The knee is
-      the smallest level within noise of the best: a step of 25 % there brings 1.1 % more.
+      probe. One cycle steps up only beyond the noise seen between the last cycles (where
+      it is large, one lucky cycle moves nothing), a step down takes two cycles at least.
+      The knee is the smallest level within noise of the best: a step of 25 % there
+      brings 1.1 % more.
       The round trip of a probe is the geometric mean of its answers', so a jittery
       server's slow answers weigh little.
     - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
@@ -353,9 +357,11 @@ class AdaptiveLimit:
         "_down",
         "_epoch",
         "_gains",
+        "_last_gain",
         "_levels",
         "_limit",
         "_next_start",
+        "_noise",
         "_paced_since",
         "_phase",
         "_phase_answered",
@@ -391,6 +397,8 @@ class AdaptiveLimit:
         self._up = _Samples()  # this cycle's probe up
         self._down = _Samples()
         self._gains: list[tuple[float, float]] = []  # the cycles' at this limit
+        self._noise = 0.0  # the variance of one cycle's elasticity, between cycles
+        self._last_gain: float | None = None
         self._probe: _Samples | None = None  # the pool the phase under way adds to
         self._rtt: float | None = None
         self._ceiling: int | None = None
@@ -578,6 +586,12 @@ class AdaptiveLimit:
         self._down = _Samples()
         if gain is not None:
             self._gains.append(gain)
+            last, self._last_gain = self._last_gain, gain[0]
+            if last is not None:
+                # Two cycles in a row differ by the noise twice (and by the slope between
+                # their limits, which is small where it matters: near the knee).
+                sample = (gain[0] - last) ** 2 / 2
+                self._noise += _NOISE_GAIN * (sample - self._noise)
         # Moving, it probes again at once; holding, it cruises a while first.
         self._next_phase(_UP if self._step() else _CRUISE)
         return True
@@ -592,20 +606,18 @@ class AdaptiveLimit:
             return False
         if not cycles:
             return False
-        if cycles < _MIN_CYCLES:
-            # One cycle will do where it is clearly on the slope (slow start's bar).
-            elasticity, error = gains[0]
-            if elasticity - error <= _STARTUP_ELASTICITY:
-                return False
-        else:
-            elasticity = sum(gain for gain, _ in gains) / cycles
-            # The noise between cycles, or within them if larger (a steady machine).
+        elasticity = sum(gain for gain, _ in gains) / cycles
+        # The noise between cycles (these, or as seen lately for one), or within them if
+        # larger (a steady machine, a jittery server).
+        if cycles > 1:
             spread = sum((gain - elasticity) ** 2 for gain, _ in gains) / (cycles - 1)
-            within = sum(error * error for _, error in gains) / cycles
-            error = math.sqrt(max(spread, within) / cycles)
+        else:
+            spread = self._noise
+        within = sum(error * error for _, error in gains) / cycles
+        error = math.sqrt(max(spread, within) / cycles)
         if elasticity - error > _KNEE_ELASTICITY:
             limit = _scaled(self._limit, _STEP)
-        elif elasticity + error < _KNEE_ELASTICITY:
+        elif elasticity + error < _KNEE_ELASTICITY and cycles >= _DOWN_CYCLES:
             limit = _scaled(self._limit, 1 / _STEP)
         elif cycles < _MAX_CYCLES:
             return False
