@@ -470,24 +470,34 @@ class SegmentsClient:
         deadline = self._options.deadline
         until = None if deadline is None else asyncio.get_running_loop().time() + deadline
         # No hooks or deadline: the attempt is the send itself, through the adaptive limit
-        # for "auto" (the hot path).
+        # for "auto" when a place is free at once (the hot path: no coroutine between the
+        # call and the transport, which every answer would resume).
         plain = self._plain
+        flow = self._shared.flow
         task = transport.enter()
         try:
             while True:
                 if plain:
                     call.attempts += 1
-                    if adaptive:
+                    ticket = flow.try_admit() if adaptive else None
+                    if adaptive and ticket is None:  # waits for a place, or a pace
                         outcome = await self._send(call, url, body, None, adaptive)
                     else:
-                        outcome = await transport.send(
-                            method,
-                            url,
-                            self._headers,
-                            body,
-                            attempt_timeout=self._options.wire_timeout,
-                            until=None,
-                        )
+                        try:
+                            outcome = await transport.send(
+                                method,
+                                url,
+                                self._headers,
+                                body,
+                                attempt_timeout=self._options.wire_timeout,
+                                until=None,
+                            )
+                        except BaseException:
+                            if ticket is not None:
+                                flow.done(ticket, _ABANDONED)  # the place goes back
+                            raise
+                        if ticket is not None:
+                            flow.done(ticket, outcome)
                 else:
                     outcome = await self._attempt(call, url, body, until, adaptive)
                 decision = self._decide(call, outcome, until)

@@ -201,10 +201,16 @@ _UP, _DOWN, _CRUISE = 0, 1, 2
 _STEP: Final = 1.25
 #: Answers a phase (or, in slow start, a level) needs before it is compared.
 _MIN_SAMPLES: Final = 8
-#: Cycles of probes pooled at one limit before a step down (one slow phase, when another
-#: process took the CPU, must not cost throughput), and at most: then they start afresh.
+#: Cycles of probes pooled at one limit before a step down, and at most: then they start
+#: afresh. One cycle says little: a probe lasts a round trip or two, and whatever else
+#: the machine did meanwhile (another process, a collection) moves its answers more than
+#: the level does; cycles pooled give the noise between cycles, which is the one that
+#: counts (the answers within a probe share it). One cycle steps up only beyond the noise
+#: between the last cycles.
 _DOWN_CYCLES: Final = 2
 _MAX_CYCLES: Final = 8
+#: How fast the noise between cycles follows what consecutive cycles show.
+_NOISE_GAIN: Final = 0.25
 #: Levels further apart than this are compared; closer ones say nothing through the noise.
 _MIN_SPREAD: Final = 1.15
 #: How fast the smoothed round trip follows the answers.
@@ -311,12 +317,15 @@ class AdaptiveLimit:
       event loop, a server sharing its time), so a probe counts only requests sent once
       its level was reached (after its first window of sends) and answered within it. The
       elasticity between the two probes (how much of the extra in flight came back as
-      answers per second), pooled over the cycles at one limit, decides: beyond the noise
-      (a standard error) above 0.05 the limit steps up 25 % and probes again at once,
-      below it (over two cycles at least, so that one slow phase, when another process
-      took the CPU, costs nothing) it steps down 25 %; in between, the limit is at the
-      knee and cruises two windows of sends before the next probe. The knee is the
-      smallest level within noise of the best: a step of 25 % there brings 1.1 % more.
+      answers per second), averaged over the cycles at one limit, decides: beyond the
+      noise (a standard error between cycles: a probe lasts a round trip or two, and
+      whatever else the machine does moves all its answers together) above 0.05 the
+      limit steps up 25 % and probes again at once, below it it steps down 25 %; in
+      between, the limit is at the knee and cruises two windows of sends before the next
+      probe. One cycle steps up only beyond the noise seen between the last cycles (where
+      it is large, one lucky cycle moves nothing), a step down takes two cycles at least.
+      The knee is the smallest level within noise of the best: a step of 25 % there
+      brings 1.1 % more.
       The round trip of a probe is the geometric mean of its answers', so a jittery
       server's slow answers weigh little.
     - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
@@ -347,15 +356,17 @@ class AdaptiveLimit:
         "_deliveries",
         "_down",
         "_epoch",
+        "_gains",
+        "_last_gain",
         "_levels",
         "_limit",
         "_next_start",
+        "_noise",
         "_paced_since",
         "_phase",
         "_phase_answered",
         "_phase_id",
         "_phase_sent",
-        "_pooled",
         "_probe",
         "_probe_at",
         "_probe_round_trips",
@@ -383,9 +394,11 @@ class AdaptiveLimit:
         self._phase_id = 0
         self._phase_sent = 0
         self._phase_answered = 0
-        self._up = _Samples()  # the probes up at this limit, pooled
+        self._up = _Samples()  # this cycle's probe up
         self._down = _Samples()
-        self._pooled = 0  # cycles in them
+        self._gains: list[tuple[float, float]] = []  # the cycles' at this limit
+        self._noise = 0.0  # the variance of one cycle's elasticity, between cycles
+        self._last_gain: float | None = None
         self._probe: _Samples | None = None  # the pool the phase under way adds to
         self._rtt: float | None = None
         self._ceiling: int | None = None
@@ -544,7 +557,7 @@ class AdaptiveLimit:
     def _restart_pools(self) -> None:
         self._up = _Samples()
         self._down = _Samples()
-        self._pooled = 0
+        self._gains.clear()
 
     def _climb(self, ticket: Ticket, rtt: float) -> bool:
         """The hill climb: a probe up, a probe down, perhaps a step, cruising; again.
@@ -568,25 +581,45 @@ class AdaptiveLimit:
         if self._phase == _UP:
             self._next_phase(_DOWN)
             return True
-        self._pooled += 1
+        gain = self._down.elasticity(self._up)
+        self._up = _Samples()
+        self._down = _Samples()
+        if gain is not None:
+            self._gains.append(gain)
+            last, self._last_gain = self._last_gain, gain[0]
+            if last is not None:
+                # Two cycles in a row differ by the noise twice (and by the slope between
+                # their limits, which is small where it matters: near the knee).
+                sample = (gain[0] - last) ** 2 / 2
+                self._noise += _NOISE_GAIN * (sample - self._noise)
         # Moving, it probes again at once; holding, it cruises a while first.
         self._next_phase(_UP if self._step() else _CRUISE)
         return True
 
     def _step(self) -> bool:
-        """After a probe up and down: a step to the knee, when the pooled probes are clear
-        beyond the noise (a standard error) on which side of it the limit is."""
-        gain = self._down.elasticity(self._up)
-        if gain is None or self._rate is not None:
-            if self._pooled >= _MAX_CYCLES:
-                self._restart_pools()
+        """After a probe up and down: a step to the knee, when the cycles at this limit are
+        clear beyond the noise (a standard error) on which side of it the limit is."""
+        gains = self._gains
+        cycles = len(gains)
+        if self._rate is not None:  # paced: the pace says how fast, not the level
+            self._restart_pools()
             return False
-        elasticity, error = gain
+        if not cycles:
+            return False
+        elasticity = sum(gain for gain, _ in gains) / cycles
+        # The noise between cycles (these, or as seen lately for one), or within them if
+        # larger (a steady machine, a jittery server).
+        if cycles > 1:
+            spread = sum((gain - elasticity) ** 2 for gain, _ in gains) / (cycles - 1)
+        else:
+            spread = self._noise
+        within = sum(error * error for _, error in gains) / cycles
+        error = math.sqrt(max(spread, within) / cycles)
         if elasticity - error > _KNEE_ELASTICITY:
             limit = _scaled(self._limit, _STEP)
-        elif elasticity + error < _KNEE_ELASTICITY and self._pooled >= _DOWN_CYCLES:
+        elif elasticity + error < _KNEE_ELASTICITY and cycles >= _DOWN_CYCLES:
             limit = _scaled(self._limit, 1 / _STEP)
-        elif self._pooled < _MAX_CYCLES:
+        elif cycles < _MAX_CYCLES:
             return False
         else:
             limit = self._limit
@@ -795,7 +828,7 @@ class Flow:
         gate = self._gate
         if adaptive.paced(now) or not gate.try_acquire():
             return None
-        return adaptive.ticket(gate.in_use, now)
+        return adaptive.ticket(gate._in_use, now)
 
     async def admit(self, *, until: float | None) -> Ticket | None:
         """Wait until an ``"auto"`` request may start; None if ``until`` (loop time) came
@@ -841,7 +874,7 @@ class Flow:
         # Learn first, then give the place back: a refusal must close it, not hand it on.
         gate = self._gate
         limit = adaptive.limit
-        if gate.capacity != limit:
+        if gate._capacity != limit:
             gate.capacity = limit
         gate.release()
 
@@ -872,5 +905,5 @@ class Flow:
     def spare(self) -> int:
         """Places free beyond the requests waiting for one (negative: more are waiting
         than there are places): how many more ``"auto"`` workers would start at once."""
-        gate = self._gate
-        return gate.capacity - gate.in_use - gate.waiting
+        gate = self._gate  # the hot path: once per bulk call
+        return gate._capacity - gate._in_use - len(gate._waiters)

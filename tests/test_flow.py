@@ -156,6 +156,23 @@ class TestHillClimb:
         assert before >= 64
         assert max(seen[-500:]) <= 16
 
+    def test_a_noisy_plateau_holds_near_the_knee(self):
+        """A server at its knee from 16 on, whose answers all come 20 % faster or slower
+        together now and then (another process took the CPU, a collection): a lucky
+        cycle is no reason to climb, and the limit does not wander up to the pool."""
+        rng = random.Random(3)
+        limit = AdaptiveLimit(100)
+        swing = [1.0]
+
+        def rtt_at(level: int) -> float:
+            if rng.random() < 0.3:  # the machine's mood changes, for a while
+                swing[0] = rng.choice((0.8, 1.0, 1.25))
+            return swing[0] * queueing(16)(level)
+
+        seen = windows(limit, 3000, rtt_at)
+
+        assert max(seen[-1000:]) <= 48
+
     def test_no_decision_without_demand(self):
         """Answers all at one level (the caller sends no more): the limit does not move."""
         limit = AdaptiveLimit(100)
