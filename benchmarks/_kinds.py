@@ -90,9 +90,12 @@ def _freeze(client: Any, level: int) -> None:
     adaptive = flow.adaptive
 
     class Frozen(type(adaptive)):  # type: ignore[misc]
-        limit = property(lambda self: level)
+        # Flow reads the limit worked out last (``_current``), which only ``_update`` sets.
+        def _update(self) -> None:
+            self._current = level
 
     frozen = Frozen(adaptive.maximum)
+    frozen._update()
     flow._adaptive = frozen
     flow._gate.capacity = level
 

@@ -487,23 +487,15 @@ class AdaptiveLimit:
             if ticket.epoch == self._epoch:  # older ones were sent before the last decrease
                 self._refused(ticket.level, now)
                 self._update()
-        elif rtt is not None:
-            self._deliveries.append(now)
-            self._answered(ticket, max(rtt, _MIN_RTT), now)
-
-    def _round_trip(self) -> float:
-        return self._rtt if self._rtt is not None else 0.01
-
-    def _probe_interval(self) -> float:
-        doublings = self._probe_round_trips / _PROBE_ROUND_TRIPS
-        floor = _PROBE_MIN_SECONDS * doublings
-        return max(self._probe_round_trips * self._round_trip(), floor)
-
-    # ------------------------------------------------------------------- clean answers
-
-    def _answered(self, ticket: Ticket, rtt: float, now: float) -> None:
-        # Most answers change nothing but the measurement: the limit is worked out again
-        # only when something it depends on moved.
+            return
+        if rtt is None:
+            return
+        # A clean answer (the hot path: once per request, hence inline). Most change nothing
+        # but the measurement: the limit is worked out again only when something it depends
+        # on moved.
+        self._deliveries.append(now)
+        if rtt < _MIN_RTT:
+            rtt = _MIN_RTT
         smoothed = self._rtt
         self._rtt = rtt if smoothed is None else smoothed + _RTT_GAIN * (rtt - smoothed)
         if self._rate is not None:
@@ -523,6 +515,16 @@ class AdaptiveLimit:
         if moved:
             self._limit = max(1.0, min(self._limit, self._cap))
             self._update()
+
+    def _round_trip(self) -> float:
+        return self._rtt if self._rtt is not None else 0.01
+
+    def _probe_interval(self) -> float:
+        doublings = self._probe_round_trips / _PROBE_ROUND_TRIPS
+        floor = _PROBE_MIN_SECONDS * doublings
+        return max(self._probe_round_trips * self._round_trip(), floor)
+
+    # ------------------------------------------------------------------- clean answers
 
     def _start(self, level: int, rtt: float) -> None:
         """Slow start: one more per answer while each half octave more still pays."""
@@ -564,8 +566,8 @@ class AdaptiveLimit:
         Whether the phase moved on."""
         probe = self._probe
         if probe is None:  # cruising
-            if self._phase_sent < max(_MIN_SAMPLES, self._current):
-                return False
+            if self._phase_sent < self._current or self._phase_sent < _MIN_SAMPLES:
+                return False  # (max() costs a call, once per answer)
             self._next_phase(_UP if self._phase + 1 == len(_CYCLE) else self._phase + 1)
             return True
         # A probe: only what was sent once its level was reached and answered within it
@@ -576,7 +578,7 @@ class AdaptiveLimit:
             return False
         probe.add(ticket.level, rtt)
         self._phase_answered += 1
-        if self._phase_answered < max(_MIN_SAMPLES, self._current):
+        if self._phase_answered < self._current or self._phase_answered < _MIN_SAMPLES:
             return False
         if self._phase == _UP:
             self._next_phase(_DOWN)
@@ -826,8 +828,10 @@ class Flow:
         adaptive = self._adaptive
         now = asyncio.get_running_loop().time()
         gate = self._gate
-        if adaptive.paced(now) or not gate.try_acquire():
+        # Gate.try_acquire, inline: once per request.
+        if adaptive.paced(now) or gate._in_use >= gate._capacity or gate._waiters:
             return None
+        gate._in_use += 1
         return adaptive.ticket(gate._in_use, now)
 
     async def admit(self, *, until: float | None) -> Ticket | None:
@@ -867,16 +871,19 @@ class Flow:
         # is a place taken (Little's law holds for what is held).
         rtt = now - ticket.sent if outcome.failure is None else None
         refused = is_overload(outcome)
-        epoch = adaptive.epoch
+        epoch = adaptive._epoch
         adaptive.record(ticket, rtt=rtt, refused=refused, now=now)
-        if refused and adaptive.epoch != epoch and self._shared is not None:
+        if refused and adaptive._epoch != epoch and self._shared is not None:
             self._shared.refused(ticket.sent)
         # Learn first, then give the place back: a refusal must close it, not hand it on.
+        # (The limit and Gate.release, read and done inline: once per request.)
         gate = self._gate
-        limit = adaptive.limit
+        limit = adaptive._current
         if gate._capacity != limit:
             gate.capacity = limit
-        gate.release()
+        gate._in_use -= 1
+        if gate._waiters:
+            gate._wake()
 
     def refused_elsewhere(self, epoch: int) -> None:
         """Another member of the fleet was refused since the limit here was at ``epoch``:
