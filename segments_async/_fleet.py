@@ -192,8 +192,8 @@ return {allotted, share}
 #: were last heard (ms). ARGV: the member, how long ago the request refused here was sent
 #: (ms; -1: none to tell), how late a request may be sent after the last refusal and
 #: still be the same overload (ms), how long a member counts after it was last heard
-#: (ms; 0: it leaves now), how long to keep the count (s). The answer: the count, whether
-#: this one was counted, and the members.
+#: (ms; 0: it leaves now, and only it), how long to keep the count (s). The answer: the
+#: count, whether this one was counted, and the members.
 REFUSALS_SCRIPT: Final = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
@@ -209,8 +209,8 @@ if sent_ago >= 0 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 local keep = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - keep)
 if keep > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - keep)
   redis.call('ZADD', KEYS[2], now, ARGV[1])
   redis.call('PEXPIRE', KEYS[2], keep)
 else

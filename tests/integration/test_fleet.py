@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from segments_async import RateLimitError, RetryPolicy, SegmentsClient
 from segments_async._fleet import Fleet, FleetSlots, open_fleet
-from segments_async._flow import rate_burst
+from segments_async._flow import Flow, rate_burst
 from segments_async.testing import FakeSegmentsServer
 
 from ..leaks import client_tasks, settle, unclosed_warnings
@@ -388,6 +388,27 @@ async def test_the_share_of_a_member_that_leaves_goes_to_those_that_stay(refusin
         stop = True
         await calls
         assert 2 * ceiling == adaptive.ceiling
+
+
+async def test_a_member_that_leaves_takes_only_itself_out(redis_url):
+    """Of three members, one leaves: each of the two that stay takes over half its share
+    (its leaving must not drop the others from the members, or the first to be heard
+    again would take the whole fleet's share)."""
+    fleet = open_fleet(redis_url, "https://api.example", TOKEN)
+    assert fleet is not None
+    flows = [Flow(rate=None, max_connections=100) for _ in range(3)]
+    members = [fleet.limit(flow) for flow in flows]
+    loop = asyncio.get_running_loop()
+    try:
+        for member in members * 2:  # each hears of all three
+            await member._sync(loop.time())
+        leaves = members.pop()
+        await leaves._link.run(leaves._script, leaves._keys, leaves._args(-1, leave=True))
+        for member in members:
+            await member._sync(loop.time())
+    finally:
+        await fleet.aclose()
+    assert [6, 6] == [flow.adaptive.limit for flow in flows[:2]]  # 4 each, times 3 / 2
 
 
 BUSY_WORKER = textwrap.dedent(
