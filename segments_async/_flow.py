@@ -466,6 +466,16 @@ class AdaptiveLimit:
         self._next_phase(_CRUISE)
         self._update()
 
+    def share_pace(self, rate: float) -> None:
+        """In a fleet, pace at ``rate`` (the other members' mean pace, taken by one that
+        begins to pace), if paced: the curve the pace grows back along moves with it. Its
+        own first estimate came from too few answers: one refused before it had any
+        would pace at a trickle, one that had a burst the server allowed too fast."""
+        if self._rate is not None:
+            factor = max(rate, _MIN_RATE) / self._rate
+            self._rate *= factor
+            self._rate_refused *= factor
+
     def ticket(self, level: int, now: float = 0.0) -> Ticket:
         """What ``record`` needs to know of a request that starts at ``level`` (requests
         in flight, it included), ``now``."""
@@ -803,7 +813,7 @@ class Flow:
     too (``refused_elsewhere``).
     """
 
-    __slots__ = ("_adaptive", "_gate", "_shared", "max_connections", "rate")
+    __slots__ = ("_adaptive", "_fleet_share", "_gate", "_shared", "max_connections", "rate")
 
     def __init__(self, *, rate: Pace | None, max_connections: int) -> None:
         self.rate = rate
@@ -811,6 +821,7 @@ class Flow:
         self._adaptive = AdaptiveLimit(max_connections)
         self._gate = Gate(self._adaptive.limit)
         self._shared: SharedLimit | None = None
+        self._fleet_share: int | None = None
 
     def share(self, shared: SharedLimit) -> None:
         """Make the limit the fleet's: ``shared`` hears of refusals here, and tells of
@@ -892,10 +903,12 @@ class Flow:
         adaptive.record(ticket, rtt=rtt, refused=refused, now=now)
         if refused and adaptive._epoch != epoch and self._shared is not None:
             self._shared.refused(ticket.sent)
+            self._fleet_share = None  # its own, lowered, until the fleet's have settled
         # Learn first, then give the place back: a refusal must close it, not hand it on.
         # (The limit and Gate.release, read and done inline: once per request.)
         gate = self._gate
-        limit = adaptive._current
+        share = self._fleet_share
+        limit = adaptive._current if share is None else share
         if gate._capacity != limit:
             gate.capacity = limit
         gate._in_use -= 1
@@ -917,8 +930,22 @@ class Flow:
             return
         ticket = Ticket(epoch, max(1, gate.in_use), phase=-1, sent=now)
         adaptive.record(ticket, rtt=None, refused=True, now=now)
-        if gate.capacity != adaptive.limit:
-            gate.capacity = adaptive.limit
+        self.fleet_share(None)
+
+    def fleet_share(self, share: int | None) -> None:
+        """In a fleet, the requests in flight here: ``share``, this member's fair share of
+        the limits the members learnt (``_sharing.RefusalNews.share``); None: its own
+        limit (alone, without Redis, or until the members' limits settle after a
+        refusal). Each member's limit learns on its own answers and refusals; the fleet
+        splits what they learnt evenly, since members that learn apart end up unequal
+        (one refused at a low level keeps below it for seconds, the others climb)."""
+        if share is not None:
+            share = min(share, self.max_connections)
+        self._fleet_share = share
+        gate = self._gate
+        capacity = self._adaptive.limit if share is None else share
+        if gate.capacity != capacity:
+            gate.capacity = capacity
 
     @property
     def busy(self) -> bool:

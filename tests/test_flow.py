@@ -315,6 +315,16 @@ class TestQuota:
 
         assert (280.0, 400.0) == (limit.rate, limit._rate_refused)
 
+    def test_a_pace_from_the_fleet_moves_the_curve_it_grows_along(self):
+        """Unpaced, nothing; paced at 4/s (refused at 5/s), the fleet's 80/s: 80 and 100."""
+        limit = AdaptiveLimit(100)
+        limit.share_pace(80.0)
+        assert limit.rate is None
+        limit._rate, limit._rate_refused = 4.0, 5.0
+        limit.share_pace(80.0)
+
+        assert (80.0, 100.0) == (limit.rate, limit._rate_refused)
+
     def test_refused_again_at_the_level_it_was_cut_to_paces(self):
         """Halving did not help (refused at 8 after 16): the server counts per second."""
         limit = AdaptiveLimit(100)
@@ -805,6 +815,21 @@ class TestFlow:
         flow.refused_elsewhere(0)
 
         assert (0, 50.0) == (flow.adaptive.epoch, flow.adaptive.rate)
+
+    async def test_a_fleet_share_sets_the_places_until_a_refusal_here(self):
+        """The fleet's share replaces the limit here (within the pool); a refusal here
+        closes the places to the lowered limit at once, until the fleet's have settled."""
+        flow, fleet = Flow(rate=None, max_connections=10), Fleet()
+        flow.share(fleet)
+        flow.fleet_share(7)
+        assert 7 == flow.spare()
+        flow.fleet_share(20)
+        assert 10 == flow.spare()
+        ticket = flow.try_admit()
+        assert ticket is not None
+        flow.done(ticket, Outcome(429))
+
+        assert (1, 1) == (flow.adaptive.limit, flow._gate.capacity)
 
     async def test_spare_counts_free_places_beyond_the_waiters(self):
         """Four places, three held: one spare; two more waiting: minus one."""
