@@ -288,6 +288,18 @@ class TestRefusals:
         assert limit.ceiling is None
 
 
+def paced(limit: AdaptiveLimit, answers: int) -> float:
+    """``answers`` clean answers 5 ms apart (200/s), then refusals down to one request in
+    flight: a quota found, the requests paced; the time after them."""
+    now = 0.0
+    for _ in range(answers):
+        now += 0.005
+        limit.record(limit.ticket(1), rtt=0.001, refused=False, now=now)
+    for level in (4, 2, 1, 1):
+        limit.record(limit.ticket(level), rtt=None, refused=True, now=now)
+    return now
+
+
 class TestQuota:
     def test_refusing_a_level_that_held_paces_requests(self):
         """A level refused after many answers at it is a rate: paced at 70 % of it."""
@@ -364,12 +376,7 @@ class TestQuota:
     def test_pace_grows_back_flat_near_the_refused_rate(self):
         """CUBIC: the pace climbs back towards the refused rate and lingers near it."""
         limit = AdaptiveLimit(100)
-        now = 0.0
-        for _ in range(200):
-            now += 0.005
-            limit.record(limit.ticket(1), rtt=0.001, refused=False, now=now)
-        for level in (4, 2, 1, 1):
-            limit.record(limit.ticket(level), rtt=None, refused=True, now=now)
+        now = paced(limit, 200)
         assert limit.rate is not None
         refused = limit.rate / 0.7
         paces = []
@@ -422,12 +429,7 @@ class TestQuota:
         (a Retry-After: 1 waited out), then a second at the pace and a refusal: the pace
         settles at 92 % of what got through while it was asked, not over both seconds."""
         limit = AdaptiveLimit(100)
-        now = 0.0
-        for _ in range(100):
-            now += 0.005
-            limit.record(limit.ticket(1), rtt=0.001, refused=False, now=now)
-        for level in (4, 2, 1, 1):
-            limit.record(limit.ticket(level), rtt=None, refused=True, now=now)
+        now = paced(limit, 100)
         assert limit.rate is not None
         for _ in range(5):  # what was in flight when pacing began
             now += 0.004
