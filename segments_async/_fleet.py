@@ -12,9 +12,11 @@ With ``SegmentsClient(fleet="redis://...")`` they share, through one Redis:
   SIGKILL gives its slots back within seconds;
 - **the retry budget**: spent and refunded locally, the difference sent to Redis now
   and then, so an outage sees one budget's worth of retries, not one per process;
-- **refusals** (``FleetLimit``): a refusal that lowers one member's ``"auto"`` limit
-  lowers every member's, heard within a twentieth of a second while they are busy; and
-  the share of members that leave goes to those that stay.
+- **the adaptive limit** (``FleetLimit``): a refusal that lowers one member's ``"auto"``
+  limit lowers every member's, heard within a twentieth of a second while they are busy;
+  each member keeps an even share of what the members learnt in flight; one that finds
+  a quota starts at the others' pace; and the share of members that leave goes to
+  those that stay.
 
 Redis is never a single point of failure (``Link``): every command has a short timeout,
 and one that fails opens a circuit: the clients go on with their own flow control (one
@@ -53,6 +55,7 @@ from ._sharing import (
     RateSlots,
     RefusalNews,
     lease_size,
+    others_pace,
 )
 from ._transport import _LoopEnd
 
@@ -189,11 +192,13 @@ return {allotted, share}
 
 #: The fleet's refusals, and who limits itself with them. KEYS[1]: a hash of how many
 #: refusals were news and when the last was told (ms); KEYS[2]: the members, by when they
-#: were last heard (ms). ARGV: the member, how long ago the request refused here was sent
-#: (ms; -1: none to tell), how late a request may be sent after the last refusal and
-#: still be the same overload (ms), how long a member counts after it was last heard
-#: (ms; 0: it leaves now), how long to keep the count (s). The answer: the count, whether
-#: this one was counted, and the members.
+#: were last heard (ms); KEYS[3]: each member's limit; KEYS[4]: each paced member's pace.
+#: ARGV: the member, how long ago the request refused here was sent (ms; -1: none to
+#: tell), how late a request may be sent after the last refusal and still be the same
+#: overload (ms), how long a member counts after it was last heard (ms; 0: it leaves now,
+#: and only it), how long to keep the count (s), its limit, its pace (0: none). The
+#: answer: the count, whether this one was counted, the members, the sum of their limits,
+#: the members paced and the sum of their paces (a string: Redis would truncate it).
 REFUSALS_SCRIPT: Final = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
@@ -209,15 +214,32 @@ if sent_ago >= 0 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 local keep = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - keep)
 if keep > 0 then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - keep)) do
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    redis.call('HDEL', KEYS[4], id)
+  end
   redis.call('ZADD', KEYS[2], now, ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], keep)
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
+  if tonumber(ARGV[7]) > 0 then
+    redis.call('HSET', KEYS[4], ARGV[1], ARGV[7])
+  else
+    redis.call('HDEL', KEYS[4], ARGV[1])
+  end
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], keep) end
 else
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
 end
+local limits = 0
+for _, limit in ipairs(redis.call('HVALS', KEYS[3])) do limits = limits + tonumber(limit) end
+local paces = 0
+for _, pace in ipairs(redis.call('HVALS', KEYS[4])) do paces = paces + tonumber(pace) end
 return {tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), mine,
-  redis.call('ZCARD', KEYS[2])}
+  redis.call('ZCARD', KEYS[2]), limits, redis.call('HLEN', KEYS[4]),
+  string.format('%.3f', paces)}
 """
 #: The count of refusals is forgotten after this long without one told or heard.
 _REFUSALS_KEEP_SECONDS: Final = 600
@@ -717,15 +739,20 @@ class FleetLimit:
     The members share one server, so a refusal one of them sees (a 429, a 503, a timeout)
     says that the fleet as a whole sends too much: each member lowers its own limit as if
     one of its own requests had been refused at the level it has in flight (its ceiling,
-    its pace, as ``AdaptiveLimit`` decides alone). Each member keeps its own limit and
-    climbs on its own answers; what is shared is the news (``_sharing.RefusalNews``) and
-    who takes part, through one counter and one set in Redis, exchanged by a background
-    task while the client has ``"auto"`` requests in flight or waiting: never on a
-    request's path. When members leave (closed, or silent for ``_sharing.MEMBER_SECONDS``:
-    idle or killed), each that stays scales what its limit learnt by the members before
-    over the members now (``AdaptiveLimit.rescale``): the server's capacity they had is
-    theirs. A member that joins takes nothing from the others: the first refusal its
-    requests bring lowers every limit. Without Redis each member's limit goes on alone.
+    its pace, as ``AdaptiveLimit`` decides alone). Each member's limit learns on its own
+    answers, but what it keeps in flight is an even share of the members' limits
+    (``Flow.fleet_share``) once they settled: learnt apart, they end up unequal (one
+    refused at a low level stays below it for seconds). A member that begins to pace
+    takes the other paced members' mean pace (its own estimate came from too few
+    answers). What is shared is the news (``_sharing.RefusalNews``), who takes part, their
+    limits and paces, through one counter, one set and two hashes in Redis, exchanged by
+    a background task while the client has ``"auto"`` requests in flight or waiting:
+    never on a request's path. When members leave (closed, or silent for
+    ``_sharing.MEMBER_SECONDS``: idle or killed), each that stays scales what its limit
+    learnt by the members before over the members now (``AdaptiveLimit.rescale``): the
+    server's capacity they had is theirs. A member that joins takes nothing from the
+    others: the first refusal its requests bring lowers every limit. Without Redis each
+    member's limit goes on alone.
     """
 
     __slots__ = (
@@ -737,18 +764,22 @@ class FleetLimit:
         "_news",
         "_script",
         "_task",
+        "_unpaced",
         "_wake",
         "idle",
     )
 
     def __init__(self, link: Link, key: str, flow: Flow) -> None:
         self._link = link
-        self._keys = (f"{key}:refusals", f"{key}:refusals:members")
+        self._keys = tuple(
+            f"{key}:refusals{part}" for part in ("", ":members", ":limits", ":paces")
+        )
         self._script = link.script(REFUSALS_SCRIPT)
         self._id = uuid.uuid4().hex
         self._flow = flow
         self._news = RefusalNews()
         self._epoch = flow.adaptive.epoch  # the limit's when the fleet was last heard
+        self._unpaced = True  # ...and whether it was unpaced then
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self.idle = True  # no exchange due until ``wake``
@@ -790,25 +821,39 @@ class FleetLimit:
         how many take part."""
         sent = self._news.take()
         sent_ago = -1 if sent is None else max(0, round((now - sent) * 1000))
+        own_pace = self._own_pace()
         answer = await self._link.run(self._script, self._keys, self._args(sent_ago))
         flow = self._flow
         now = asyncio.get_running_loop().time()
         if answer is None:
             self._news.lost(now)
+            flow.fleet_share(None)
         else:
-            counted, mine, members = (int(field) for field in answer)
+            counted, mine, members, limits, paced = (int(field) for field in answer[:5])
             news, grown = self._news.heard(now, counted, bool(mine), members)
             if news:
                 # Unless its own limit was lowered since it last heard: the same overload.
                 flow.refused_elsewhere(self._epoch)
             if grown > 1:
                 flow.adaptive.rescale(grown)
+            flow.fleet_share(self._news.share(limits))
+            pace = others_pace(float(answer[5]), paced, own_pace)
+            if pace is not None and self._unpaced and flow.adaptive.rate is not None:
+                # Paced since it last heard: its own first estimate came from too few
+                # answers (a trickle, or a burst the server allowed), the others' from theirs.
+                flow.adaptive.share_pace(pace)
+        self._unpaced = flow.adaptive.rate is None
         self._epoch = flow.adaptive.epoch
 
     def _args(self, sent_ago: int, *, leave: bool = False) -> tuple[object, ...]:
         member_ms = 0 if leave else round(MEMBER_SECONDS * 1000)
         hear_ms = round(HEAR_WITHIN * 1000)
-        return (self._id, sent_ago, hear_ms, member_ms, _REFUSALS_KEEP_SECONDS)
+        limit, pace = self._flow.adaptive.limit, self._own_pace()
+        return (self._id, sent_ago, hear_ms, member_ms, _REFUSALS_KEEP_SECONDS, limit, pace)
+
+    def _own_pace(self) -> float:
+        rate = self._flow.adaptive.rate
+        return 0.0 if rate is None else round(rate, 3)
 
     async def aclose(self) -> None:
         """Stop exchanging, and leave the members at once: the others take over its share

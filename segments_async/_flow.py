@@ -338,15 +338,18 @@ class AdaptiveLimit:
       requests per second, not in flight. Then requests are paced at 70 % of the rate
       the server answered, and the pace grows back along CUBIC's curve, flat near the
       refused rate (the AWS SDKs' adaptive mode). Refused while paced faster than the
-      server has let through since it began refusing, the pace settles at 92 % of that,
-      flat for 3 s before CUBIC probes above it. A refusal within a round trip of a
-      change of pace was sent before it, and changes nothing.
+      server has let through since it began refusing (time with nothing in flight and
+      nothing held back by the pace left out: a ``Retry-After`` waited out asks the server
+      nothing), the pace settles at 92 % of that, flat for 3 s before CUBIC probes above
+      it. A refusal within a round trip of a change of pace was sent before it, and
+      changes nothing.
 
     What it has learnt is a few numbers (``limit``, ``ceiling``, ``rate``, ``epoch``);
     the rest is the measurement in progress. ``ticket(level, now)`` is taken when a
     request starts (``level``: requests in flight, it included) and handed back to
     ``record`` with the answer and its round trip (the time since ``now``);
-    ``reserve(now)`` says how long a request that may start must wait for the pace.
+    ``reserve(now, in_flight)`` says how long a request that may start must wait for the
+    pace.
     """
 
     __slots__ = (
@@ -357,6 +360,8 @@ class AdaptiveLimit:
         "_down",
         "_epoch",
         "_gains",
+        "_idle",
+        "_last_answer",
         "_last_gain",
         "_levels",
         "_limit",
@@ -406,7 +411,11 @@ class AdaptiveLimit:
         self._probe_round_trips = _PROBE_ROUND_TRIPS
         self._probing_since: float | None = None
         self._sustained = 0
+        # When answers came, on a clock that stops while paced requests are idle (nothing
+        # in flight, nothing held back by the pace): ``_idle`` is how long it stopped.
         self._deliveries: collections.deque[float] = collections.deque(maxlen=_DELIVERIES)
+        self._idle = 0.0
+        self._last_answer = 0.0
         self._next_start = 0.0
         self._rate: float | None = None
         self._rate_refused = 0.0
@@ -457,6 +466,16 @@ class AdaptiveLimit:
         self._next_phase(_CRUISE)
         self._update()
 
+    def share_pace(self, rate: float) -> None:
+        """In a fleet, pace at ``rate`` (the other members' mean pace, taken by one that
+        begins to pace), if paced: the curve the pace grows back along moves with it. Its
+        own first estimate came from too few answers: one refused before it had any
+        would pace at a trickle, one that had a burst the server allowed too fast."""
+        if self._rate is not None:
+            factor = max(rate, _MIN_RATE) / self._rate
+            self._rate *= factor
+            self._rate_refused *= factor
+
     def ticket(self, level: int, now: float = 0.0) -> Ticket:
         """What ``record`` needs to know of a request that starts at ``level`` (requests
         in flight, it included), ``now``."""
@@ -471,10 +490,16 @@ class AdaptiveLimit:
         requests are paced, or sending pauses after a refusal."""
         return self._rate is not None or now < self._next_start
 
-    def reserve(self, now: float) -> float:
-        """Seconds the request starting now must wait for the pace (usually 0)."""
+    def reserve(self, now: float, in_flight: int = 0) -> float:
+        """Seconds the request starting now must wait for the pace (usually 0);
+        ``in_flight``: requests in flight besides it."""
         start = max(now, self._next_start)
         if self._rate is not None:
+            if in_flight == 0:
+                # Nothing in flight since the last answer, and the pace held nothing back:
+                # the requests waited out a Retry-After, or there were none. The server
+                # was not asked meanwhile, which says nothing of how much it lets through.
+                self._idle += max(0.0, now - max(self._next_start, self._last_answer))
             self._next_start = start + 1.0 / self._rate
         return start - now
 
@@ -483,6 +508,7 @@ class AdaptiveLimit:
 
         ``rtt`` None and not ``refused``: the answer says nothing about load.
         """
+        self._last_answer = now
         if refused:
             if ticket.epoch == self._epoch:  # older ones were sent before the last decrease
                 self._refused(ticket.level, now)
@@ -493,7 +519,7 @@ class AdaptiveLimit:
         # A clean answer (the hot path: once per request, hence inline). Most change nothing
         # but the measurement: the limit is worked out again only when something it depends
         # on moved.
-        self._deliveries.append(now)
+        self._deliveries.append(now - self._idle)
         if rtt < _MIN_RTT:
             rtt = _MIN_RTT
         smoothed = self._rtt
@@ -692,7 +718,7 @@ class AdaptiveLimit:
             self._rate = max(_MIN_RATE, _RATE_DECREASE * refused)
             self._rate_refused = refused
             self._rate_plateau = ((refused - self._rate) / _CUBIC_SCALE) ** (1 / 3)
-            self._paced_since = now
+            self._paced_since = now - self._idle
         else:
             # Refused while paced: what the server has let through since it began refusing
             # is its quota, measured (the first estimate may include a burst it allowed at
@@ -711,7 +737,8 @@ class AdaptiveLimit:
         return (len(deliveries) - 1) / max(deliveries[-1] - deliveries[0], self._round_trip())
 
     def _delivered_since(self, since: float) -> float | None:
-        """Answers per second since ``since``; None if they span under four round trips."""
+        """Answers per second since ``since`` (on the answers' clock, idle time left out);
+        None if they span under four round trips."""
         recent = [at for at in self._deliveries if at >= since]
         if len(recent) < 2 or recent[-1] - recent[0] < 4 * self._round_trip():
             return None
@@ -786,7 +813,7 @@ class Flow:
     too (``refused_elsewhere``).
     """
 
-    __slots__ = ("_adaptive", "_gate", "_shared", "max_connections", "rate")
+    __slots__ = ("_adaptive", "_fleet_share", "_gate", "_shared", "max_connections", "rate")
 
     def __init__(self, *, rate: Pace | None, max_connections: int) -> None:
         self.rate = rate
@@ -794,6 +821,7 @@ class Flow:
         self._adaptive = AdaptiveLimit(max_connections)
         self._gate = Gate(self._adaptive.limit)
         self._shared: SharedLimit | None = None
+        self._fleet_share: int | None = None
 
     def share(self, shared: SharedLimit) -> None:
         """Make the limit the fleet's: ``shared`` hears of refusals here, and tells of
@@ -849,7 +877,7 @@ class Flow:
                     return None
         loop = asyncio.get_running_loop()
         now = loop.time()
-        delay = self._adaptive.reserve(now)
+        delay = self._adaptive.reserve(now, gate.in_use - 1)
         if delay > 0:
             if until is not None and now + delay > until:
                 gate.release()
@@ -875,10 +903,12 @@ class Flow:
         adaptive.record(ticket, rtt=rtt, refused=refused, now=now)
         if refused and adaptive._epoch != epoch and self._shared is not None:
             self._shared.refused(ticket.sent)
+            self._fleet_share = None  # its own, lowered, until the fleet's have settled
         # Learn first, then give the place back: a refusal must close it, not hand it on.
         # (The limit and Gate.release, read and done inline: once per request.)
         gate = self._gate
-        limit = adaptive._current
+        share = self._fleet_share
+        limit = adaptive._current if share is None else share
         if gate._capacity != limit:
             gate.capacity = limit
         gate._in_use -= 1
@@ -900,8 +930,22 @@ class Flow:
             return
         ticket = Ticket(epoch, max(1, gate.in_use), phase=-1, sent=now)
         adaptive.record(ticket, rtt=None, refused=True, now=now)
-        if gate.capacity != adaptive.limit:
-            gate.capacity = adaptive.limit
+        self.fleet_share(None)
+
+    def fleet_share(self, share: int | None) -> None:
+        """In a fleet, the requests in flight here: ``share``, this member's fair share of
+        the limits the members learnt (``_sharing.RefusalNews.share``); None: its own
+        limit (alone, without Redis, or until the members' limits settle after a
+        refusal). Each member's limit learns on its own answers and refusals; the fleet
+        splits what they learnt evenly, since members that learn apart end up unequal
+        (one refused at a low level keeps below it for seconds, the others climb)."""
+        if share is not None:
+            share = min(share, self.max_connections)
+        self._fleet_share = share
+        gate = self._gate
+        capacity = self._adaptive.limit if share is None else share
+        if gate.capacity != capacity:
+            gate.capacity = capacity
 
     @property
     def busy(self) -> bool:

@@ -13,7 +13,15 @@ import collections
 import math
 from typing import Final
 
-__all__ = ["Circuit", "Membership", "QuotaShape", "RateSlots", "RefusalNews", "lease_size"]
+__all__ = [
+    "Circuit",
+    "Membership",
+    "QuotaShape",
+    "RateSlots",
+    "RefusalNews",
+    "lease_size",
+    "others_pace",
+]
 
 # --------------------------------------------------------------------------- the circuit
 
@@ -243,6 +251,9 @@ SHARE_EVERY: Final = 0.05
 #: have heard of the last one (told, then heard within ``SHARE_EVERY``, with a Redis round
 #: trip each way): the same overload, seen late, must not lower every limit again.
 HEAR_WITHIN: Final = 2 * SHARE_EVERY
+#: Exchanges without a refusal or a member that left before the members' limits are
+#: taken as settled: each tells its new limit at the exchange after the one it heard at.
+_SETTLED: Final = 2
 #: A member (of the quota, of the refusals) counts for this long after Redis last heard
 #: from it: one that went idle or was killed is no longer counted after it. It is longer
 #: than the usual ``Retry-After`` of 1 s, which a member may spend with nothing in flight.
@@ -262,12 +273,13 @@ class RefusalNews:
     meanwhile, not while it slept.
     """
 
-    __slots__ = ("counted", "members", "synced_at", "unsent")
+    __slots__ = ("counted", "members", "quiet", "synced_at", "unsent")
 
     def __init__(self) -> None:
         self.unsent: float | None = None  # when the latest request refused here was sent
         self.counted: int | None = None  # the fleet's refusals, as last heard
         self.members = 0  # the members, as last heard (0: none heard)
+        self.quiet = 0  # exchanges in a row without a refusal or a member that left
         self.synced_at: float | None = None
 
     def refused(self, sent: float) -> None:
@@ -297,11 +309,30 @@ class RefusalNews:
         known, self.counted, self.synced_at = self.counted, counted, now
         before, self.members = self.members, max(1, members)
         news = known is not None and counted - known - mine > 0
+        calm = known == counted and before <= self.members
+        self.quiet = self.quiet + 1 if calm else 0
         return news, before / self.members if before > self.members else 1.0
+
+    def share(self, total: int) -> int | None:
+        """This member's fair share of the limits the members told (``total``): as many
+        in flight as each of them, were they equal; None while those limits may still be
+        moving (a refusal or a member that left was heard within the last two exchanges,
+        and the members tell their new limits at their next exchange)."""
+        if self.quiet < _SETTLED:
+            return None
+        return max(1, round(total / self.members))
 
     def lost(self, now: float | None) -> None:
         """Redis did not answer (or this member went idle): what is counted meanwhile
         will be no news when it answers again."""
         self.counted = None
         self.members = 0
+        self.quiet = 0
         self.synced_at = now
+
+
+def others_pace(paces: float, paced: int, own: float) -> float | None:
+    """The other paced members' mean pace, from the sum of the paces of the ``paced``
+    members (``own`` among them if above 0); None if no other member is paced."""
+    others = paced - (own > 0)
+    return (paces - own) / others if others > 0 else None

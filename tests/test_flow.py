@@ -288,6 +288,18 @@ class TestRefusals:
         assert limit.ceiling is None
 
 
+def paced(limit: AdaptiveLimit, answers: int) -> float:
+    """``answers`` clean answers 5 ms apart (200/s), then refusals down to one request in
+    flight: a quota found, the requests paced; the time after them."""
+    now = 0.0
+    for _ in range(answers):
+        now += 0.005
+        limit.record(limit.ticket(1), rtt=0.001, refused=False, now=now)
+    for level in (4, 2, 1, 1):
+        limit.record(limit.ticket(level), rtt=None, refused=True, now=now)
+    return now
+
+
 class TestQuota:
     def test_refusing_a_level_that_held_paces_requests(self):
         """A level refused after many answers at it is a rate: paced at 70 % of it."""
@@ -314,6 +326,16 @@ class TestQuota:
         limit.rescale(2.0)
 
         assert (280.0, 400.0) == (limit.rate, limit._rate_refused)
+
+    def test_a_pace_from_the_fleet_moves_the_curve_it_grows_along(self):
+        """Unpaced, nothing; paced at 4/s (refused at 5/s), the fleet's 80/s: 80 and 100."""
+        limit = AdaptiveLimit(100)
+        limit.share_pace(80.0)
+        assert limit.rate is None
+        limit._rate, limit._rate_refused = 4.0, 5.0
+        limit.share_pace(80.0)
+
+        assert (80.0, 100.0) == (limit.rate, limit._rate_refused)
 
     def test_refused_again_at_the_level_it_was_cut_to_paces(self):
         """Halving did not help (refused at 8 after 16): the server counts per second."""
@@ -354,12 +376,7 @@ class TestQuota:
     def test_pace_grows_back_flat_near_the_refused_rate(self):
         """CUBIC: the pace climbs back towards the refused rate and lingers near it."""
         limit = AdaptiveLimit(100)
-        now = 0.0
-        for _ in range(200):
-            now += 0.005
-            limit.record(limit.ticket(1), rtt=0.001, refused=False, now=now)
-        for level in (4, 2, 1, 1):
-            limit.record(limit.ticket(level), rtt=None, refused=True, now=now)
+        now = paced(limit, 200)
         assert limit.rate is not None
         refused = limit.rate / 0.7
         paces = []
@@ -406,6 +423,32 @@ class TestQuota:
         assert settled is not None
         assert math.isclose(92.0, settled, rel_tol=0.02)
         assert limit.rate == settled  # flat for three seconds
+
+    def test_a_retry_after_waited_out_is_no_time_the_server_let_through_less(self):
+        """Paced, the requests in flight answered, then a second with nothing in flight
+        (a Retry-After: 1 waited out), then a second at the pace and a refusal: the pace
+        settles at 92 % of what got through while it was asked, not over both seconds."""
+        limit = AdaptiveLimit(100)
+        now = paced(limit, 100)
+        assert limit.rate is not None
+        for _ in range(5):  # what was in flight when pacing began
+            now += 0.004
+            limit.record(limit.ticket(5), rtt=0.004, refused=False, now=now)
+        now += 1.0  # the Retry-After, nothing in flight
+        end = now + 1.0
+        answers = []
+        while now < end:  # one request at a time, each as soon as the pace lets it
+            now += limit.reserve(now, 0)
+            ticket = limit.ticket(1)
+            now += 0.001
+            limit.record(ticket, rtt=0.001, refused=False, now=now)
+            answers.append(now)
+        now += limit.reserve(now, 0)
+        limit.record(limit.ticket(1), rtt=None, refused=True, now=now)
+        got_through = (len(answers) - 1) / (answers[-1] - answers[0])
+
+        assert limit.rate is not None
+        assert math.isclose(0.92 * got_through, limit.rate, rel_tol=0.02)
 
 
 # The benchmark's kinds of server, and others: (server, client options, requests); each
@@ -774,6 +817,21 @@ class TestFlow:
         flow.refused_elsewhere(0)
 
         assert (0, 50.0) == (flow.adaptive.epoch, flow.adaptive.rate)
+
+    async def test_a_fleet_share_sets_the_places_until_a_refusal_here(self):
+        """The fleet's share replaces the limit here (within the pool); a refusal here
+        closes the places to the lowered limit at once, until the fleet's have settled."""
+        flow, fleet = Flow(rate=None, max_connections=10), Fleet()
+        flow.share(fleet)
+        flow.fleet_share(7)
+        assert 7 == flow.spare()
+        flow.fleet_share(20)
+        assert 10 == flow.spare()
+        ticket = flow.try_admit()
+        assert ticket is not None
+        flow.done(ticket, Outcome(429))
+
+        assert (1, 1) == (flow.adaptive.limit, flow._gate.capacity)
 
     async def test_spare_counts_free_places_beyond_the_waiters(self):
         """Four places, three held: one spare; two more waiting: minus one."""

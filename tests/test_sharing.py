@@ -20,6 +20,7 @@ from segments_async._sharing import (
     RateSlots,
     RefusalNews,
     lease_size,
+    others_pace,
 )
 
 # --------------------------------------------------------------------------- the circuit
@@ -219,6 +220,33 @@ def test_what_the_fleet_counted_while_redis_was_lost_is_no_news_once_back():
     assert 0.05 + SHARE_EVERY == news.next_sync(0.06, busy=True)
     assert (False, 1.0) == news.heard(0.1, 9, mine=False, members=1)
     assert (True, 1.0) == news.heard(0.15, 10, mine=False, members=1)
+
+
+def test_the_fair_share_waits_until_the_members_limits_settle():
+    news = RefusalNews()
+    news.heard(0.0, 3, mine=False, members=2)
+    assert news.share(10) is None  # the first exchange: nothing settled yet
+    news.heard(0.05, 3, mine=False, members=2)
+    assert news.share(10) is None
+    news.heard(0.1, 3, mine=False, members=3)  # a member joined: it told its limit
+    assert 3 == news.share(10)
+    # A refusal, or a member that left: the others tell their new limits next time.
+    for counted, members in ((4, 3), (4, 2)):
+        news.heard(0.15, counted, mine=False, members=members)
+        assert news.share(10) is None
+        news.heard(0.2, counted, mine=False, members=members)
+        assert news.share(10) is None
+    news.heard(0.25, 4, mine=False, members=2)
+    assert 5 == news.share(10)
+    news.lost(0.3)
+    news.heard(0.35, 4, mine=False, members=2)
+    assert news.share(10) is None
+
+
+def test_the_others_pace_leaves_this_members_own_out():
+    assert 50.0 == others_pace(150.0, 3, own=50.0)
+    assert 50.0 == others_pace(100.0, 2, own=0.0)  # this one is not paced
+    assert others_pace(50.0, 1, own=50.0) is None  # no other is
 
 
 # --------------------------------------------------------------------------- the retry budget

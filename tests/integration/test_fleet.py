@@ -27,8 +27,8 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from segments_async import RateLimitError, RetryPolicy, SegmentsClient
-from segments_async._fleet import Fleet, FleetSlots, open_fleet
-from segments_async._flow import rate_burst
+from segments_async._fleet import Fleet, FleetLimit, FleetSlots, open_fleet
+from segments_async._flow import Flow, rate_burst
 from segments_async.testing import FakeSegmentsServer
 
 from ..leaks import client_tasks, settle, unclosed_warnings
@@ -388,6 +388,70 @@ async def test_the_share_of_a_member_that_leaves_goes_to_those_that_stay(refusin
         stop = True
         await calls
         assert 2 * ceiling == adaptive.ceiling
+
+
+async def test_a_member_that_leaves_takes_only_itself_out(redis_url):
+    """Of three members, one leaves: each of the two that stay takes over half its share
+    (its leaving must not drop the others from the members, or the first to be heard
+    again would take the whole fleet's share)."""
+    fleet = open_fleet(redis_url, "https://api.example", TOKEN)
+    assert fleet is not None
+    flows = [Flow(rate=None, max_connections=100) for _ in range(3)]
+    members = [fleet.limit(flow) for flow in flows]
+    loop = asyncio.get_running_loop()
+    try:
+        for member in members * 2:  # each hears of all three
+            await member._sync(loop.time())
+        leaves = members.pop()
+        await leaves._link.run(leaves._script, leaves._keys, leaves._args(-1, leave=True))
+        for member in members:
+            await member._sync(loop.time())
+    finally:
+        await fleet.aclose()
+    assert [6, 6] == [flow.adaptive.limit for flow in flows[:2]]  # 4 each, times 3 / 2
+
+
+async def members_of(redis_url: str, count: int) -> tuple[Fleet, list[Flow], list[FleetLimit]]:
+    """``count`` clients' flows, each a member of one fleet's limit (nothing heard yet)."""
+    fleet = open_fleet(redis_url, "https://api.example", TOKEN)
+    assert fleet is not None
+    flows = [Flow(rate=None, max_connections=100) for _ in range(count)]
+    return fleet, flows, [fleet.limit(flow) for flow in flows]
+
+
+async def test_the_members_keep_a_fair_share_of_their_limits_in_flight(redis_url):
+    """Two members learnt 4 and 2 in flight: once their limits settled (no refusal in two
+    exchanges), each keeps 3 (a member refused at a low level keeps below it for seconds:
+    learnt apart, limits end up unequal, and so would the members' progress)."""
+    fleet, flows, members = await members_of(redis_url, 2)
+    adaptive = flows[1].adaptive
+    adaptive.record(adaptive.ticket(4), rtt=None, refused=True, now=1.0)
+    assert 2 == adaptive.limit
+    loop = asyncio.get_running_loop()
+    try:
+        for member in members * 3:
+            await member._sync(loop.time())
+    finally:
+        await fleet.aclose()
+    assert [3, 3] == [flow.spare() for flow in flows]
+
+
+async def test_a_member_that_finds_the_quota_takes_the_others_pace(redis_url):
+    """One member paces at 60/s; the other, paced from a trickle of answers at 2/s,
+    takes 60/s at its next exchange."""
+    fleet, flows, members = await members_of(redis_url, 2)
+    first, second = (flow.adaptive for flow in flows)
+    first._rate = first._rate_refused = 60.0
+    loop = asyncio.get_running_loop()
+    try:
+        for member in members:
+            await member._sync(loop.time())
+        second._rate = second._rate_refused = 2.0
+        for member in members:
+            await member._sync(loop.time())
+    finally:
+        await fleet.aclose()
+    assert (60.0, 60.0) == (first.rate, second.rate)
 
 
 BUSY_WORKER = textwrap.dedent(
