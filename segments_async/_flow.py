@@ -338,18 +338,15 @@ class AdaptiveLimit:
       requests per second, not in flight. Then requests are paced at 70 % of the rate
       the server answered, and the pace grows back along CUBIC's curve, flat near the
       refused rate (the AWS SDKs' adaptive mode). Refused while paced faster than the
-      server has let through since it began refusing (time with nothing in flight and
-      nothing held back by the pace left out: a ``Retry-After`` waited out asks the server
-      nothing), the pace settles at 92 % of that, flat for 3 s before CUBIC probes above
-      it. A refusal within a round trip of a change of pace was sent before it, and
-      changes nothing.
+      server has let through since it began refusing, the pace settles at 92 % of that,
+      flat for 3 s before CUBIC probes above it. A refusal within a round trip of a
+      change of pace was sent before it, and changes nothing.
 
     What it has learnt is a few numbers (``limit``, ``ceiling``, ``rate``, ``epoch``);
     the rest is the measurement in progress. ``ticket(level, now)`` is taken when a
     request starts (``level``: requests in flight, it included) and handed back to
     ``record`` with the answer and its round trip (the time since ``now``);
-    ``reserve(now, in_flight)`` says how long a request that may start must wait for the
-    pace.
+    ``reserve(now)`` says how long a request that may start must wait for the pace.
     """
 
     __slots__ = (
@@ -360,8 +357,6 @@ class AdaptiveLimit:
         "_down",
         "_epoch",
         "_gains",
-        "_idle",
-        "_last_answer",
         "_last_gain",
         "_levels",
         "_limit",
@@ -411,11 +406,7 @@ class AdaptiveLimit:
         self._probe_round_trips = _PROBE_ROUND_TRIPS
         self._probing_since: float | None = None
         self._sustained = 0
-        # When answers came, on a clock that stops while paced requests are idle (nothing
-        # in flight, nothing held back by the pace): ``_idle`` is how long it stopped.
         self._deliveries: collections.deque[float] = collections.deque(maxlen=_DELIVERIES)
-        self._idle = 0.0
-        self._last_answer = 0.0
         self._next_start = 0.0
         self._rate: float | None = None
         self._rate_refused = 0.0
@@ -490,16 +481,10 @@ class AdaptiveLimit:
         requests are paced, or sending pauses after a refusal."""
         return self._rate is not None or now < self._next_start
 
-    def reserve(self, now: float, in_flight: int = 0) -> float:
-        """Seconds the request starting now must wait for the pace (usually 0);
-        ``in_flight``: requests in flight besides it."""
+    def reserve(self, now: float) -> float:
+        """Seconds the request starting now must wait for the pace (usually 0)."""
         start = max(now, self._next_start)
         if self._rate is not None:
-            if in_flight == 0:
-                # Nothing in flight since the last answer, and the pace held nothing back:
-                # the requests waited out a Retry-After, or there were none. The server
-                # was not asked meanwhile, which says nothing of how much it lets through.
-                self._idle += max(0.0, now - max(self._next_start, self._last_answer))
             self._next_start = start + 1.0 / self._rate
         return start - now
 
@@ -508,7 +493,6 @@ class AdaptiveLimit:
 
         ``rtt`` None and not ``refused``: the answer says nothing about load.
         """
-        self._last_answer = now
         if refused:
             if ticket.epoch == self._epoch:  # older ones were sent before the last decrease
                 self._refused(ticket.level, now)
@@ -519,7 +503,7 @@ class AdaptiveLimit:
         # A clean answer (the hot path: once per request, hence inline). Most change nothing
         # but the measurement: the limit is worked out again only when something it depends
         # on moved.
-        self._deliveries.append(now - self._idle)
+        self._deliveries.append(now)
         if rtt < _MIN_RTT:
             rtt = _MIN_RTT
         smoothed = self._rtt
@@ -718,7 +702,7 @@ class AdaptiveLimit:
             self._rate = max(_MIN_RATE, _RATE_DECREASE * refused)
             self._rate_refused = refused
             self._rate_plateau = ((refused - self._rate) / _CUBIC_SCALE) ** (1 / 3)
-            self._paced_since = now - self._idle
+            self._paced_since = now
         else:
             # Refused while paced: what the server has let through since it began refusing
             # is its quota, measured (the first estimate may include a burst it allowed at
@@ -737,8 +721,7 @@ class AdaptiveLimit:
         return (len(deliveries) - 1) / max(deliveries[-1] - deliveries[0], self._round_trip())
 
     def _delivered_since(self, since: float) -> float | None:
-        """Answers per second since ``since`` (on the answers' clock, idle time left out);
-        None if they span under four round trips."""
+        """Answers per second since ``since``; None if they span under four round trips."""
         recent = [at for at in self._deliveries if at >= since]
         if len(recent) < 2 or recent[-1] - recent[0] < 4 * self._round_trip():
             return None
@@ -877,7 +860,7 @@ class Flow:
                     return None
         loop = asyncio.get_running_loop()
         now = loop.time()
-        delay = self._adaptive.reserve(now, gate.in_use - 1)
+        delay = self._adaptive.reserve(now)
         if delay > 0:
             if until is not None and now + delay > until:
                 gate.release()

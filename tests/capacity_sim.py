@@ -229,7 +229,7 @@ def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> lis
             delay = 0.0
             if state.adaptive is not None:
                 ticket = state.adaptive.ticket(state.in_flight)
-                delay = state.adaptive.reserve(now, state.in_flight - 1)
+                delay = state.adaptive.reserve(now)
             request = (state.index, item, now + delay, ticket)
             push(now + delay + state.spec.overhead / 2, "arrive", request)
 

@@ -424,32 +424,6 @@ class TestQuota:
         assert math.isclose(92.0, settled, rel_tol=0.02)
         assert limit.rate == settled  # flat for three seconds
 
-    def test_a_retry_after_waited_out_is_no_time_the_server_let_through_less(self):
-        """Paced, the requests in flight answered, then a second with nothing in flight
-        (a Retry-After: 1 waited out), then a second at the pace and a refusal: the pace
-        settles at 92 % of what got through while it was asked, not over both seconds."""
-        limit = AdaptiveLimit(100)
-        now = paced(limit, 100)
-        assert limit.rate is not None
-        for _ in range(5):  # what was in flight when pacing began
-            now += 0.004
-            limit.record(limit.ticket(5), rtt=0.004, refused=False, now=now)
-        now += 1.0  # the Retry-After, nothing in flight
-        end = now + 1.0
-        answers = []
-        while now < end:  # one request at a time, each as soon as the pace lets it
-            now += limit.reserve(now, 0)
-            ticket = limit.ticket(1)
-            now += 0.001
-            limit.record(ticket, rtt=0.001, refused=False, now=now)
-            answers.append(now)
-        now += limit.reserve(now, 0)
-        limit.record(limit.ticket(1), rtt=None, refused=True, now=now)
-        got_through = (len(answers) - 1) / (answers[-1] - answers[0])
-
-        assert limit.rate is not None
-        assert math.isclose(0.92 * got_through, limit.rate, rel_tol=0.02)
-
 
 # The benchmark's kinds of server, and others: (server, client options, requests); each
 # job takes a second or more at the best fixed concurrency.
