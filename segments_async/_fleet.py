@@ -822,7 +822,7 @@ class FleetLimit:
         sent = self._news.take()
         sent_ago = -1 if sent is None else max(0, round((now - sent) * 1000))
         own_pace = self._own_pace()
-        answer = await self._link.run(self._script, self._keys, self._args(sent_ago))
+        answer = await self._link.run(self._script, self._keys, self._args(sent_ago, own_pace))
         flow = self._flow
         now = asyncio.get_running_loop().time()
         if answer is None:
@@ -845,10 +845,11 @@ class FleetLimit:
         self._unpaced = flow.adaptive.rate is None
         self._epoch = flow.adaptive.epoch
 
-    def _args(self, sent_ago: int, *, leave: bool = False) -> tuple[object, ...]:
+    def _args(self, sent_ago: int, pace: float, *, leave: bool = False) -> tuple[object, ...]:
+        """The refusals script's arguments; ``pace``: this member's, as ``_own_pace``."""
         member_ms = 0 if leave else round(MEMBER_SECONDS * 1000)
         hear_ms = round(HEAR_WITHIN * 1000)
-        limit, pace = self._flow.adaptive.limit, self._own_pace()
+        limit = self._flow.adaptive.limit
         return (self._id, sent_ago, hear_ms, member_ms, _REFUSALS_KEEP_SECONDS, limit, pace)
 
     def _own_pace(self) -> float:
@@ -863,8 +864,14 @@ class FleetLimit:
         await _cancel(self._task)
         self._task = None
         self._news.lost(None)
+        await self._leave()
+
+    async def _leave(self) -> None:
+        """Leave the members at once, if Redis is up: the others take over its share."""
         if self._link.up:
-            await self._link.run(self._script, self._keys, self._args(-1, leave=True))
+            await self._link.run(
+                self._script, self._keys, self._args(-1, self._own_pace(), leave=True)
+            )
 
 
 # --------------------------------------------------------------------------- the fleet

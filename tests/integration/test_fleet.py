@@ -403,7 +403,7 @@ async def test_a_member_that_leaves_takes_only_itself_out(redis_url):
         for member in members * 2:  # each hears of all three
             await member._sync(loop.time())
         leaves = members.pop()
-        await leaves._link.run(leaves._script, leaves._keys, leaves._args(-1, leave=True))
+        await leaves._leave()
         for member in members:
             await member._sync(loop.time())
     finally:
