@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import AsyncGenerator, Iterable
 
 import attrs
 import pytest
@@ -502,6 +503,15 @@ class Places:
         if free_after is not None:
             self.free = free_after - 1  # the place given back when the call returns
 
+    def run(
+        self, inputs: Iterable[str] | None = None, *, workers: int = 100
+    ) -> tuple[AsyncGenerator[BulkResult[str, str], None], asyncio.Task[BulkResult[str, str]]]:
+        """``bulk_results`` of ``inputs`` (20 names by default) through these places, and a
+        task awaiting its first result."""
+        names = (f"n{i}" for i in range(20)) if inputs is None else inputs
+        results = bulk_results(names, self.call, workers=workers, window=200, spare=self.spare)
+        return results, asyncio.create_task(anext(results))
+
 
 class TestWorkersFollowTheAdaptiveLimit:
     """With ``spare``, there are as many workers as the gate has places, not the pool's
@@ -510,10 +520,7 @@ class TestWorkersFollowTheAdaptiveLimit:
     async def test_as_many_workers_as_places(self):
         """Three places: three calls, whatever the most."""
         places = Places(3)
-        results = bulk_results(
-            (f"n{i}" for i in range(20)), places.call, workers=100, window=200, spare=places.spare
-        )
-        first = asyncio.create_task(anext(results))
+        results, first = places.run()
         await settle()
 
         assert 3 == len(places.calls)
@@ -522,10 +529,7 @@ class TestWorkersFollowTheAdaptiveLimit:
     async def test_a_place_more_starts_a_worker_more(self):
         """A call ends and the gate grew by two: the worker goes on, and two more start."""
         places = Places(3)
-        results = bulk_results(
-            (f"n{i}" for i in range(20)), places.call, workers=100, window=200, spare=places.spare
-        )
-        first = asyncio.create_task(anext(results))
+        results, first = places.run()
         await settle()
         places.answer(0, free_after=3)
         await settle()
@@ -537,10 +541,7 @@ class TestWorkersFollowTheAdaptiveLimit:
     async def test_no_place_ends_the_worker(self):
         """A call ends and no place is free: its worker ends instead of waiting for one."""
         places = Places(3)
-        results = bulk_results(
-            (f"n{i}" for i in range(20)), places.call, workers=100, window=200, spare=places.spare
-        )
-        first = asyncio.create_task(anext(results))
+        results, first = places.run()
         await settle()
         places.answer(0, free_after=0)
         await settle()
@@ -553,8 +554,7 @@ class TestWorkersFollowTheAdaptiveLimit:
         """One worker, no place free: it goes on (and waits at the gate), the input is not
         abandoned."""
         places = Places(1)
-        results = bulk_results(["a", "b"], places.call, workers=100, window=200, spare=places.spare)
-        first = asyncio.create_task(anext(results))
+        results, first = places.run(["a", "b"])
         await settle()
         places.answer(0, free_after=0)
         await settle()
@@ -567,10 +567,7 @@ class TestWorkersFollowTheAdaptiveLimit:
     async def test_never_more_than_workers(self):
         """However many places, at most ``workers`` calls at once."""
         places = Places(50)
-        results = bulk_results(
-            (f"n{i}" for i in range(20)), places.call, workers=4, window=200, spare=places.spare
-        )
-        first = asyncio.create_task(anext(results))
+        results, first = places.run(workers=4)
         await settle()
         places.answer(0, free_after=50)
         await settle()

@@ -316,22 +316,32 @@ async def auto_calls(client: SegmentsClient, until: Any, *, at_once: int = 4) ->
     return done
 
 
-REFUSED_WORKER = textwrap.dedent(
-    f"""
-    import asyncio, sys
-    from segments_async import RateLimitError, SegmentsClient
+def refused_then(*lines: str) -> str:
+    """A worker script: a client of the fleet whose first ``"auto"`` call is refused, then
+    ``lines`` (inside its ``async with``)."""
+    tail = "".join(f"        {line}\n" for line in lines)
+    return (
+        textwrap.dedent(
+            f"""
+        import asyncio, sys
+        from segments_async import RateLimitError, SegmentsClient
 
-    async def main(url, fleet):
-        async with SegmentsClient(url, sys.stdin.readline().strip(), fleet=fleet) as client:
-            try:
-                await client.segments._list({REFUSED_QUERY!r}, adaptive=True)
-            except RateLimitError:
-                pass
-            await asyncio.sleep(1.0)  # closing at once might cut the news short
-            print(client._shared.flow.adaptive.epoch)
+        async def main(url, fleet):
+            async with SegmentsClient(url, sys.stdin.readline().strip(), fleet=fleet) as client:
+                try:
+                    await client.segments._list({REFUSED_QUERY!r}, adaptive=True)
+                except RateLimitError:
+                    pass
+        """
+        )
+        + tail
+        + "\nasyncio.run(main(sys.argv[1], sys.argv[2]))\n"
+    )
 
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
-    """
+
+REFUSED_WORKER = refused_then(
+    "await asyncio.sleep(1.0)  # closing at once might cut the news short",
+    "print(client._shared.flow.adaptive.epoch)",
 )
 
 
@@ -454,23 +464,10 @@ async def test_a_member_that_finds_the_quota_takes_the_others_pace(redis_url):
     assert (60.0, 60.0) == (first.rate, second.rate)
 
 
-BUSY_WORKER = textwrap.dedent(
-    f"""
-    import asyncio, sys
-    from segments_async import RateLimitError, SegmentsClient
-
-    async def main(url, fleet):
-        async with SegmentsClient(url, sys.stdin.readline().strip(), fleet=fleet) as client:
-            try:
-                await client.segments._list({REFUSED_QUERY!r}, adaptive=True)
-            except RateLimitError:
-                pass
-            print("REFUSED", flush=True)
-            while True:
-                await client.segments._list("page=1&per_page=1", adaptive=True)
-
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
-    """
+BUSY_WORKER = refused_then(
+    'print("REFUSED", flush=True)',
+    "while True:",
+    '    await client.segments._list("page=1&per_page=1", adaptive=True)',
 )
 
 
