@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import math
+import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -520,7 +521,10 @@ class AdaptiveLimit:
         if self._slow_start:
             self._start(ticket.level, rtt)
             moved = True
-        elif ticket.epoch == self._epoch:
+        elif ticket.epoch == self._epoch and (
+            self._probe is not None
+            or (self._phase_sent >= self._current and self._phase_sent >= _MIN_SAMPLES)
+        ):  # (cruising, with too few sent to move on, is decided here: no call)
             moved = self._climb(ticket, rtt) or moved
         if moved:
             self._limit = max(1.0, min(self._limit, self._cap))
@@ -796,7 +800,15 @@ class Flow:
     too (``refused_elsewhere``).
     """
 
-    __slots__ = ("_adaptive", "_fleet_share", "_gate", "_shared", "max_connections", "rate")
+    __slots__ = (
+        "_adaptive",
+        "_clock",
+        "_fleet_share",
+        "_gate",
+        "_shared",
+        "max_connections",
+        "rate",
+    )
 
     def __init__(self, *, rate: Pace | None, max_connections: int) -> None:
         self.rate = rate
@@ -805,6 +817,16 @@ class Flow:
         self._gate = Gate(self._adaptive.limit)
         self._shared: SharedLimit | None = None
         self._fleet_share: int | None = None
+        self._clock: Callable[[], float] | None = None  # the loop's time, once it runs
+
+    def _bind_clock(self) -> Callable[[], float]:
+        """The loop's clock, read twice per request: ``time.monotonic`` itself under
+        asyncio's own loops (their ``time()`` is just that; a quarter of the cost of
+        ``get_running_loop().time()``), the loop's ``time`` under any other."""
+        loop = asyncio.get_running_loop()
+        stdlib = type(loop).time is asyncio.BaseEventLoop.time
+        clock = self._clock = time.monotonic if stdlib else loop.time
+        return clock
 
     def share(self, shared: SharedLimit) -> None:
         """Make the limit the fleet's: ``shared`` hears of refusals here, and tells of
@@ -837,10 +859,15 @@ class Flow:
         if shared is not None and shared.idle:
             shared.wake()
         adaptive = self._adaptive
-        now = asyncio.get_running_loop().time()
+        now = (self._clock or self._bind_clock())()
         gate = self._gate
-        # Gate.try_acquire, inline: once per request.
-        if adaptive.paced(now) or gate._in_use >= gate._capacity or gate._waiters:
+        # Gate.try_acquire and AdaptiveLimit.paced, inline: once per request.
+        if (
+            adaptive._rate is not None
+            or now < adaptive._next_start
+            or gate._in_use >= gate._capacity
+            or gate._waiters
+        ):
             return None
         gate._in_use += 1
         return adaptive.ticket(gate._in_use, now)
@@ -876,12 +903,18 @@ class Flow:
     def done(self, ticket: Ticket, outcome: Outcome) -> None:
         """The attempt that ``admit`` let start has ended with ``outcome``."""
         adaptive = self._adaptive
-        now = asyncio.get_running_loop().time()
+        now = (self._clock or self._bind_clock())()
         # The round trip is the time the place was held, not the exchange's own: on a busy
         # event loop a request waits to run after it was let in, and a place held meanwhile
         # is a place taken (Little's law holds for what is held).
-        rtt = now - ticket.sent if outcome.failure is None else None
-        refused = is_overload(outcome)
+        # (is_overload, inline: once per request.)
+        failure = outcome.failure
+        if failure is None:
+            rtt: float | None = now - ticket.sent
+            refused = outcome.status in _OVERLOAD_STATUSES or "Retry-After" in outcome.headers
+        else:
+            rtt = None
+            refused = failure in _OVERLOAD_FAILURES
         epoch = adaptive._epoch
         adaptive.record(ticket, rtt=rtt, refused=refused, now=now)
         if refused and adaptive._epoch != epoch and self._shared is not None:
@@ -907,7 +940,7 @@ class Flow:
         the quota, which its own refusals tell; another's, measured against what this one
         delivered since pacing began, would cut its pace to a trickle.
         """
-        now = asyncio.get_running_loop().time()
+        now = (self._clock or self._bind_clock())()
         gate, adaptive = self._gate, self._adaptive
         if adaptive.rate is not None:
             return

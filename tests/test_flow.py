@@ -749,6 +749,29 @@ class TestFlow:
         assert flow.try_admit() is None
         assert 0 == flow._gate.in_use
 
+    def test_times_are_the_loops_own_clock(self):
+        """A loop whose clock is its own (not ``time.monotonic``): tickets are stamped,
+        and round trips measured, in its time (a fleet compares them with it)."""
+
+        class Ahead(asyncio.SelectorEventLoop):
+            def time(self) -> float:
+                return super().time() + 1000.0
+
+        async def stamp() -> tuple[float, float, float]:
+            flow = Flow(rate=None, max_connections=100)
+            ticket = flow.try_admit()
+            assert ticket is not None
+            flow.done(ticket, Outcome(200))
+            return ticket.sent, asyncio.get_running_loop().time(), flow.adaptive._round_trip()
+
+        for loop in (Ahead(), asyncio.new_event_loop()):
+            try:
+                sent, now, round_trip = loop.run_until_complete(stamp())
+            finally:
+                loop.close()
+            assert 0 <= now - sent < 1.0
+            assert round_trip < 1.0
+
     async def test_the_round_trip_is_the_time_the_place_was_held(self):
         """An answer whose exchange took 1 ms, 50 ms after its ticket: 50 ms is learnt
         (on a busy event loop, the request waited to run while it held its place)."""
