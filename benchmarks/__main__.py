@@ -110,8 +110,11 @@ class Config:
                 "lognormal": {"create_many": 4_000, "iterate": 3_000},
             },
             kind_timeout=10.0,
+            # Five rounds (or --e-rounds, if more): each median of a second's job moves by
+            # a tenth between rounds on this shared machine.
+            kind_rounds=max(5, e_rounds or 0),
             gate={"create_many": 20_000, "iterate": 5_000},
-            gate_rounds=5,
+            gate_rounds=max(9, e_rounds or 0),
         )
         # Section e's servers and sizes; one round by default (about three minutes).
         h_plan = _fleet.Plan(

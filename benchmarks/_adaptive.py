@@ -53,6 +53,7 @@ class Plan:
     # The ordinary servers (``_kinds.py``): kind -> job -> names to create or pages to read.
     kinds: dict[str, dict[str, int]] = attrs.field(factory=dict)
     kind_timeout: float = 10.0
+    kind_rounds: int | None = None  # None: ``rounds``
     # The adaptive gate's own cost: job -> size, on the near-free server.
     gate: dict[str, int] = attrs.field(factory=dict)
     gate_rounds: int = 5
@@ -267,9 +268,15 @@ async def bench(plan: Plan, server_cpu: int | None, progress: Any) -> dict[str, 
             section["skipped"].setdefault(label, why)
         section["failed"] |= {f"{label} ({mode})": why for label, why in crashed.items()}
     if plan.kinds:
+        section["kind_rounds"] = plan.kind_rounds or plan.rounds
         progress("    ordinary servers: " + ", ".join(plan.kinds) + " ...")
         section["kinds"] = await _kinds.bench_kinds(
-            lib, plan.kinds, plan.rounds, plan.kind_timeout, server_cpu, progress
+            lib,
+            plan.kinds,
+            plan.kind_rounds or plan.rounds,
+            plan.kind_timeout,
+            server_cpu,
+            progress,
         )
     if plan.gate:
         progress("    the adaptive gate's own cost ...")

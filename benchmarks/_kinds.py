@@ -4,9 +4,13 @@ For each kind of ``_app_server.py`` (a Python app, the same with 3 ms awaited, u
 lognormal latency), one server process runs; every contender does the same job through a
 fresh client with the default ``RetryPolicy()``: ``create_many`` of N names, and
 ``iterate(per_page=100)`` over P pages, for a fixed concurrency in (4, 8, 16, 32, 64) and
-for ``"auto"``, in rotated order each round. ``auto / best fixed`` is the median over
-rounds of auto's time over the fastest fixed one's in the same round. A contender that
-takes longer than the kind's time limit is cut off and not run again (it is not the best).
+for ``"auto"``, in rotated order each round. ``auto / best fixed`` is auto's median time
+over the best fixed concurrency's (the one with the lowest median time over the rounds).
+Beside it, a stricter figure: the median over rounds of auto's time over the fastest of
+the five fixed ones *in that round*, which favours the fixed side (the least of five noisy
+times), and the same figure for each fixed concurrency against the best of the other four
+(how far that bias alone goes). A contender that takes longer than the kind's time limit is
+cut off and not run again (it is not the best).
 
 The gate's own cost: on section a's near-free server, ``concurrency="auto"`` with the
 adaptive limit frozen at 64 (it still learns from every answer, but the limit stays) and a
@@ -117,6 +121,26 @@ def _ratio_over_rounds(
     return median(ratios) if ratios else None
 
 
+def _ratio_of_medians(
+    by_round: list[dict[str, dict[str, Any]]], name: str, against: Callable[[dict[str, Any]], bool]
+) -> float | None:
+    """``name``'s median time over the lowest median time of those ``against`` picks."""
+    medians: dict[str, float] = {}
+    for label in {label for results in by_round for label in results}:
+        ok = [r[label]["seconds"] for r in by_round if label in r and r[label]["error"] is None]
+        if ok:
+            medians[label] = median(ok)
+    others = [m for label, m in medians.items() if label != name and against({"label": label})]
+    if name not in medians or not others:
+        return None
+    return medians[name] / min(others)
+
+
+def _fixed_other_than(level: int) -> Callable[[dict[str, Any]], bool]:
+    """Picks the fixed contenders other than ``level``."""
+    return lambda contender: contender["label"] not in (AUTO, str(level))
+
+
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [run["seconds"] for run in runs if run["error"] is None]
     errors = [run["error"] for run in runs if run["error"] is not None]
@@ -188,9 +212,17 @@ async def bench_kinds(
                         label: _summary([r[label] for r in by_round if label in r])
                         for label in contenders
                     },
-                    "auto_over_best_fixed": _ratio_over_rounds(
+                    "auto_over_best_fixed": _ratio_of_medians(
                         by_round, AUTO, lambda c: c["label"] != AUTO
                     ),
+                    "auto_over_best_of_round": _ratio_over_rounds(
+                        by_round, AUTO, lambda c: c["label"] != AUTO
+                    ),
+                    # The same per-round figure for each fixed one against the other four.
+                    "fixed_over_best_other_of_round": {
+                        str(c): _ratio_over_rounds(by_round, str(c), _fixed_other_than(c))
+                        for c in FIXED
+                    },
                 }
     return kinds
 

@@ -500,10 +500,11 @@ def _kinds_table(section: Doc) -> list[str]:
     labels = list(next(iter(next(iter(kinds.values())).values()))["contenders"])
     lines = [
         "  Ordinary servers, each its own process: create_many(names) and"
-        " iterate(per_page=100), median seconds (- : cut off, not the best)",
+        f" iterate(per_page=100), {section.get('kind_rounds', section['rounds'])} rounds,"
+        " median seconds (- : cut off, not the best)",
         f"  {'server':<10} {'job':<12} {'size':>7} "
         + " ".join(f"{label:>7}" for label in labels)
-        + "  auto / best fixed",
+        + "  auto / best fixed  (per round)",
     ]
     for kind, jobs in kinds.items():
         label = kind
@@ -514,10 +515,18 @@ def _kinds_table(section: Doc) -> list[str]:
             lines.append(
                 f"  {label:<10} {workload:<12} {data['size']:>7,} {times}"
                 f"  {_x(data['auto_over_best_fixed']):>8}"
+                f"           {_x(data.get('auto_over_best_of_round')):>6}"
             )
+            yardstick = data.get("fixed_over_best_other_of_round")
+            if yardstick:
+                spread = " ".join(f"{_x(yardstick.get(name)):>7}" for name in labels[:-1])
+                lines.append(f"  {'':<10} {'(fixed, per round)':<20} {spread}")
             label = ""
     lines.append(
-        "  size: names created, or pages of 100 read; auto / best fixed: median per-round ratio"
+        "  size: names created, or pages of 100 read; auto / best fixed: auto's median time"
+        " over the best fixed one's median; (per round): the median over rounds of auto's"
+        " time over the fastest fixed time of that round; (fixed, per round): the same for"
+        " each fixed one against the fastest of the other four (the bias of a best of five)"
     )
     return lines
 
@@ -527,7 +536,8 @@ def _gate_lines(section: Doc) -> list[str]:
     if not gate:
         return []
     lines = [
-        "  The adaptive gate's own cost, on the near-free server (auto frozen at 64 / fixed 64):"
+        "  The adaptive gate's own cost, on the near-free server (auto frozen at 64 / fixed 64,"
+        " the median per-round ratio):"
     ]
     for workload, data in gate.items():
         times = ", ".join(
