@@ -500,7 +500,7 @@ def _kinds_table(section: Doc) -> list[str]:
     labels = list(next(iter(next(iter(kinds.values())).values()))["contenders"])
     lines = [
         "  Ordinary servers, each its own process: create_many(names) and"
-        f" iterate(per_page=100), {section.get('kind_rounds', section['rounds'])} rounds,"
+        f" iterate(per_page=100), {section.get('kind_rounds', section['rounds'])} round(s),"
         " median seconds (- : cut off, not the best)",
         f"  {'server':<10} {'job':<12} {'size':>7} "
         + " ".join(f"{label:>7}" for label in labels)
