@@ -187,6 +187,11 @@ class RateLimit:
 #: Where the limit starts, and how far beyond the level of an answer slow start may go.
 _INITIAL: Final = 4
 _START_GROWTH: Final = 1.5
+#: ...and how low the answers alone may take it: below a few in flight, a client and a
+#: server that take turns (one Python event loop each) idle while the other works, so the
+#: curve measured there is the client's, and the limit walked down a flat curve to 1-2 (a
+#: tenth slower than any fixed level on a Python app). Refusals still take it lower.
+_FLOOR: Final = 4
 #: How much of a step up in requests in flight must come back as answers per second (the
 #: elasticity: 1 when there is no queue, 0 when more in flight only adds latency) for
 #: slow start to go on; and for the hill climb, the knee: above it the limit steps up,
@@ -549,7 +554,7 @@ class AdaptiveLimit:
         gain = None if below is None else below.elasticity(samples)
         if below is not None and gain is not None and sum(gain) < _STARTUP_ELASTICITY:
             # The knee lies between the two: the climb starts at the lower side of it.
-            self._limit = max(below.level, samples.level / _STEP)
+            self._limit = max(below.level, samples.level / _STEP, min(self._limit, _FLOOR))
             self._end_slow_start()
             return
         # Never beyond half as much again as an answer proved: answers come a round trip
@@ -634,7 +639,7 @@ class AdaptiveLimit:
         if elasticity - error > _KNEE_ELASTICITY:
             limit = _scaled(self._limit, _STEP)
         elif elasticity + error < _KNEE_ELASTICITY and cycles >= _DOWN_CYCLES:
-            limit = _scaled(self._limit, 1 / _STEP)
+            limit = max(_scaled(self._limit, 1 / _STEP), min(self._limit, _FLOOR))
         elif cycles < _MAX_CYCLES:
             return False
         else:

@@ -173,6 +173,17 @@ class TestHillClimb:
 
         assert max(seen[-1000:]) <= 48
 
+    def test_a_flat_curve_does_not_walk_the_limit_below_the_start(self):
+        """One request served at a time (no level brings more answers per second): the
+        limit steps down to where slow start began, 4 (3 in a probe down), not to 1-2,
+        where a client and a server that take turns would idle (a Python app: a tenth
+        slower than any fixed level)."""
+        limit = AdaptiveLimit(100)
+        seen = served(limit, 5000, queueing(1))
+
+        assert 3 <= min(seen[-2000:])
+        assert max(seen[-2000:]) <= 5
+
     def test_no_decision_without_demand(self):
         """Answers all at one level (the caller sends no more): the limit does not move."""
         limit = AdaptiveLimit(100)
