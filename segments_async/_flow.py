@@ -331,7 +331,9 @@ class AdaptiveLimit:
       probe. One cycle steps up only beyond the noise seen between the last cycles (where
       it is large, one lucky cycle moves nothing), a step down takes two cycles at least.
       The knee is the smallest level within noise of the best: a step of 25 % there
-      brings 1.1 % more.
+      brings 1.1 % more. Answers alone never take the limit below 4, where slow start
+      began (below a few in flight, a client and a server that take turns idle while the
+      other works); refusals do.
       The round trip of a probe is the geometric mean of its answers', so a jittery
       server's slow answers weigh little.
     - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
