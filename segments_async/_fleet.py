@@ -813,6 +813,7 @@ class FleetLimit:
         "_fleet_pace",
         "_flow",
         "_id",
+        "_joined",
         "_keys",
         "_link",
         "_news",
@@ -842,6 +843,7 @@ class FleetLimit:
         self._paced = 1
         self._shared: float | None = None
         self._earliest = 0.0  # the next start its cap on the shared pace allows (loop time)
+        self._joined = False  # whether it has taken a share of the fleet's pace yet
         self._epoch = flow.adaptive.epoch  # the limit's when the fleet was last heard
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -888,7 +890,10 @@ class FleetLimit:
         sent_ago = -1 if sent is None else max(0, round((now - sent) * 1000))
         adaptive = self._flow.adaptive
         told = adaptive.rate
-        pace = pace_report(told, self._shared, adaptive.rate_measured, adaptive.refused_rate)
+        # Measured or not, a member that joins again (Redis was lost meanwhile) brings no
+        # share of its own: the fleet's pace had it.
+        measured = adaptive.rate_measured and not self._joined
+        pace = pace_report(told, self._shared, measured, adaptive.refused_rate)
         answer = await self._link.run(self._script, self._keys, self._args(sent_ago, pace))
         flow = self._flow
         now = asyncio.get_running_loop().time()
@@ -922,6 +927,7 @@ class FleetLimit:
         share = fleet / max(1, paced)
         adaptive.share_pace(share + learnt)  # ...and its curve with it
         self._fleet_pace, self._paced, self._shared = fleet, max(1, paced), share
+        self._joined = True
 
     def _args(
         self, sent_ago: int, pace: tuple[float, int], *, leave: bool = False
