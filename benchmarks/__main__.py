@@ -51,6 +51,7 @@ class Config:
         rounds: int | None,
         e_rounds: int | None = None,
         h_rounds: int | None = None,
+        h_parts: tuple[str, ...] = _fleet.PARTS,
     ) -> Config:
         if smoke:
             # A quota of 500/s keeps the smoke run short; R/10 = 50 still leaves most of the
@@ -78,6 +79,7 @@ class Config:
                 timeout=15.0,
                 overhead_items=2_000,
                 overhead_rounds=2,
+                parts=h_parts,
             )
             return cls(
                 True,
@@ -126,6 +128,7 @@ class Config:
             timeout=60.0,
             overhead_items=20_000,
             overhead_rounds=7,
+            parts=h_parts,
         )
         return cls(
             False,
@@ -155,6 +158,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--h-rounds", type=int, default=None, help="rounds of section h (default 1)"
     )
+    parser.add_argument(
+        "--h-modes",
+        default=",".join(_fleet.PARTS),
+        help=f"section h's parts to run, e.g. quota (default {','.join(_fleet.PARTS)})",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks it all runs")
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections, e.g. a,b")
     parser.add_argument("--json", action="store_true", help="print a JSON document instead")
@@ -174,6 +182,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if args.h_rounds is not None and args.h_rounds < 1:
         parser.error("--h-rounds must be >= 1")
     args.only = [s for s in SECTIONS if s in only]
+    parts = [s.strip() for s in args.h_modes.split(",") if s.strip()]
+    unknown = sorted(set(parts) - set(_fleet.PARTS))
+    if unknown or not parts:
+        parser.error(f"unknown --h-modes {unknown}; choose from {','.join(_fleet.PARTS)}")
+    args.h_modes = tuple(p for p in _fleet.PARTS if p in parts)
     return args
 
 
@@ -271,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     if args.profile:
         return profile(Config.make(args.smoke, args.rounds))
-    doc = run(Config.make(args.smoke, args.rounds, args.e_rounds, args.h_rounds), args.only)
+    config = Config.make(args.smoke, args.rounds, args.e_rounds, args.h_rounds, args.h_modes)
+    doc = run(config, args.only)
     if args.save:
         with open(args.save, "w", encoding="utf-8") as saved:
             json.dump(doc, saved, indent=2)

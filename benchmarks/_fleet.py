@@ -36,6 +36,8 @@ from ._server import REPO_ROOT, child_env, serve
 
 K = 4
 MODES = ("queue", "reject", "quota")
+#: What ``--h-modes`` may name: the servers' modes, and the cost on the near-free server.
+PARTS = (*MODES, "cost")
 
 
 @attrs.frozen
@@ -48,6 +50,7 @@ class Plan:
     timeout: float
     overhead_items: int
     overhead_rounds: int
+    parts: tuple[str, ...] = PARTS  # what to run (``--h-modes``)
 
 
 @attrs.frozen
@@ -395,7 +398,7 @@ async def bench(plan: Plan, server_cpu: int | None, progress: Any) -> dict[str, 
     try:
         lib = _load_with_fleet()
         with own_redis(server_cpu) as redis:
-            for mode in MODES:
+            for mode in (mode for mode in MODES if mode in plan.parts):
                 pages = plan.pages[mode]
                 progress(f"    {mode}: {pages:,} pages ...")
                 with serve_capacity(
@@ -407,11 +410,12 @@ async def bench(plan: Plan, server_cpu: int | None, progress: Any) -> dict[str, 
                     cpu=server_cpu,
                 ) as server:
                     section["modes"][mode] = await _bench_mode(plan, mode, server, redis, progress)
-            progress("    overhead on the near-free server ...")
-            section["overhead"] = await overhead(
-                lib, redis, plan.overhead_items, plan.overhead_rounds, server_cpu
-            )
-            section["round_trip_us"] = await round_trips(redis)
+            if "cost" in plan.parts:
+                progress("    overhead on the near-free server ...")
+                section["overhead"] = await overhead(
+                    lib, redis, plan.overhead_items, plan.overhead_rounds, server_cpu
+                )
+                section["round_trip_us"] = await round_trips(redis)
     except Skipped as exc:
         section["skipped"]["all"] = str(exc)
     return section

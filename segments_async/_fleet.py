@@ -14,9 +14,11 @@ With ``SegmentsClient(fleet="redis://...")`` they share, through one Redis:
   and then, so an outage sees one budget's worth of retries, not one per process;
 - **the adaptive limit** (``FleetLimit``): a refusal that lowers one member's ``"auto"``
   limit lowers every member's, heard within a twentieth of a second while they are busy;
-  each member keeps an even share of what the members learnt in flight; one that finds
-  a quota starts at the others' pace; and the share of members that leave goes to
-  those that stay.
+  each member keeps an even share of what the members learnt in flight; against a quota,
+  the paced members keep one pace for the fleet in Redis, moved by what each learns,
+  and start their requests on one GCRA at that pace, leased as the quota's are, so that
+  they share it by demand (each at most one and a half even shares); and the share of
+  members that leave goes to those that stay.
 
 Redis is never a single point of failure (``Link``): every command has a short timeout,
 and one that fails opens a circuit: the clients go on with their own flow control (one
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import yarl
 
-from ._flow import Flow, Gate, RateLimit, rate_burst
+from ._flow import MIN_RATE, Flow, Gate, RateLimit, rate_burst
 from ._retry import RetryBudget
 from ._sharing import (
     HEAR_WITHIN,
@@ -54,8 +56,9 @@ from ._sharing import (
     QuotaShape,
     RateSlots,
     RefusalNews,
+    capped_start,
     lease_size,
-    others_pace,
+    pace_report,
 )
 from ._transport import _LoopEnd
 
@@ -191,14 +194,17 @@ return {allotted, share}
 """
 
 #: The fleet's refusals, and who limits itself with them. KEYS[1]: a hash of how many
-#: refusals were news and when the last was told (ms); KEYS[2]: the members, by when they
-#: were last heard (ms); KEYS[3]: each member's limit; KEYS[4]: each paced member's pace.
-#: ARGV: the member, how long ago the request refused here was sent (ms; -1: none to
-#: tell), how late a request may be sent after the last refusal and still be the same
-#: overload (ms), how long a member counts after it was last heard (ms; 0: it leaves now,
-#: and only it), how long to keep the count (s), its limit, its pace (0: none). The
-#: answer: the count, whether this one was counted, the members, the sum of their limits,
-#: the members paced and the sum of their paces (a string: Redis would truncate it).
+#: refusals were news, when the last was told (ms) and the fleet's pace (requests per
+#: second, while a member paces); KEYS[2]: the members, by when they were last heard (ms);
+#: KEYS[3]: each member's limit; KEYS[4]: the paced members. ARGV: the member, how long
+#: ago the request refused here was sent (ms; -1: none to tell), how late a request may be
+#: sent after the last refusal and still be the same overload (ms), how long a member
+#: counts after it was last heard (ms; 0: it leaves now, and only it), how long to keep
+#: the count (s), its limit, what it tells of the pace and how (``_sharing.PaceReport``:
+#: 0 not paced, 1 a change to add, 2 joining with an estimate of its own to take if
+#: larger, 3 joining with a share to add), the slowest pace. The answer: the count,
+#: whether this one was counted, the members, the sum of their limits, the members paced
+#: and the fleet's pace (a string: Redis would truncate it).
 REFUSALS_SCRIPT: Final = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
@@ -222,24 +228,32 @@ if keep > 0 then
   end
   redis.call('ZADD', KEYS[2], now, ARGV[1])
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[6])
-  if tonumber(ARGV[7]) > 0 then
-    redis.call('HSET', KEYS[4], ARGV[1], ARGV[7])
-  else
-    redis.call('HDEL', KEYS[4], ARGV[1])
-  end
-  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], keep) end
+  for i = 2, 3 do redis.call('PEXPIRE', KEYS[i], keep) end
 else
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
+end
+local pace = tonumber(redis.call('HGET', KEYS[1], 'pace') or '0')
+local told, how = tonumber(ARGV[7]), tonumber(ARGV[8])
+if keep > 0 and how > 0 then
+  redis.call('HSET', KEYS[4], ARGV[1], 1)
+  redis.call('PEXPIRE', KEYS[4], keep)
+  if how == 2 then pace = math.max(pace, told) else pace = pace + told end
+  pace = math.max(pace, tonumber(ARGV[9]))
+else
   redis.call('HDEL', KEYS[4], ARGV[1])
+end
+local paced = redis.call('HLEN', KEYS[4])
+if paced > 0 then
+  redis.call('HSET', KEYS[1], 'pace', string.format('%.6f', pace))
+else
+  redis.call('HDEL', KEYS[1], 'pace')
+  pace = 0
 end
 local limits = 0
 for _, limit in ipairs(redis.call('HVALS', KEYS[3])) do limits = limits + tonumber(limit) end
-local paces = 0
-for _, pace in ipairs(redis.call('HVALS', KEYS[4])) do paces = paces + tonumber(pace) end
 return {tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), mine,
-  redis.call('ZCARD', KEYS[2]), limits, redis.call('HLEN', KEYS[4]),
-  string.format('%.3f', paces)}
+  redis.call('ZCARD', KEYS[2]), limits, paced, string.format('%.6f', pace)}
 """
 #: The count of refusals is forgotten after this long without one told or heard.
 _REFUSALS_KEEP_SECONDS: Final = 600
@@ -522,20 +536,22 @@ class FleetQuota:
         "_members",
         "_script",
         "_shape",
+        "_share",
         "_slots",
         "_taken",
         "_waiting",
         "per_second",
     )
 
-    def __init__(self, link: Link, key: str, per_second: float) -> None:
+    def __init__(self, link: Link, key: str, per_second: float, *, name: str = "quota") -> None:
         self._link = link
-        self._keys = (f"{key}:quota", f"{key}:quota:members")
+        self._keys = (f"{key}:{name}", f"{key}:{name}:members")
         self._script = link.script(QUOTA_SCRIPT)
         self._id = uuid.uuid4().hex
         self._members = 1  # as Redis last counted them
         self.per_second = per_second
         self._shape = QuotaShape(per_second, rate_burst(per_second))
+        self._share: float | None = None
         self._slots = RateSlots(self._shape.grace)
         self._fallback = RateLimit(per_second)
         self._lease: asyncio.Task[bool] | None = None
@@ -549,33 +565,56 @@ class FleetQuota:
 
     async def acquire(self) -> None:
         """Wait until a request may start, fleet-wide (or client-wide without Redis)."""
+        when = await self.slot()
+        if when is None:
+            await self._alone().acquire()
+            return
+        delay = when - asyncio.get_running_loop().time()
+        if delay > 0:
+            try:
+                await asyncio.sleep(delay)
+            except BaseException:
+                self._slots.put_back(when)
+                raise
+
+    async def slot(self) -> float | None:
+        """The time (loop time, perhaps past) of the next start slot leased for this member,
+        taken (``put_back`` gives back one that goes unused); None if Redis is unavailable.
+        Awaits only when a lease must be fetched first."""
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
             when = self._slots.take(now)
             if when is not None:
                 self._taken += 1
-                if when <= now:
-                    if 2 * len(self._slots) < self._leased:
-                        self._lease_soon()  # slots go as fast as they come: stay ahead
-                    return
-                try:
-                    await asyncio.sleep(when - now)
-                except BaseException:
-                    self._slots.put_back(when)
-                    raise
-                return
+                if when <= now and 2 * len(self._slots) < self._leased:
+                    self._lease_soon()  # slots go as fast as they come: stay ahead
+                return when
             if not self._link.available():
-                await self._alone().acquire()
-                return
+                return None
             self._waiting += 1
             try:
                 leased = await asyncio.shield(self._lease_soon())
             finally:
                 self._waiting -= 1
             if not leased:
-                await self._alone().acquire()
-                return
+                return None
+
+    def put_back(self, when: float) -> None:
+        """A slot from ``slot`` that its request did not use (cancelled, or past its
+        deadline): the next request takes it."""
+        self._taken -= 1
+        self._slots.put_back(when)
+
+    def retune(self, per_second: float, share: float | None = None) -> None:
+        """From the next lease on, ``per_second`` for the whole fleet (the slots leased
+        already keep their times), leased ``share`` per second's worth at a time if given
+        (``_sharing.lease_size``)."""
+        self._share = share
+        if per_second != self.per_second:
+            self.per_second = per_second
+            self._shape = QuotaShape(per_second, rate_burst(per_second))
+            self._slots.grace = self._shape.grace
 
     def _alone(self) -> RateLimit:
         """The pace without Redis: this member's share of the quota, as last counted."""
@@ -593,7 +632,9 @@ class FleetQuota:
     async def _lease_once(self) -> bool:
         shape = self._shape
         now = asyncio.get_running_loop().time()
-        count = lease_size(shape, self._waiting, self._taken, now - self._leased_at)
+        count = lease_size(
+            shape, self._waiting, self._taken, now - self._leased_at, share=self._share
+        )
         self._taken, self._leased_at = 0, now
         answer = await self._link.run(
             self._script,
@@ -742,11 +783,22 @@ class FleetLimit:
     its pace, as ``AdaptiveLimit`` decides alone). Each member's limit learns on its own
     answers, but what it keeps in flight is an even share of the members' limits
     (``Flow.fleet_share``) once they settled: learnt apart, they end up unequal (one
-    refused at a low level stays below it for seconds). A member that begins to pace
-    takes the other paced members' mean pace (its own estimate came from too few
-    answers). What is shared is the news (``_sharing.RefusalNews``), who takes part, their
-    limits and paces, through one counter, one set and two hashes in Redis, exchanged by
-    a background task while the client has ``"auto"`` requests in flight or waiting:
+    refused at a low level stays below it for seconds).
+
+    Against a quota the members that pace keep one pace for the fleet in Redis: a member
+    that begins to pace joins it (``_sharing.pace_report`` says with what), each takes an
+    even share of it as its own pace, and what its pace learns since (settled lower by a
+    refusal, grown along its curve) moves the fleet's at the next exchange. Paced members
+    start their requests on one GCRA at the fleet's pace (``slot``, leased in batches of a
+    tenth of a second of an even share, as ``FleetQuota`` leases), which serves whichever
+    member asks: their shares even out by demand, where paces learnt apart would not
+    (one refused before it had answers learns a trickle, one that had the server's
+    burst too much), each at most ``_sharing.MOST_SHARE`` even shares. Without Redis
+    (down, lost, or not heard since it went idle) a member paces alone at its own pace.
+
+    What is shared is the news (``_sharing.RefusalNews``), who takes part, their limits
+    and the fleet's pace, through one counter, one set and two hashes in Redis, exchanged
+    by a background task while the client has ``"auto"`` requests in flight or waiting:
     never on a request's path. When members leave (closed, or silent for
     ``_sharing.MEMBER_SECONDS``: idle or killed), each that stays scales what its limit
     learnt by the members before over the members now (``AdaptiveLimit.rescale``): the
@@ -756,15 +808,20 @@ class FleetLimit:
     """
 
     __slots__ = (
+        "_earliest",
         "_epoch",
+        "_fleet_pace",
         "_flow",
         "_id",
+        "_joined",
         "_keys",
         "_link",
         "_news",
+        "_pace",
+        "_paced",
         "_script",
+        "_shared",
         "_task",
-        "_unpaced",
         "_wake",
         "idle",
     )
@@ -778,8 +835,16 @@ class FleetLimit:
         self._id = uuid.uuid4().hex
         self._flow = flow
         self._news = RefusalNews()
+        # The paced members' shared pace (retuned before each slot); the fleet's pace and
+        # how many pace, as last heard (None: not paced then, not heard, or lost); and the
+        # share of it this member took then (None: none, it joins at its next exchange).
+        self._pace = FleetQuota(link, key, 1.0, name="pace")
+        self._fleet_pace: float | None = None
+        self._paced = 1
+        self._shared: float | None = None
+        self._earliest = 0.0  # the next start its cap on the shared pace allows (loop time)
+        self._joined = False  # whether it has taken a share of the fleet's pace yet
         self._epoch = flow.adaptive.epoch  # the limit's when the fleet was last heard
-        self._unpaced = True  # ...and whether it was unpaced then
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self.idle = True  # no exchange due until ``wake``
@@ -812,6 +877,8 @@ class FleetLimit:
             due = news.next_sync(now, busy=flow.busy)
             if due > now:
                 self.idle = math.isinf(due)
+                if self.idle:
+                    self._fleet_pace = None  # busy again, it hears the fleet first
                 await _wait(wake, due)
                 continue
             await self._sync(now)
@@ -821,12 +888,21 @@ class FleetLimit:
         how many take part."""
         sent = self._news.take()
         sent_ago = -1 if sent is None else max(0, round((now - sent) * 1000))
-        own_pace = self._own_pace()
-        answer = await self._link.run(self._script, self._keys, self._args(sent_ago, own_pace))
+        adaptive = self._flow.adaptive
+        told = adaptive.rate
+        # Measured or not, a member that joins again (Redis was lost meanwhile) brings no
+        # share of its own: the fleet's pace had it.
+        measured = adaptive.rate_measured and not self._joined
+        pace = pace_report(told, self._shared, measured, adaptive.refused_rate)
+        answer = await self._link.run(self._script, self._keys, self._args(sent_ago, pace))
         flow = self._flow
         now = asyncio.get_running_loop().time()
+        # What the pace here learnt during the exchange (before a rescale, below, moves it).
+        rate = adaptive.rate
+        learnt = None if told is None or rate is None else rate - told
         if answer is None:
             self._news.lost(now)
+            self._fleet_pace = self._shared = None  # it joins again once Redis is back
             flow.fleet_share(None)
         else:
             counted, mine, members, limits, paced = (int(field) for field in answer[:5])
@@ -837,28 +913,75 @@ class FleetLimit:
             if grown > 1:
                 flow.adaptive.rescale(grown)
             flow.fleet_share(self._news.share(limits))
-            pace = others_pace(float(answer[5]), paced, own_pace)
-            if pace is not None and self._unpaced and flow.adaptive.rate is not None:
-                # Paced since it last heard: its own first estimate came from too few
-                # answers (a trickle, or a burst the server allowed), the others' from theirs.
-                flow.adaptive.share_pace(pace)
-        self._unpaced = flow.adaptive.rate is None
+            self._share_pace(learnt, float(answer[5]), paced)
         self._epoch = flow.adaptive.epoch
 
-    def _args(self, sent_ago: int, pace: float, *, leave: bool = False) -> tuple[object, ...]:
-        """The refusals script's arguments; ``pace``: this member's, as ``_own_pace``."""
+    def _share_pace(self, learnt: float | None, fleet: float, paced: int) -> None:
+        """Take an even share of the fleet's pace (``fleet``, shared by ``paced`` members),
+        as Redis answered an exchange, plus what the pace here ``learnt`` during it (None:
+        not paced, then or now), to be told at the next."""
+        adaptive = self._flow.adaptive
+        if learnt is None or adaptive.rate is None or fleet <= 0:
+            self._fleet_pace = self._shared = None
+            return
+        share = fleet / max(1, paced)
+        adaptive.share_pace(share + learnt)  # ...and its curve with it
+        self._fleet_pace, self._paced, self._shared = fleet, max(1, paced), share
+        self._joined = True
+
+    def _args(
+        self, sent_ago: int, pace: tuple[float, int], *, leave: bool = False
+    ) -> tuple[object, ...]:
+        """The refusals script's arguments; ``pace``: what to tell of this member's pace,
+        and how (``_sharing.pace_report``)."""
         member_ms = 0 if leave else round(MEMBER_SECONDS * 1000)
         hear_ms = round(HEAR_WITHIN * 1000)
         limit = self._flow.adaptive.limit
-        return (self._id, sent_ago, hear_ms, member_ms, _REFUSALS_KEEP_SECONDS, limit, pace)
+        told, how = pace
+        return (
+            self._id,
+            sent_ago,
+            hear_ms,
+            member_ms,
+            _REFUSALS_KEEP_SECONDS,
+            limit,
+            f"{told:.6f}",
+            int(how),
+            MIN_RATE,
+        )
 
-    def _own_pace(self) -> float:
-        rate = self._flow.adaptive.rate
-        return 0.0 if rate is None else round(rate, 3)
+    @property
+    def pacing(self) -> bool:
+        """Whether this member's paced requests start on the fleet's shared pace (``slot``):
+        Redis is up and the members' paces were heard since it last went idle."""
+        return self._fleet_pace is not None and self._link.up
+
+    async def slot(self) -> float | None:
+        """A start time (loop time, perhaps past) for a paced request, from the fleet's
+        shared pace: one GCRA in Redis at the sum of the paced members' paces
+        (``_sharing.shared_pace``), which serves whichever member asks, so that their
+        shares even out by demand; leased in batches, as ``FleetQuota`` does. None:
+        each member paces alone (not paced, the paces not heard, Redis unavailable)."""
+        fleet, shared, rate = self._fleet_pace, self._shared, self._flow.adaptive.rate
+        if fleet is None or shared is None or rate is None:
+            return None
+        pace = max(MIN_RATE, fleet + rate - shared)  # what it learnt since, counted in
+        share = pace / self._paced
+        self._pace.retune(pace, share)
+        when = await self._pace.slot()
+        if when is None:
+            return None
+        start, self._earliest = capped_start(when, self._earliest, share)
+        return start
+
+    def put_back(self, when: float) -> None:
+        """A start time from ``slot`` that its request did not use."""
+        self._pace.put_back(when)
 
     async def aclose(self) -> None:
         """Stop exchanging, and leave the members at once: the others take over its share
         (idle, it would count for ``MEMBER_SECONDS`` more)."""
+        await self._pace.aclose()
         if self._task is None:
             return
         await _cancel(self._task)
@@ -869,9 +992,7 @@ class FleetLimit:
     async def _leave(self) -> None:
         """Leave the members at once, if Redis is up: the others take over its share."""
         if self._link.up:
-            await self._link.run(
-                self._script, self._keys, self._args(-1, self._own_pace(), leave=True)
-            )
+            await self._link.run(self._script, self._keys, self._args(-1, (0.0, 0), leave=True))
 
 
 # --------------------------------------------------------------------------- the fleet

@@ -23,6 +23,7 @@ from aiolimiter import AsyncLimiter
 from ._retry import Failure, Outcome
 
 __all__ = [
+    "MIN_RATE",
     "AdaptiveLimit",
     "Flow",
     "Gate",
@@ -240,7 +241,7 @@ _CUBIC_SCALE: Final = 0.4
 _RATE_SETTLE: Final = 0.92
 _RATE_PLATEAU: Final = 3.0
 #: The slowest pace: one request every two seconds.
-_MIN_RATE: Final = 0.5
+MIN_RATE: Final = 0.5
 #: Answers remembered to measure the rate the server sustains.
 _DELIVERIES: Final = 256
 #: Round trips shorter than this (a clock's granularity, a mock) count as this.
@@ -354,7 +355,8 @@ class AdaptiveLimit:
     the rest is the measurement in progress. ``ticket(level, now)`` is taken when a
     request starts (``level``: requests in flight, it included) and handed back to
     ``record`` with the answer and its round trip (the time since ``now``);
-    ``reserve(now)`` says how long a request that may start must wait for the pace.
+    ``reserve(now)`` says how long a request that may start must wait for the pace
+    (``hold(now)``: for the pause after a refusal only, when a fleet's pace paces it).
     """
 
     __slots__ = (
@@ -380,6 +382,7 @@ class AdaptiveLimit:
         "_probe_round_trips",
         "_probing_since",
         "_rate",
+        "_rate_measured",
         "_rate_plateau",
         "_rate_refused",
         "_rate_since",
@@ -420,6 +423,7 @@ class AdaptiveLimit:
         self._rate_refused = 0.0
         self._rate_plateau = 1.0
         self._rate_since = 0.0
+        self._rate_measured = False
         self._paced_since = 0.0
 
     @property
@@ -436,6 +440,19 @@ class AdaptiveLimit:
     def rate(self) -> float | None:
         """Requests per second, when a quota made the limit pace them; else None."""
         return self._rate
+
+    @property
+    def refused_rate(self) -> float | None:
+        """When paced: the rate the server answered when it refused (pacing began at
+        70 % of it), or settled at after a refusal since; else None."""
+        return None if self._rate is None else self._rate_refused
+
+    @property
+    def rate_measured(self) -> bool:
+        """Whether the pace, when pacing began, came from answers spanning four round trips
+        or more (else from a handful at the start: a trickle, or a burst the server
+        allowed)."""
+        return self._rate_measured
 
     @property
     def ceiling(self) -> int | None:
@@ -466,12 +483,10 @@ class AdaptiveLimit:
         self._update()
 
     def share_pace(self, rate: float) -> None:
-        """In a fleet, pace at ``rate`` (the other members' mean pace, taken by one that
-        begins to pace), if paced: the curve the pace grows back along moves with it. Its
-        own first estimate came from too few answers: one refused before it had any
-        would pace at a trickle, one that had a burst the server allowed too fast."""
+        """In a fleet, pace at ``rate`` (this member's even share of the fleet's pace), if
+        paced: the curve the pace grows back along moves with it."""
         if self._rate is not None:
-            factor = max(rate, _MIN_RATE) / self._rate
+            factor = max(rate, MIN_RATE) / self._rate
             self._rate *= factor
             self._rate_refused *= factor
 
@@ -495,6 +510,12 @@ class AdaptiveLimit:
         if self._rate is not None:
             self._next_start = start + 1.0 / self._rate
         return start - now
+
+    def hold(self, now: float) -> float:
+        """Seconds a request starting now must wait for the pause after a refusal, when
+        something else paces it (in a fleet, the members' shared pace): ``reserve``
+        without the pace."""
+        return max(0.0, self._next_start - now)
 
     def record(self, ticket: Ticket, *, rtt: float | None, refused: bool, now: float) -> None:
         """Learn from one answer: ``refused`` (overload), or clean after ``rtt`` seconds.
@@ -709,8 +730,13 @@ class AdaptiveLimit:
         if self._rate is None:
             # A quota found: pace below the rate the server answered, growing back along
             # CUBIC's curve.
-            refused = max(self._delivered_rate(), _MIN_RATE)
-            self._rate = max(_MIN_RATE, _RATE_DECREASE * refused)
+            refused = max(self._delivered_rate(), MIN_RATE)
+            deliveries = self._deliveries
+            self._rate_measured = (
+                len(deliveries) >= _MIN_SAMPLES
+                and deliveries[-1] - deliveries[0] >= 4 * self._round_trip()
+            )
+            self._rate = max(MIN_RATE, _RATE_DECREASE * refused)
             self._rate_refused = refused
             self._rate_plateau = ((refused - self._rate) / _CUBIC_SCALE) ** (1 / 3)
             self._paced_since = now
@@ -720,7 +746,7 @@ class AdaptiveLimit:
             # the start): settle below it, flat for a while, then probe above it.
             since = self._delivered_since(self._paced_since)
             answered = self._rate if since is None else min(self._rate, since)
-            self._rate = self._rate_refused = max(_MIN_RATE, _RATE_SETTLE * answered)
+            self._rate = self._rate_refused = max(MIN_RATE, _RATE_SETTLE * answered)
             self._rate_plateau = _RATE_PLATEAU
         self._rate_since = now
 
@@ -793,6 +819,19 @@ class SharedLimit(Protocol):
         """A request sent at ``sent`` (loop time) was refused, and that lowered the limit."""
         ...
 
+    @property
+    def pacing(self) -> bool:
+        """Whether paced requests start on the fleet's shared pace (``slot``)."""
+        ...
+
+    async def slot(self) -> float | None:
+        """A start time (loop time) on the fleet's shared pace; None: pace alone."""
+        ...
+
+    def put_back(self, when: float) -> None:
+        """A start time from ``slot`` that its request did not use."""
+        ...
+
 
 class Flow:
     """The client's flow control: its rate limit, and the adaptive limit of ``"auto"``.
@@ -804,7 +843,8 @@ class Flow:
     limit (``rate``: the client's own, or its fleet's) is the transport's to apply, once a
     request has its connection (see ``Transport.send``). In a fleet (``share``), a
     refusal here is told to the fleet, and one the fleet heard of lowers the limit here
-    too (``refused_elsewhere``).
+    too (``refused_elsewhere``); once paced against a quota, requests start on the fleet's
+    shared pace while Redis is there (``SharedLimit.slot``), on this limit's own without.
     """
 
     __slots__ = (
@@ -893,19 +933,48 @@ class Flow:
                 except TimeoutError:
                     return None
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        delay = self._adaptive.reserve(now)
-        if delay > 0:
-            if until is not None and now + delay > until:
+        adaptive = self._adaptive
+        shared = self._shared
+        try:
+            if shared is not None and adaptive.rate is not None and shared.pacing:
+                # Paced in a fleet: the pause after a refusal is this member's, the pace
+                # the fleet's; without Redis (no slot), the pace is its own again.
+                if not await self._wait(adaptive.hold(loop.time()), until):
+                    gate.release()
+                    return None
+                when = await shared.slot()
+                if when is not None:
+                    if until is not None and when > until:
+                        shared.put_back(when)
+                        gate.release()
+                        return None
+                    delay = when - loop.time()
+                    if delay > 0:
+                        try:
+                            await asyncio.sleep(delay)
+                        except BaseException:
+                            shared.put_back(when)
+                            raise
+                    return adaptive.ticket(gate.in_use, loop.time())
+            if not await self._wait(adaptive.reserve(loop.time()), until):
                 gate.release()
                 return None
-            try:
-                await asyncio.sleep(delay)
-            except BaseException:
-                gate.release()
-                raise
-            now = loop.time()
-        return self._adaptive.ticket(gate.in_use, now)
+        except BaseException:
+            gate.release()
+            raise
+        return adaptive.ticket(gate.in_use, loop.time())
+
+    @staticmethod
+    async def _wait(delay: float, until: float | None) -> bool:
+        """Sleep ``delay`` seconds, unless that would end past ``until``: then False, at
+        once."""
+        if delay <= 0:
+            return True
+        loop = asyncio.get_running_loop()
+        if until is not None and loop.time() + delay > until:
+            return False
+        await asyncio.sleep(delay)
+        return True
 
     def done(self, ticket: Ticket, outcome: Outcome) -> None:
         """The attempt that ``admit`` let start has ended with ``outcome``."""

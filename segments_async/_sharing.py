@@ -1,7 +1,8 @@
 """What a member of a fleet decides without I/O: how many quota slots to lease, which
 leased slot a request takes, when to tell Redis about its share of the in-flight slots,
-when to exchange news of refusals with the fleet and what is news, and whether Redis is
-worth asking at all (the circuit).
+when to exchange news of refusals with the fleet and what is news, what to tell of its
+pace and when its cap lets a paced request start, and whether Redis is worth asking at
+all (the circuit).
 
 ``_fleet.py`` carries these decisions out against Redis; everything here takes the time
 as an argument (any monotonic clock, in seconds), so tests drive it without a loop.
@@ -10,17 +11,20 @@ as an argument (any monotonic clock, in seconds), so tests drive it without a lo
 from __future__ import annotations
 
 import collections
+import enum
 import math
 from typing import Final
 
 __all__ = [
     "Circuit",
     "Membership",
+    "PaceReport",
     "QuotaShape",
     "RateSlots",
     "RefusalNews",
+    "capped_start",
     "lease_size",
-    "others_pace",
+    "pace_report",
 ]
 
 # --------------------------------------------------------------------------- the circuit
@@ -93,15 +97,20 @@ class QuotaShape:
         self.max_lease = max(1, math.ceil(per_second * LEASE_SECONDS))
 
 
-def lease_size(shape: QuotaShape, waiting: int, taken: int, seconds: float) -> int:
+def lease_size(
+    shape: QuotaShape, waiting: int, taken: int, seconds: float, *, share: float | None = None
+) -> int:
     """Slots to lease: for the requests waiting, or a tenth of a second's worth at the
     pace this process took ``taken`` slots in the last ``seconds`` (at most the quota's).
 
     Small for a process that sends little, so that it reserves little of the quota that
     it would then leave unused; one Redis round trip a tenth of a second for one that
-    sends a lot.
+    sends a lot. Given ``share`` (requests per second: an even share of the quota), a
+    tenth of a second's worth of that instead: members that all want more than their
+    share then lease alike, one lease each in turn, and so take alike (sized by what each
+    took, one that got ahead would lease more, and get further ahead).
     """
-    pace = taken / max(seconds, 1e-3)
+    pace = taken / max(seconds, 1e-3) if share is None else share
     return max(1, min(shape.max_lease, max(waiting, math.ceil(pace * LEASE_SECONDS))))
 
 
@@ -331,8 +340,55 @@ class RefusalNews:
         self.synced_at = now
 
 
-def others_pace(paces: float, paced: int, own: float) -> float | None:
-    """The other paced members' mean pace, from the sum of the paces of the ``paced``
-    members (``own`` among them if above 0); None if no other member is paced."""
-    others = paced - (own > 0)
-    return (paces - own) / others if others > 0 else None
+class PaceReport(enum.IntEnum):
+    """How a member tells the fleet's pace (kept in Redis) what it learnt."""
+
+    NOT_PACED = 0  # it does not pace (or no longer): not counted among the paced
+    CHANGE = 1  # its pace moved by this much since it took its share (a refusal, growth)
+    JOIN_LARGER = 2  # it begins to pace, from an estimate of its own: the larger stands
+    JOIN_ADD = 3  # it begins to pace, from a measured share of its own: added
+
+
+def pace_report(
+    rate: float | None, shared: float | None, measured: bool, refused: float | None = None
+) -> tuple[float, int]:
+    """What a member tells of its pace (``rate``, None when it does not pace), given the
+    share of the fleet's pace it took at its last exchange (``shared``, None if none), and
+    how (a ``PaceReport``); ``refused``: the rate the server answered at when it refused
+    (pacing began at 70 % of it).
+
+    The fleet's pace is one sum, kept in Redis, that each paced member takes an even share
+    of, and that moves as their paces move: down when one is refused (its pace settles
+    below what it had), up as one grows back along its curve. What a member that joins
+    brings depends on where its estimate came from. At the start of a fleet every member
+    finds the quota within a few round trips, each from a handful of answers (``measured``
+    false), and each such estimate is of the whole quota at best (a burst the server
+    allowed makes it more): summed, four members would send four times the quota, so the
+    larger of the fleet's pace and its estimate stands (one refused before it had answers
+    estimates a trickle: the fleet's stands). That estimate is the rate the server
+    answered at, not 70 % of it: a member's is of its own part of the server, and one
+    client alone starts at 70 % of the whole. One that sent unpaced a while measured what
+    it had, a share the others never had: its pace is added.
+    """
+    if rate is None:
+        return 0.0, PaceReport.NOT_PACED
+    if shared is None and measured:
+        return rate, PaceReport.JOIN_ADD
+    if shared is None:
+        return max(rate, refused or rate), PaceReport.JOIN_LARGER
+    return rate - shared, PaceReport.CHANGE
+
+
+#: On the fleet's shared pace a member takes at most this many times its even share: the
+#: pace serves whichever member asks, and one whose requests all wait out a
+#: ``Retry-After`` (four workers starting together find the quota together) asks for
+#: nothing meanwhile; another that took the whole pace then would finish far ahead.
+MOST_SHARE: Final = 1.5
+
+
+def capped_start(when: float, earliest: float, share: float) -> tuple[float, float]:
+    """When a request may start on a slot of the fleet's shared pace at ``when``, given
+    the earliest this member's cap allows (``earliest``) and its even ``share`` of the
+    pace (requests per second): that time, and the earliest for the next."""
+    start = max(when, earliest)
+    return start, start + 1.0 / (MOST_SHARE * share)

@@ -48,7 +48,8 @@ from typing import Any
 
 import attrs
 
-from segments_async._flow import AdaptiveLimit, Ticket
+from segments_async._flow import MIN_RATE, AdaptiveLimit, Ticket
+from segments_async._sharing import PaceReport, capped_start, pace_report
 
 
 @attrs.frozen
@@ -137,8 +138,21 @@ class _ClientState:
         return self.next - 1
 
 
-def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> list[Run]:
-    """Run every client to its end against one ``server``; what each took."""
+def simulate(
+    server: Server, clients: Sequence[Client], *, seed: int = 0, fleet: str | None = None
+) -> list[Run]:
+    """Run every client to its end against one ``server``; what each took.
+
+    ``fleet``: None, the clients know nothing of each other; ``"local"``, they are a
+    fleet whose news reaches every member at once (``_fleet.FleetLimit`` without Redis's
+    delays): a refusal that lowers one member's limit lowers the unpaced others', a member
+    that begins to pace takes the other paced members' mean pace, and when a member ends
+    the others take over its share (``AdaptiveLimit.rescale``); each paces at its own
+    rate (the fleet before its shared pace). ``"shared"``: the same, but the paced members
+    start their requests through one GCRA at the fleet's pace (``_fleet.FleetLimit``: one
+    sum that each member's learning moves, each taking an even share), each within its cap
+    of one and a half shares, instead of each at its own.
+    """
     rng = random.Random(seed)
     events: list[tuple[float, int, str, Any]] = []
     order = itertools.count()
@@ -218,6 +232,45 @@ def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> lis
         states[request[0]].rejected += 1
         answer(now, request, False)
 
+    shared = {"tat": 0.0, "told": -math.inf, "pace": 0.0}
+
+    def members() -> list[AdaptiveLimit]:
+        return [s.adaptive for s in states if s.adaptive is not None and s.finished is None]
+
+    taken: dict[int, float] = {}  # each paced member's share, as it took it
+
+    def share_paces() -> float:
+        """The fleet's pace, as Redis keeps it (``_fleet.REFUSALS_SCRIPT``), told of what
+        each paced member learnt since it took its share; each takes its share again."""
+        paced = [member for member in members() if member.rate is not None]
+        for gone in set(taken) - {id(member) for member in paced}:
+            del taken[gone]
+        pace = shared.get("pace", 0.0)
+        for member in paced:
+            told, how = pace_report(
+                member.rate, taken.get(id(member)), member.rate_measured, member.refused_rate
+            )
+            pace = max(pace, told) if how == PaceReport.JOIN_LARGER else pace + told
+        pace = shared["pace"] = max(MIN_RATE, pace)
+        for member in paced:
+            member.share_pace(pace / len(paced))
+            taken[id(member)] = member.rate or 0.0
+        return pace
+
+    def fleet_pace(adaptive: AdaptiveLimit, now: float) -> float:
+        """The wait for the next start time of the fleet's shared pace (a GCRA at the
+        fleet's pace), within this member's cap (``_sharing.capped_start``)."""
+        start = now + adaptive.hold(now)
+        pace = share_paces()
+        slot = max(shared["tat"], start)
+        shared["tat"] = slot + 1.0 / pace
+        key = id(adaptive)
+        paced = sum(member.rate is not None for member in members())
+        when, earliest[key] = capped_start(slot, earliest.get(key, 0.0), pace / paced)
+        return when - now
+
+    earliest: dict[int, float] = {}
+
     def send(state: _ClientState, now: float) -> None:
         while state.in_flight < state.limit():
             item = state.next_item(now)
@@ -229,7 +282,10 @@ def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> lis
             delay = 0.0
             if state.adaptive is not None:
                 ticket = state.adaptive.ticket(state.in_flight)
-                delay = state.adaptive.reserve(now)
+                if fleet == "shared" and state.adaptive.rate is not None:
+                    delay = fleet_pace(state.adaptive, now)
+                else:
+                    delay = state.adaptive.reserve(now)
             request = (state.index, item, now + delay, ticket)
             push(now + delay + state.spec.overhead / 2, "arrive", request)
 
@@ -237,20 +293,50 @@ def simulate(server: Server, clients: Sequence[Client], *, seed: int = 0) -> lis
         index, item, sent, ticket = request
         state = states[index]
         state.in_flight -= 1
-        if state.adaptive is not None:
+        adaptive = state.adaptive
+        if adaptive is not None:
             rtt = now - sent if ok else None
-            state.adaptive.record(ticket, rtt=rtt, refused=not ok, now=now)
+            epoch, unpaced = adaptive.epoch, adaptive.rate is None
+            adaptive.record(ticket, rtt=rtt, refused=not ok, now=now)
+            if fleet is not None and adaptive.epoch != epoch:
+                tell(state, sent, now, began_pacing=unpaced and adaptive.rate is not None)
         if ok:
             state.done.add(item)
             while state.yielded in state.done:
                 state.done.discard(state.yielded)
                 state.yielded += 1
             if state.yielded == state.spec.requests:
+                before = len(members())
                 state.finished = now
+                if fleet is not None and members():
+                    for member in members():
+                        member.rescale(before / len(members()))
+                        if id(member) in taken:  # the fleet's pace stays: no news
+                            taken[id(member)] = member.rate or 0.0
         else:
             state.retry.append((now + server.retry_after, item))
             push(now + server.retry_after, "wake", index)
         send(state, now)
+
+    def tell(state: _ClientState, sent: float, now: float, *, began_pacing: bool) -> None:
+        """A refusal lowered ``state``'s limit: the fleet hears of it at once."""
+        adaptive = state.adaptive
+        assert adaptive is not None
+        others = [s for s in states if s is not state and s.adaptive is not None]
+        others = [s for s in others if s.finished is None]
+        if began_pacing and fleet == "local":
+            paces = [s.adaptive.rate for s in others if s.adaptive and s.adaptive.rate]
+            if paces:
+                adaptive.share_pace(sum(paces) / len(paces))
+        if sent <= shared["told"] + 0.1:  # _sharing.HEAR_WITHIN: the same overload
+            return
+        shared["told"] = now
+        for other in others:
+            limit = other.adaptive
+            assert limit is not None
+            if limit.rate is None:  # Flow.refused_elsewhere
+                level = max(1, other.in_flight)
+                limit.record(Ticket(limit.epoch, level, -1, now), rtt=None, refused=True, now=now)
 
     def stall_until(state: _ClientState, start: float) -> float:
         """When the client's CPU can start work that is ready at ``start``."""

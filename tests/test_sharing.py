@@ -16,11 +16,13 @@ from segments_async._sharing import (
     SHARE_EVERY,
     Circuit,
     Membership,
+    PaceReport,
     QuotaShape,
     RateSlots,
     RefusalNews,
+    capped_start,
     lease_size,
-    others_pace,
+    pace_report,
 )
 
 # --------------------------------------------------------------------------- the circuit
@@ -89,6 +91,21 @@ def test_the_quota_never_allows_more_than_the_rate_plus_the_documented_burst(per
 def test_lease_size(per_second, waiting, taken, seconds, expected):
     shape = QuotaShape(per_second, rate_burst(per_second))
     assert expected == lease_size(shape, waiting, taken, seconds)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "taken", "seconds", "expected"),
+    [
+        (0, 0, 10.0, 5),  # nothing taken yet: a tenth of a second of the share (50/s)
+        (0, 150, 1.0, 5),  # one that took far more than its share leases no more
+        (0, 1, 1.0, 5),  # ...nor one that took less, less
+        (8, 0, 1.0, 8),  # for the requests waiting
+        (50, 0, 1.0, 20),  # never more than a tenth of a second of the whole pace
+    ],
+)
+def test_a_lease_of_the_shared_pace_is_sized_by_the_even_share(waiting, taken, seconds, expected):
+    shape = QuotaShape(200, rate_burst(200))
+    assert expected == lease_size(shape, waiting, taken, seconds, share=50.0)
 
 
 # --------------------------------------------------------------------------- leased slots
@@ -243,10 +260,34 @@ def test_the_fair_share_waits_until_the_members_limits_settle():
     assert news.share(10) is None
 
 
-def test_the_others_pace_leaves_this_members_own_out():
-    assert 50.0 == others_pace(150.0, 3, own=50.0)
-    assert 50.0 == others_pace(100.0, 2, own=0.0)  # this one is not paced
-    assert others_pace(50.0, 1, own=50.0) is None  # no other is
+@pytest.mark.parametrize(
+    ("rate", "shared", "measured", "refused", "expected"),
+    [
+        (None, None, False, None, (0.0, PaceReport.NOT_PACED)),
+        (None, 40.0, False, None, (0.0, PaceReport.NOT_PACED)),  # no longer paced
+        # Begins to pace from a handful of answers: the rate the server answered at, to
+        # stand if larger than the fleet's pace (never added: each is of the whole at best).
+        (70.0, None, False, 100.0, (100.0, PaceReport.JOIN_LARGER)),
+        (0.5, None, False, None, (0.5, PaceReport.JOIN_LARGER)),
+        # ...from a share it measured sending unpaced: its pace, added.
+        (35.0, None, True, 50.0, (35.0, PaceReport.JOIN_ADD)),
+        # Paced, with a share of the fleet's pace: what it learnt since.
+        (46.0, 50.0, False, 50.0, (-4.0, PaceReport.CHANGE)),  # refused: settled lower
+        (52.5, 50.0, True, 50.0, (2.5, PaceReport.CHANGE)),  # grown along its curve
+    ],
+)
+def test_what_a_member_tells_of_its_pace(rate, shared, measured, refused, expected):
+    assert expected == pace_report(rate, shared, measured, refused)
+
+
+def test_a_member_takes_the_fleets_slots_at_most_one_and_a_half_shares_apart():
+    earliest = 0.0
+    starts = []
+    for when in (1.0, 1.001, 1.002, 2.0):  # slots 1 ms apart, then one much later
+        start, earliest = capped_start(when, earliest, share=50.0)
+        starts.append(start)
+
+    assert [1.0, 1.0 + 1 / 75, 1.0 + 2 / 75, 2.0] == pytest.approx(starts)
 
 
 # --------------------------------------------------------------------------- the retry budget

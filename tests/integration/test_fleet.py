@@ -29,6 +29,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from segments_async import RateLimitError, RetryPolicy, SegmentsClient
 from segments_async._fleet import Fleet, FleetLimit, FleetSlots, open_fleet
 from segments_async._flow import Flow, rate_burst
+from segments_async._retry import Failure, Outcome
 from segments_async.testing import FakeSegmentsServer
 
 from ..leaks import client_tasks, settle, unclosed_warnings
@@ -446,22 +447,83 @@ async def test_the_members_keep_a_fair_share_of_their_limits_in_flight(redis_url
     assert [3, 3] == [flow.spare() for flow in flows]
 
 
-async def test_a_member_that_finds_the_quota_takes_the_others_pace(redis_url):
-    """One member paces at 60/s; the other, paced from a trickle of answers at 2/s,
-    takes 60/s at its next exchange."""
+def pace_from(adaptive: Any, refused: float) -> None:
+    """Paced from a handful of answers: at 70 % of ``refused``, the rate the server
+    answered at (``AdaptiveLimit._pace``)."""
+    adaptive._rate, adaptive._rate_refused = 0.7 * refused, refused
+
+
+async def test_the_fleets_pace_is_one_estimate_shared_evenly_and_moved_by_each(redis_url):
+    """A member paced from the server answering at 60/s: the fleet's pace is 60. Another,
+    paced from a trickle at 2/s, joins: 60 stands (estimates of the whole are not summed),
+    30 each. One refused settles 10 lower: 50 for the fleet, 25 each. It leaves: 50 for
+    the one that stays."""
     fleet, flows, members = await members_of(redis_url, 2)
     first, second = (flow.adaptive for flow in flows)
-    first._rate = first._rate_refused = 60.0
     loop = asyncio.get_running_loop()
+
+    async def exchanges(*which: FleetLimit) -> None:
+        for member in which:
+            await member._sync(loop.time())
+
     try:
-        for member in members:
-            await member._sync(loop.time())
-        second._rate = second._rate_refused = 2.0
-        for member in members:
-            await member._sync(loop.time())
+        pace_from(first, 60.0)
+        await exchanges(*members)
+        assert (60.0, None) == (first.rate, second.rate)
+        pace_from(second, 2.0)
+        await exchanges(*members, *members)
+        assert (30.0, 30.0) == (first.rate, second.rate)
+        first._rate -= 10.0  # as a refusal settles it: the fleet hears of the change
+        await exchanges(*members, *members)
+        assert (25.0, 25.0) == (pytest.approx(first.rate), pytest.approx(second.rate))
+        await members[1]._leave()
+        await exchanges(members[0])
+        assert 50.0 == pytest.approx(first.rate)
     finally:
         await fleet.aclose()
-    assert (60.0, 60.0) == (first.rate, second.rate)
+
+
+async def test_members_that_learnt_different_paces_share_the_fleets_pace_evenly(redis_url):
+    """Two members paced at 90/s and 10/s, each with one request at a time to start: on
+    the fleet's shared pace (one GCRA in Redis at the fleet's pace, 100/s) each starts
+    about half of them (each on its own pace, nine in ten would be the first's), and
+    together they start no faster than the fleet's pace."""
+    fleet, flows, members = await members_of(redis_url, 2)
+    loop = asyncio.get_running_loop()
+    for flow, member in zip(flows, members, strict=True):
+        flow.share(member)
+    try:
+        for member in members * 2:  # each hears of the other
+            await member._sync(loop.time())
+        for flow, member, pace in zip(flows, members, (90.0, 10.0), strict=True):
+            adaptive = flow.adaptive
+            for level in (4, 2, 1, 1):  # refused even one at a time: paced
+                adaptive.record(adaptive.ticket(level), rtt=None, refused=True, now=-10.0)
+            adaptive._rate = adaptive._rate_refused = pace
+            # As heard: the fleet's pace 100, of two members; each took its own pace as
+            # its share (no exchange meanwhile to even them out).
+            member._fleet_pace, member._paced, member._shared = 100.0, 2, pace
+        started: list[int] = []
+        total = 60
+
+        async def member_starts(index: int) -> None:
+            flow = flows[index]
+            while len(started) < total:
+                ticket = await flow.admit(until=None)
+                assert ticket is not None
+                started.append(index)
+                flow.done(ticket, Outcome(failure=Failure.CLOSED))  # says nothing of load
+
+        began = loop.time()
+        async with asyncio.timeout(30):
+            await asyncio.gather(member_starts(0), member_starts(1))
+        elapsed = loop.time() - began
+        assert (90.0, 10.0) == tuple(flow.adaptive.rate for flow in flows)
+    finally:
+        await fleet.aclose()
+    first = started[:total].count(0)
+    assert 0.4 * total <= first <= 0.6 * total
+    assert elapsed >= (total - rate_burst(100.0) - 2) / 100.0
 
 
 BUSY_WORKER = refused_then(
