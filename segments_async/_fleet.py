@@ -958,10 +958,11 @@ class FleetLimit:
 
     async def slot(self) -> float | None:
         """A start time (loop time, perhaps past) for a paced request, from the fleet's
-        shared pace: one GCRA in Redis at the sum of the paced members' paces
-        (``_sharing.shared_pace``), which serves whichever member asks, so that their
-        shares even out by demand; leased in batches, as ``FleetQuota`` does. None:
-        each member paces alone (not paced, the paces not heard, Redis unavailable)."""
+        shared pace: one GCRA in Redis at the fleet's pace (kept by the refusals script,
+        moved by what each member's pace learns), which serves whichever member asks, so
+        that their shares even out by demand; leased in batches, as ``FleetQuota`` does.
+        None: each member paces alone (not paced, the paces not heard, Redis
+        unavailable)."""
         fleet, shared, rate = self._fleet_pace, self._shared, self._flow.adaptive.rate
         if fleet is None or shared is None or rate is None:
             return None
