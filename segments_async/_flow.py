@@ -499,11 +499,6 @@ class AdaptiveLimit:
         # they meet is the change, not the level.
         return Ticket(self._epoch, level, self._phase_id if sent >= self._current else -1, now)
 
-    def paced(self, now: float) -> bool:
-        """Whether a request starting ``now`` may have to wait (``reserve`` says how long):
-        requests are paced, or sending pauses after a refusal."""
-        return self._rate is not None or now < self._next_start
-
     def reserve(self, now: float) -> float:
         """Seconds the request starting now must wait for the pace (usually 0)."""
         start = max(now, self._next_start)
@@ -908,7 +903,9 @@ class Flow:
         adaptive = self._adaptive
         now = (self._clock or self._bind_clock())()
         gate = self._gate
-        # Gate.try_acquire and AdaptiveLimit.paced, inline: once per request.
+        # Gate.try_acquire inline (once per request); and whether the request may have to
+        # wait (``AdaptiveLimit.reserve`` says how long): requests are paced, or sending
+        # pauses after a refusal.
         if (
             adaptive._rate is not None
             or now < adaptive._next_start
@@ -983,7 +980,8 @@ class Flow:
         # The round trip is the time the place was held, not the exchange's own: on a busy
         # event loop a request waits to run after it was let in, and a place held meanwhile
         # is a place taken (Little's law holds for what is held).
-        # (is_overload, inline: once per request.)
+        # (is_overload, inline: once per request; test_what_counts_as_overload holds both
+        # to one table.)
         failure = outcome.failure
         if failure is None:
             rtt: float | None = now - ticket.sent

@@ -1020,6 +1020,13 @@ class TestFlow:
             (Outcome(failure=Failure.CLOSED), False),
         ],
     )
-    def test_what_counts_as_overload(self, outcome, overload):
-        """429, 503, Retry-After, timeouts and lost connections say 'too much'."""
+    async def test_what_counts_as_overload(self, outcome, overload):
+        """429, 503, Retry-After, timeouts and lost connections say 'too much': to
+        ``is_overload``, and to ``Flow.done``, which has it inline (a refusal lowers the
+        limit, the first one at epoch 1)."""
         assert overload == is_overload(outcome)
+        flow = Flow(rate=None, max_connections=100)
+        ticket = flow.try_admit()
+        assert ticket is not None
+        flow.done(ticket, outcome)
+        assert overload == (flow.adaptive.epoch == 1)
