@@ -268,15 +268,10 @@ async def bench(plan: Plan, server_cpu: int | None, progress: Any) -> dict[str, 
             section["skipped"].setdefault(label, why)
         section["failed"] |= {f"{label} ({mode})": why for label, why in crashed.items()}
     if plan.kinds:
-        section["kind_rounds"] = plan.kind_rounds or plan.rounds
+        rounds = section["kind_rounds"] = plan.kind_rounds or plan.rounds
         progress("    ordinary servers: " + ", ".join(plan.kinds) + " ...")
         section["kinds"] = await _kinds.bench_kinds(
-            lib,
-            plan.kinds,
-            plan.kind_rounds or plan.rounds,
-            plan.kind_timeout,
-            server_cpu,
-            progress,
+            lib, plan.kinds, rounds, plan.kind_timeout, server_cpu, progress
         )
     if plan.gate:
         progress("    the adaptive gate's own cost ...")

@@ -121,19 +121,12 @@ def _ratio_over_rounds(
     return median(ratios) if ratios else None
 
 
-def _ratio_of_medians(
-    by_round: list[dict[str, dict[str, Any]]], name: str, against: Callable[[dict[str, Any]], bool]
-) -> float | None:
-    """``name``'s median time over the lowest median time of those ``against`` picks."""
-    medians: dict[str, float] = {}
-    for label in {label for results in by_round for label in results}:
-        ok = [r[label]["seconds"] for r in by_round if label in r and r[label]["error"] is None]
-        if ok:
-            medians[label] = median(ok)
-    others = [m for label, m in medians.items() if label != name and against({"label": label})]
-    if name not in medians or not others:
-        return None
-    return medians[name] / min(others)
+def _auto_over_best_median(contenders: dict[str, dict[str, Any]]) -> float | None:
+    """Auto's median time over the lowest median time of the fixed contenders."""
+    auto = contenders[AUTO]["median_s"]
+    fixed = [c["median_s"] for label, c in contenders.items() if label != AUTO]
+    fixed = [m for m in fixed if m is not None]
+    return auto / min(fixed) if auto is not None and fixed else None
 
 
 def _fixed_other_than(level: int) -> Callable[[dict[str, Any]], bool]:
@@ -206,15 +199,14 @@ async def bench_kinds(
                 by_round = await _compare(
                     lib, base_url, workload, size, contenders, rounds, limit, progress, kind
                 )
+                summaries = {
+                    label: _summary([r[label] for r in by_round if label in r])
+                    for label in contenders
+                }
                 kinds[kind][workload] = {
                     "size": size,
-                    "contenders": {
-                        label: _summary([r[label] for r in by_round if label in r])
-                        for label in contenders
-                    },
-                    "auto_over_best_fixed": _ratio_of_medians(
-                        by_round, AUTO, lambda c: c["label"] != AUTO
-                    ),
+                    "contenders": summaries,
+                    "auto_over_best_fixed": _auto_over_best_median(summaries),
                     "auto_over_best_of_round": _ratio_over_rounds(
                         by_round, AUTO, lambda c: c["label"] != AUTO
                     ),
