@@ -185,7 +185,10 @@ class RateLimit:
 
 # --------------------------------------------------------------------------- adaptive limit
 
-#: Where the limit starts, and how far beyond the level of an answer slow start may go.
+#: Where the limit starts, and how far beyond the level of an answer slow start may go
+#: (while answers per second follow the level all the way; less as they stop following
+#: it, down to a quarter beyond at ``_STARTUP_ELASTICITY``: HyStart++'s conservative slow
+#: start, which keeps a queue that answers come late from being flooded).
 _INITIAL: Final = 4
 _START_GROWTH: Final = 1.5
 #: ...and how low the answers alone may take it: below a few in flight, a client and a
@@ -195,26 +198,37 @@ _START_GROWTH: Final = 1.5
 _FLOOR: Final = 4
 #: How much of a step up in requests in flight must come back as answers per second (the
 #: elasticity: 1 when there is no queue, 0 when more in flight only adds latency) for
-#: slow start to go on; and for the hill climb, the knee: above it the limit steps up,
-#: below it down (each only beyond the noise). At 0.05, a step of 25 % brings 1.1 % more.
-_STARTUP_ELASTICITY: Final = 0.5
-_KNEE_ELASTICITY: Final = 0.05
+#: slow start to go on (at 0.3, each half octave brings 11 % more: a server that gains
+#: less is climbed by the hill climb); and for the hill climb, the knee: above it the limit
+#: steps up, below it down (each only beyond the noise). At 0.07, a step of 20 % brings
+#: 1.3 % more: a queue behind a busy client (its own loop batching a little more under
+#: load) gains about that much per step past the server's capacity.
+_STARTUP_ELASTICITY: Final = 0.3
+_KNEE_ELASTICITY: Final = 0.07
 #: The hill climb's cycle of phases, as shares of the limit: a probe up, a probe down,
 #: then cruising (BBR's gain cycling, shorter). A probe lasts until a window of requests
 #: sent in it has been answered in it; a cruising phase, a window of sends.
 _CYCLE: Final = (1.25, 0.8, 1.0, 1.0)
 _UP, _DOWN, _CRUISE = 0, 1, 2
-#: How far one decision moves the limit.
-_STEP: Final = 1.25
+#: How far one decision moves the limit (less than a probe, so that the probes around a
+#: new limit overlap the old ones).
+_STEP: Final = 1.2
+#: Steps up in a row below a ceiling grow: the n-th is ``_STEP ** min(n, _MAX_STEPS)``.
+_MAX_STEPS: Final = 2
 #: Answers a phase (or, in slow start, a level) needs before it is compared.
 _MIN_SAMPLES: Final = 8
 #: Cycles of probes pooled at one limit before a step down, and at most: then they start
 #: afresh. One cycle says little: a probe lasts a round trip or two, and whatever else
 #: the machine did meanwhile (another process, a collection) moves its answers more than
 #: the level does; cycles pooled give the noise between cycles, which is the one that
-#: counts (the answers within a probe share it). One cycle steps up only beyond the noise
-#: between the last cycles.
+#: counts (the answers within a probe share it). A step up takes two cycles as well, or
+#: one beyond twice the noise between the last cycles: with one standard error and one
+#: cycle, a lucky cycle now and then walked a noisy plateau up to the pool. Undecided
+#: after ``_MAX_CYCLES``, the limit steps down if the cycles lean that way (the knee is
+#: the smallest level within noise of the best).
 _DOWN_CYCLES: Final = 2
+_UP_CYCLES: Final = 2
+_UP_SIGMAS: Final = 2.0
 _MAX_CYCLES: Final = 8
 #: How fast the noise between cycles follows what consecutive cycles show.
 _NOISE_GAIN: Final = 0.25
@@ -317,24 +331,28 @@ class AdaptiveLimit:
 
     - **Slow start** (TCP, BBR's startup): from 4, one more per clean answer, never
       beyond half as much again as the level an answer proved (answers come a round trip
-      late), while each half octave more still brings at least 19 % more answers per
-      second (an elasticity of 0.5, beyond the noise).
+      late), while each half octave more still brings at least 11 % more answers per
+      second (an elasticity of 0.3, beyond the noise). As the answers stop following the
+      level all the way, slow start slows, to a quarter beyond at 0.3 (HyStart++'s
+      conservative slow start): a queue whose answers come late is not flooded.
     - **Hill climb** (the .NET thread pool's, with BBR's gain cycling): a probe at 1.25
       times the limit, then one at 0.8 times. A round trip follows the load all along (an
       event loop, a server sharing its time), so a probe counts only requests sent once
       its level was reached (after its first window of sends) and answered within it. The
       elasticity between the two probes (how much of the extra in flight came back as
       answers per second), averaged over the cycles at one limit, decides: beyond the
-      noise (a standard error between cycles: a probe lasts a round trip or two, and
-      whatever else the machine does moves all its answers together) above 0.05 the
-      limit steps up 25 % and probes again at once, below it it steps down 25 %; in
-      between, the limit is at the knee and cruises two windows of sends before the next
-      probe. One cycle steps up only beyond the noise seen between the last cycles (where
-      it is large, one lucky cycle moves nothing), a step down takes two cycles at least.
-      The knee is the smallest level within noise of the best: a step of 25 % there
-      brings 1.1 % more. Answers alone never take the limit below 4, where slow start
-      began (below a few in flight, a client and a server that take turns idle while the
-      other works); refusals do.
+      noise (a standard error between cycles, and at least what consecutive cycles have
+      shown lately: a probe lasts a round trip or two, and whatever else the machine does
+      moves all its answers together) above 0.07 the limit steps up 20 % and probes again
+      at once, below it it steps down 20 %; in between, the limit is at the knee and
+      cruises two windows of sends before the next probe. A step either way takes two
+      cycles, or, up, one beyond twice the noise (one lucky cycle moves nothing); after
+      eight cycles without a decision the limit steps down if they lean that way. The
+      knee is the smallest level within noise of the best: a step of 20 % there brings
+      1.3 % more. Below a ceiling (see refusals), steps up in a row grow to 44 %: the way
+      back is short and bounded. Answers alone never take the limit below 4, where slow
+      start began (below a few in flight, a client and a server that take turns idle
+      while the other works); refusals do.
       The round trip of a probe is the geometric mean of its answers', so a jittery
       server's slow answers weigh little.
     - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
@@ -367,6 +385,7 @@ class AdaptiveLimit:
         "_down",
         "_epoch",
         "_gains",
+        "_growth",
         "_last_gain",
         "_levels",
         "_limit",
@@ -390,6 +409,7 @@ class AdaptiveLimit:
         "_slow_start",
         "_sustained",
         "_up",
+        "_ups",
         "maximum",
     )
 
@@ -400,6 +420,7 @@ class AdaptiveLimit:
         self._cap = float(maximum)
         self._epoch = 0
         self._slow_start = True
+        self._growth = _START_GROWTH
         self._levels: dict[int, _Samples] = {}
         self._phase = _CRUISE
         self._phase_id = 0
@@ -410,6 +431,7 @@ class AdaptiveLimit:
         self._gains: list[tuple[float, float]] = []  # the cycles' at this limit
         self._noise = 0.0  # the variance of one cycle's elasticity, between cycles
         self._last_gain: float | None = None
+        self._ups = 0  # steps up in a row, each confirmed by the next cycle at once
         self._probe: _Samples | None = None  # the pool the phase under way adds to
         self._rtt: float | None = None
         self._ceiling: int | None = None
@@ -430,6 +452,11 @@ class AdaptiveLimit:
     def limit(self) -> int:
         """Requests that may be in flight now."""
         return self._current
+
+    @property
+    def starting(self) -> bool:
+        """Whether slow start is under way (no probe, refusal or step has ended it)."""
+        return self._slow_start
 
     def _update(self) -> None:
         """Work out ``limit`` (read per request, changed only by ``record``)."""
@@ -575,9 +602,15 @@ class AdaptiveLimit:
             self._limit = max(below.level, samples.level / _STEP, min(self._limit, _FLOOR))
             self._end_slow_start()
             return
+        if gain is not None:
+            # HyStart++'s conservative slow start: growth slows where answers per second
+            # stop following the level all the way (a queue forming), down to a quarter
+            # more per round trip at the elasticity where slow start ends.
+            elastic = min(1.0, max(_STARTUP_ELASTICITY, gain[0]))
+            self._growth = min(self._growth, 1.0 + (_START_GROWTH - 1.0) * elastic)
         # Never beyond half as much again as an answer proved: answers come a round trip
         # late, and a queue is found only once the requests sent into it are answered.
-        self._limit = max(self._limit, min(self._limit + 1.0, _START_GROWTH * level))
+        self._limit = max(self._limit, min(self._limit + 1.0, self._growth * level))
         if self._limit >= min(self.maximum, self._cap):
             self._end_slow_start()
 
@@ -648,20 +681,30 @@ class AdaptiveLimit:
         elasticity = sum(gain for gain, _ in gains) / cycles
         # The noise between cycles (these, or as seen lately for one), or within them if
         # larger (a steady machine, a jittery server).
+        spread = self._noise
         if cycles > 1:
-            spread = sum((gain - elasticity) ** 2 for gain, _ in gains) / (cycles - 1)
-        else:
-            spread = self._noise
+            spread = max(spread, sum((gain - elasticity) ** 2 for gain, _ in gains) / (cycles - 1))
         within = sum(error * error for _, error in gains) / cycles
         error = math.sqrt(max(spread, within) / cycles)
-        if elasticity - error > _KNEE_ELASTICITY:
-            limit = _scaled(self._limit, _STEP)
+        if elasticity - error > _KNEE_ELASTICITY and (
+            cycles >= _UP_CYCLES or elasticity - _UP_SIGMAS * error > _KNEE_ELASTICITY
+        ):
+            # Below a ceiling just found, steps up in a row grow (the ceiling bounds them):
+            # the way back after a refusal halved the limit is short.
+            self._ups = self._ups + 1 if self._ceiling is not None else 1
+            limit = _scaled(self._limit, _STEP ** min(self._ups, _MAX_STEPS))
         elif elasticity + error < _KNEE_ELASTICITY and cycles >= _DOWN_CYCLES:
             limit = max(_scaled(self._limit, 1 / _STEP), min(self._limit, _FLOOR))
+            self._ups = 0
         elif cycles < _MAX_CYCLES:
+            self._ups = 0
             return False
+        elif elasticity < _KNEE_ELASTICITY:
+            limit = max(_scaled(self._limit, 1 / _STEP), min(self._limit, _FLOOR))
+            self._ups = 0
         else:
             limit = self._limit
+            self._ups = 0
         self._restart_pools()
         moved = limit != self._limit
         self._limit = limit
@@ -689,6 +732,7 @@ class AdaptiveLimit:
         if self._rate is not None and now - self._rate_since < self._round_trip():
             return  # sent at the pace before this one: the change is one round trip old
         self._epoch += 1
+        self._ups = 0
         starting = self._slow_start
         self._slow_start = False
         self._levels.clear()

@@ -160,18 +160,21 @@ class TestHillClimb:
         """A server at its knee from 16 on, whose answers all come 20 % faster or slower
         together now and then (another process took the CPU, a collection): a lucky
         cycle is no reason to climb, and the limit does not wander up to the pool."""
-        rng = random.Random(3)
-        limit = AdaptiveLimit(100)
-        swing = [1.0]
+        peaks = []
+        for seed in range(12):
+            rng = random.Random(seed)
+            limit = AdaptiveLimit(100)
+            swing = [1.0]
 
-        def rtt_at(level: int) -> float:
-            if rng.random() < 0.3:  # the machine's mood changes, for a while
-                swing[0] = rng.choice((0.8, 1.0, 1.25))
-            return swing[0] * queueing(16)(level)
+            def rtt_at(level: int, rng: random.Random = rng, swing: list[float] = swing) -> float:
+                if rng.random() < 0.3:  # the machine's mood changes, for a while
+                    swing[0] = rng.choice((0.8, 1.0, 1.25))
+                return swing[0] * queueing(16)(level)
 
-        seen = windows(limit, 3000, rtt_at)
+            peaks.append(max(windows(limit, 3000, rtt_at)[-1000:]))
 
-        assert max(seen[-1000:]) <= 48
+        # Before: over 48 with 10 of these 12 machines' moods, up to 100 (the pool).
+        assert max(peaks) <= 48
 
     def test_a_flat_curve_does_not_walk_the_limit_below_the_start(self):
         """One request served at a time (no level brings more answers per second): the
@@ -472,6 +475,12 @@ NEAR = {"overhead": 0.0025}
 CLIENT_BOUND = {"overhead": 0.0001, "client_cost": 0.0001, "loop_cost": 0.000005, "hops": 8}
 #: Other processes take the client's CPU 20 times a second, 5 ms each time (at random).
 NOISY = {"stalls": (20.0, 0.005)}
+#: Clients whose own event loop does 0.4-0.6 ms per answer: about the benchmark's client
+#: reading pages of 100 from the queueing server (1,300-1,400 pages/s at best).
+BUSY_CLIENTS = (
+    {"overhead": 0.0005, "client_cost": 0.0006, "loop_cost": 0.00002, "hops": 4},
+    {"overhead": 0.002, "client_cost": 0.0004, "loop_cost": 0.00005, "hops": 8},
+)
 SIMULATED = {
     "queue 16 x 10 ms": (Server("queue", capacity=16, service=0.010), NEAR, 2000),
     "queue 4 x 5 ms": (Server("queue", capacity=4, service=0.005), NEAR, 1500),
@@ -507,6 +516,11 @@ SIMULATED = {
         LOOPBACK,
         5000,
     ),
+    # Answers per second grow as the load to the power 0.25 / 0.35 all the way to the pool
+    # (no knee): the benchmark's Python app awaiting 3 ms, on 2 cores shared with its
+    # client, where a fixed 64 is best and each doubling brings a fifth more.
+    "slope 0.25": (Server("slope", service=0.002, elasticity=0.25), LOOPBACK, 3000),
+    "slope 0.35": (Server("slope", service=0.002, elasticity=0.35), LOOPBACK, 3000),
     "uniform 10-50 ms": (Server("delay", latency=("uniform", 0.010, 0.050)), LOOPBACK, 3000),
     "uniform 1-5 ms": (Server("delay", latency=("uniform", 0.001, 0.005)), LOOPBACK, 20000),
     "lognormal 20 ms, sigma 0.5": (
@@ -594,6 +608,32 @@ class TestAgainstSimulatedServers:
         run_ = run(SIMULATED["queue 16 x 10 ms"][0], Client(2000, **NEAR))
 
         assert run_.max_outstanding <= 48
+
+    @pytest.mark.parametrize("workload", WORKLOADS)
+    def test_slow_start_does_not_flood_a_queue_behind_a_busy_client(self, workload):
+        """Capacity 16, and a client whose own event loop is the bottleneck on a machine
+        whose other processes take its CPU now and then: its round trips follow the load a
+        round trip late, so answers look elastic well past 16. Slow start slows as they
+        stop following the level all the way (HyStart++), and never takes the limit past
+        3x the capacity (at 1.5x a round trip throughout, it reached 71)."""
+        server = Server("queue", capacity=16, service=0.010)
+        peaks = [
+            run(server, Client(2000, workload=workload, **options | NOISY), seed=seed).start_peak
+            for options in BUSY_CLIENTS
+            for seed in range(8)
+        ]
+
+        assert max(peaks) <= 48
+
+    @pytest.mark.parametrize("workload", WORKLOADS)
+    def test_a_long_slope_is_climbed(self, workload):
+        """Answers per second grow as the load to the power 0.35 up to the pool: slow start
+        goes on while each half octave brings 30 % of its share, and the limit reaches the
+        level a fixed 64 is best at (1.13x its time when slow start ended at 0.5)."""
+        server = Server("slope", service=0.002, elasticity=0.35)
+        client = Client(3000, workload=workload, **LOOPBACK)
+
+        assert run(server, client).seconds <= 1.05 * best_fixed(server, client)
 
     @pytest.mark.parametrize("workload", WORKLOADS)
     def test_stops_at_the_knee(self, workload):
