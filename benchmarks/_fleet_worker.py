@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -31,12 +32,21 @@ async def _read(argv: list[str]) -> dict[str, Any]:
         options["fleet"] = fleet
     window: int | str = concurrency if concurrency == "auto" else int(concurrency)
     expected = int(pages) * PER_PAGE
+    trace = os.environ.get("SEGMENTS_TRACE_FLOW")
+    if trace:
+        from . import _flow_trace
+
+        _flow_trace.install()
     client = lib.SegmentsClient(base_url, TOKEN, **options)
     print("READY", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     seen = 0
     error: str | None = None
     started = time.perf_counter()
+    sampler = None
+    if trace:
+        _flow_trace.T0[0] = started
+        sampler = asyncio.create_task(_flow_trace.sample(client, lambda: seen))
 
     async def progress() -> None:
         while True:
@@ -56,7 +66,12 @@ async def _read(argv: list[str]) -> dict[str, Any]:
         error = type(exc).__name__
     finally:
         reporter.cancel()
+        if sampler is not None:
+            sampler.cancel()
     seconds = time.perf_counter() - started
+    if trace:
+        _flow_trace.emit("end", seconds=seconds, seen=seen)
+        _flow_trace.write(f"{trace}.{start_page}")
     if error is None and seen != expected:
         error = f"saw {seen} items, expected {expected}"
     return {"seconds": seconds, "items": seen, "error": error}

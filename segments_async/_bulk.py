@@ -10,13 +10,18 @@ limit's gate beyond those waited for), as many as that gate lets in: a worker st
 another while places are free and ends when it would have to wait for one. Workers parked
 at the gate would each take the place of one that just finished (a task switch per
 request that a fixed concurrency never makes), and a worker waiting out a ``Retry-After``
-holds no place, so another takes it meanwhile.
+holds no place, so another takes it meanwhile: its call says so (``backing_off``), and
+workers start for the places free then. Were the others to start only as calls end, the
+calls in flight refused together (a limit of two or three, after a refusal) would leave
+every worker asleep and nothing sent until the first backoff ended, however much room the
+window had: a second of nothing for a ``Retry-After: 1``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -26,7 +31,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from ._errors import (
     AuthenticationError,
@@ -38,7 +43,7 @@ from ._errors import (
 from ._flow import Gate
 from ._models import BulkFailure, BulkResult, BulkSuccess
 
-__all__ = ["bulk_results"]
+__all__ = ["backing_off", "bulk_results"]
 
 _I = TypeVar("_I")
 _T = TypeVar("_T")
@@ -51,6 +56,19 @@ _FATAL: tuple[type[SegmentsError], ...] = (
 )
 
 _EXHAUSTED = object()
+
+#: The ``spare``-staffed run (``"auto"``) whose worker the running task is, if any.
+_WORKER_OF: Final[contextvars.ContextVar[_Run[Any, Any] | None]] = contextvars.ContextVar(
+    "segments_async_bulk_worker", default=None
+)
+
+
+def backing_off() -> None:
+    """The call under way waits out a backoff, holding no place at the adaptive limit: if
+    it is an ``"auto"`` bulk operation's, workers start for the places free meanwhile."""
+    run = _WORKER_OF.get()
+    if run is not None:
+        run.backing_off()
 
 
 class _Input(Generic[_I]):
@@ -204,6 +222,17 @@ class _Run(Generic[_I, _T]):
             self.hire(min(spare - 1, self.most - self.working))
         return True
 
+    def backing_off(self) -> None:
+        """A worker's call waits out a backoff and gave its place back: start workers for
+        the places free beyond those starting (else, were every worker asleep so, nothing
+        would be sent until a backoff ended)."""
+        if self.source.exhausted:
+            return
+        assert self.spare is not None
+        count = min(self.spare() - self.starting, self.most - self.working)
+        if count > 0:
+            self.hire(count)
+
     def next_result(self) -> BulkResult[_T, _I] | None:
         """The result to yield now, if it is there."""
         if not self.ordered:
@@ -217,6 +246,8 @@ class _Run(Generic[_I, _T]):
         """Pull an input, make its call, store its result; until the input runs dry."""
         room, source, call = self.room, self.source, self.call
         self.starting -= 1  # it asks for its place in this step (unless the window is full)
+        if self.spare is not None:
+            _WORKER_OF.set(self)  # this task's context: its calls' backoffs find the run
         try:
             while True:
                 if not room.try_acquire():

@@ -22,6 +22,7 @@ import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import _decode, _retry
+from ._bulk import backing_off
 from ._errors import (
     APIStatusError,
     APITimeoutError,
@@ -503,6 +504,8 @@ class SegmentsClient:
                 decision = self._decide(call, outcome, until)
                 if decision.action is not Action.RETRY:
                     break
+                if adaptive:
+                    backing_off()  # its place is free meanwhile: a bulk worker may take it
                 await self._back_off(call, url, outcome, decision)
         except asyncio.CancelledError:
             if not transport.closed_under(task):

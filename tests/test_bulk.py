@@ -24,7 +24,7 @@ from segments_async import (
     Segment,
     SegmentsClient,
 )
-from segments_async._bulk import bulk_results
+from segments_async._bulk import backing_off, bulk_results
 from segments_async._retry import Failure
 
 from .fakes import FakeTransport, Sent, install
@@ -485,6 +485,7 @@ class Places:
     def __init__(self, free: int) -> None:
         self.free = free
         self.calls: list[asyncio.Future[str]] = []
+        self.backing_off = 0  # how many calls to come back off first (backing_off_call)
 
     def spare(self) -> int:
         return self.free
@@ -498,18 +499,40 @@ class Places:
         finally:
             self.free += 1
 
+    async def backing_off_call(self, item: str) -> str:
+        """A call that gives its place back and waits out a backoff (its answer: a retry),
+        as the client's call loop does after a 429 with ``Retry-After``; then ``call``.
+        Only the first ``self.backing_off`` calls do, the others are plain ``call``s."""
+        if self.backing_off <= 0:
+            return await self.call(item)
+        self.backing_off -= 1
+        self.free -= 1
+        retry = asyncio.get_running_loop().create_future()
+        self.calls.append(retry)
+        self.free += 1
+        backing_off()
+        await retry
+        return await self.call(item)
+
     def answer(self, index: int, *, free_after: int | None = None) -> None:
         self.calls[index].set_result(f"done {index}")
         if free_after is not None:
             self.free = free_after - 1  # the place given back when the call returns
 
     def run(
-        self, inputs: Iterable[str] | None = None, *, workers: int = 100
+        self,
+        inputs: Iterable[str] | None = None,
+        *,
+        workers: int = 100,
+        backing_off: int = 0,
     ) -> tuple[AsyncGenerator[BulkResult[str, str], None], asyncio.Task[BulkResult[str, str]]]:
         """``bulk_results`` of ``inputs`` (20 names by default) through these places, and a
-        task awaiting its first result."""
+        task awaiting its first result; ``backing_off``: how many calls first wait out a
+        backoff (``backing_off_call``)."""
         names = (f"n{i}" for i in range(20)) if inputs is None else inputs
-        results = bulk_results(names, self.call, workers=workers, window=200, spare=self.spare)
+        self.backing_off = backing_off
+        call = self.call if not backing_off else self.backing_off_call
+        results = bulk_results(names, call, workers=workers, window=200, spare=self.spare)
         return results, asyncio.create_task(anext(results))
 
 
@@ -574,6 +597,54 @@ class TestWorkersFollowTheAdaptiveLimit:
 
         assert 4 + 1 == len(places.calls)
         await stop(first, results)
+
+    async def test_a_call_backing_off_gives_its_place_to_a_new_worker(self):
+        """Every call in flight refused and waiting out a ``Retry-After``: workers start for
+        the places they gave back, instead of nothing being sent until a backoff ends."""
+        places = Places(2)
+        results, first = places.run(backing_off=2)
+        await settle()
+
+        assert 2 + 2 == len(places.calls)  # the two backing off, and two more in flight
+        assert 0 == places.free
+        await stop(first, results)
+
+    async def test_no_new_worker_without_a_free_place(self):
+        """A call backs off but the gate's places are all taken: no worker starts."""
+        places = Places(1)
+        places.free = 0  # taken by another operation of the client, once the call is sent
+        results, first = places.run(["a", "b", "c"], backing_off=1)
+        await settle()
+
+        assert 1 == len(places.calls)  # the first one's backoff only
+        await stop(first, results)
+
+    async def test_a_fixed_concurrency_starts_no_worker_on_a_backoff(self):
+        """Without ``spare`` (a fixed concurrency) the workers are all there already."""
+        places = Places(5)
+        places.backing_off = 1
+        results = bulk_results(["a", "b", "c"], places.backing_off_call, workers=1, window=2)
+        first = asyncio.create_task(anext(results))
+        await settle()
+
+        assert 1 == len(places.calls)
+        await stop(first, results)
+
+    async def test_auto_sends_while_every_call_waits_out_a_retry_after(self):
+        """ "auto", the four requests in flight all refused with ``Retry-After``: the next
+        pages are asked for meanwhile (before the fix, nothing until the backoff ended)."""
+        async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy()) as client:
+            fake = install(client)
+            results = client.segments.create_many((f"n{i}" for i in range(100)), concurrency="auto")
+            first = asyncio.create_task(anext(results))
+            refused = [await fake.next() for _ in range(4)]
+            for sent in refused:
+                sent.answer(429, {"success": False}, **{"Retry-After": "60"})
+            async with asyncio.timeout(5):  # the backoffs last a minute
+                after = await fake.next()
+
+            assert after.body not in {sent.body for sent in refused}
+            await stop(first, results)
 
     async def test_auto_keeps_no_worker_parked(self, client):
         """With "auto", as many tasks as the adaptive limit's places (4 to start with), not
