@@ -719,7 +719,9 @@ class FleetSlots:
         """Wait for a fleet slot (first come, first served within this member)."""
         if self._task is None or self._task.done():  # none yet, or its loop ended
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = asyncio.get_running_loop().create_task(
+                _kept_running(self._run, "slots")
+            )
         if not self._gate.try_acquire():
             self._poke()
             await self._gate.acquire()
@@ -857,7 +859,9 @@ class FleetLimit:
         self.idle = False
         if self._task is None or self._task.done():  # none yet, or its loop ended
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = asyncio.get_running_loop().create_task(
+                _kept_running(self._run, "refusals")
+            )
         else:
             assert self._wake is not None
             self._wake.set()
@@ -1100,6 +1104,28 @@ class Fleet:
         for part in self._parts:
             await part.aclose()
         await self._link.aclose()
+
+
+async def _kept_running(loop_body: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run a member's exchange loop; should it fail (a bug: Redis's own errors are handled
+    within), say so once with the traceback and start it again a lease's renewal later,
+    rather than let the exchange stop unseen for the rest of the run."""
+    told = False
+    while True:
+        try:
+            await loop_body()
+            return
+        except Exception:
+            if not told:
+                logger.error(
+                    "fleet: the %s exchange with Redis failed; it starts again in %g s,"
+                    " and meanwhile this process's flow control goes on alone",
+                    what,
+                    RENEW_EVERY,
+                    exc_info=True,
+                )
+                told = True
+        await asyncio.sleep(RENEW_EVERY)
 
 
 async def _wait(wake: asyncio.Event, due: float) -> None:

@@ -375,6 +375,38 @@ async def test_a_refusal_seen_by_one_process_lowers_the_others_limit(refusing_ap
         assert adaptive.limit < adaptive.ceiling
 
 
+async def test_an_exchange_that_fails_with_a_bug_says_so_once_and_starts_again(
+    api, redis_url, monkeypatch, caplog
+):
+    """Should the refusals exchange raise (a bug: Redis's own errors are handled within),
+    it does not stop unseen for the rest of the run: one ERROR with the traceback, and it
+    starts again a lease's renewal later."""
+    monkeypatch.setattr("segments_async._fleet.RENEW_EVERY", 0.05)
+    synced = 0
+    original = FleetLimit._sync
+
+    async def sync_failing_twice(self: FleetLimit, now: float) -> None:
+        nonlocal synced
+        synced += 1
+        if synced <= 2:
+            raise RuntimeError("a bug in the exchange")
+        await original(self, now)
+
+    monkeypatch.setattr(FleetLimit, "_sync", sync_failing_twice)
+    server, _ = api
+    caplog.set_level(logging.ERROR, logger="segments_async")
+    async with asyncio.timeout(30), make_client(server.url, fleet=redis_url) as client:
+        started = time.monotonic()
+        await auto_calls(client, lambda: synced >= 4 or time.monotonic() - started > 10)
+
+    assert synced >= 4  # it went on after failing
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert 1 == len(errors)  # once, however often it fails
+    assert "refusals exchange" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    assert "a bug in the exchange" in caplog.text
+
+
 async def test_the_share_of_a_member_that_leaves_goes_to_those_that_stay(refusing_api, redis_url):
     async with asyncio.timeout(60), make_client(refusing_api.url, fleet=redis_url) as stays:
         adaptive = stays._shared.flow.adaptive
