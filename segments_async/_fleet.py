@@ -719,9 +719,7 @@ class FleetSlots:
         """Wait for a fleet slot (first come, first served within this member)."""
         if self._task is None or self._task.done():  # none yet, or its loop ended
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(
-                _kept_running(self._run, "slots")
-            )
+            self._task = asyncio.get_running_loop().create_task(_kept_running(self._run, "slots"))
         if not self._gate.try_acquire():
             self._poke()
             await self._gate.acquire()
@@ -1114,7 +1112,6 @@ async def _kept_running(loop_body: Callable[[], Awaitable[None]], what: str) -> 
     while True:
         try:
             await loop_body()
-            return
         except Exception:
             if not told:
                 logger.error(
@@ -1125,6 +1122,8 @@ async def _kept_running(loop_body: Callable[[], Awaitable[None]], what: str) -> 
                     exc_info=True,
                 )
                 told = True
+        else:
+            return
         await asyncio.sleep(RENEW_EVERY)
 
 
