@@ -218,19 +218,21 @@ class _Run(Generic[_I, _T]):
         spare = self.spare() - self.starting
         if spare <= 0:
             return self.working == 1  # the last one waits for a place
-        if spare > 1 and not self.source.exhausted:
-            self.hire(min(spare - 1, self.most - self.working))
+        self.staff(spare - 1)  # the places beyond its own
         return True
 
     def backing_off(self) -> None:
         """A worker's call waits out a backoff and gave its place back: start workers for
         the places free beyond those starting (else, were every worker asleep so, nothing
         would be sent until a backoff ended)."""
-        if self.source.exhausted:
-            return
         assert self.spare is not None
-        count = min(self.spare() - self.starting, self.most - self.working)
-        if count > 0:
+        self.staff(self.spare() - self.starting)
+
+    def staff(self, free: int) -> None:
+        """Start workers for ``free`` places (``most`` working at most), while the input
+        lasts."""
+        count = min(free, self.most - self.working)
+        if count > 0 and not self.source.exhausted:
             self.hire(count)
 
     def next_result(self) -> BulkResult[_T, _I] | None:
