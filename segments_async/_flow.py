@@ -693,18 +693,17 @@ class AdaptiveLimit:
             # the way back after a refusal halved the limit is short.
             self._ups = self._ups + 1 if self._ceiling is not None else 1
             limit = _scaled(self._limit, _STEP ** min(self._ups, _MAX_STEPS))
-        elif elasticity + error < _KNEE_ELASTICITY and cycles >= _DOWN_CYCLES:
-            limit = max(_scaled(self._limit, 1 / _STEP), min(self._limit, _FLOOR))
-            self._ups = 0
-        elif cycles < _MAX_CYCLES:
-            self._ups = 0
-            return False
-        elif elasticity < _KNEE_ELASTICITY:
-            limit = max(_scaled(self._limit, 1 / _STEP), min(self._limit, _FLOOR))
-            self._ups = 0
         else:
-            limit = self._limit
             self._ups = 0
+            last = cycles >= _MAX_CYCLES  # undecided so long: it leans, or it holds
+            if (elasticity + error < _KNEE_ELASTICITY and cycles >= _DOWN_CYCLES) or (
+                last and elasticity < _KNEE_ELASTICITY
+            ):
+                limit = max(_scaled(self._limit, 1 / _STEP), min(self._limit, _FLOOR))
+            elif not last:
+                return False
+            else:
+                limit = self._limit
         self._restart_pools()
         moved = limit != self._limit
         self._limit = limit
