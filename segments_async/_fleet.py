@@ -780,7 +780,10 @@ class FleetLimit:
     The members share one server, so a refusal one of them sees (a 429, a 503, a timeout)
     says that the fleet as a whole sends too much: each member lowers its own limit as if
     one of its own requests had been refused at the level it has in flight (its ceiling,
-    its pace, as ``AdaptiveLimit`` decides alone). Each member's limit learns on its own
+    as ``AdaptiveLimit`` decides alone). Whether the server counts requests per second
+    (a quota: pace) is told by the fleet's levels, the sum of the members' limits heard
+    at each exchange (``AdaptiveLimit.fleet_heard``), not by one member's: the others go
+    on at their levels until they hear of its refusal. Each member's limit learns on its own
     answers, but what it keeps in flight is an even share of the members' limits
     (``Flow.fleet_share``) once they settled: learnt apart, they end up unequal (one
     refused at a low level stays below it for seconds).
@@ -906,15 +909,20 @@ class FleetLimit:
             self._news.lost(now)
             self._fleet_pace = self._shared = None  # it joins again once Redis is back
             flow.fleet_share(None)
+            flow.adaptive.fleet_left()
         else:
             counted, mine, members, limits, paced = (int(field) for field in answer[:5])
             news, grown = self._news.heard(now, counted, bool(mine), members)
+            share = self._news.share(limits)
+            # What the fleet sends, before the news below lowers the limit here: a quota is
+            # told by the fleet's levels, not by this member's.
+            flow.adaptive.fleet_heard(limits, self._news.members, settled=share is not None)
             if news:
                 # Unless its own limit was lowered since it last heard: the same overload.
                 flow.refused_elsewhere(self._epoch)
             if grown > 1:
                 flow.adaptive.rescale(grown)
-            flow.fleet_share(self._news.share(limits))
+            flow.fleet_share(share)
             self._share_pace(learnt, float(answer[5]), paced)
         self._epoch = flow.adaptive.epoch
 

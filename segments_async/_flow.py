@@ -368,6 +368,19 @@ class AdaptiveLimit:
       server has let through since it began refusing, the pace settles at 92 % of that,
       flat for 3 s before CUBIC probes above it. A refusal within a round trip of a
       change of pace was sent before it, and changes nothing.
+    - **In a fleet** (``fleet_heard``): the server sees what every member sends, and the
+      others go on at their levels until they hear of a refusal here (50-100 ms later,
+      through Redis). So the evidence of a quota is the fleet's: the sum of the members'
+      limits, once they settled after the last refusal, held a while at the sum that
+      refusal met, or is at most half of it (each member halved), and is refused again;
+      or every member is down to one request at a time. A member's own levels say
+      nothing there (refused again at the level it was just cut to, before the others
+      had heard: their overload), and a member that took them for a quota paced alone
+      at a trickle and finished seconds after the others. Nor does a member's level
+      measure the overload: a refusal counts at least at its even share of the sum (a
+      member refused at 1 or 2 while the others sent more kept a ceiling there, and the
+      fleet half its capacity, for the rest of the run). Without Redis (``fleet_left``),
+      its own levels again.
 
     What it has learnt is a few numbers (``limit``, ``ceiling``, ``rate``, ``epoch``);
     the rest is the measurement in progress. ``ticket(level, now)`` is taken when a
@@ -384,6 +397,13 @@ class AdaptiveLimit:
         "_deliveries",
         "_down",
         "_epoch",
+        "_fleet",
+        "_fleet_ceiling",
+        "_fleet_holding",
+        "_fleet_level",
+        "_fleet_members",
+        "_fleet_sum",
+        "_fleet_total",
         "_gains",
         "_growth",
         "_last_gain",
@@ -447,6 +467,16 @@ class AdaptiveLimit:
         self._rate_since = 0.0
         self._rate_measured = False
         self._paced_since = 0.0
+        # In a fleet (``fleet_heard``): the members' limits summed, as last heard settled
+        # (None: not settled now), and ever; that sum when a refusal last lowered the
+        # limit; and whether it is at least that again now.
+        self._fleet = False
+        self._fleet_total: int | None = None
+        self._fleet_level: int | None = None
+        self._fleet_ceiling: int | None = None
+        self._fleet_holding = False
+        self._fleet_members = 1
+        self._fleet_sum = 0
 
     @property
     def limit(self) -> int:
@@ -517,6 +547,29 @@ class AdaptiveLimit:
             self._rate *= factor
             self._rate_refused *= factor
 
+    def fleet_heard(self, limits: int, members: int, *, settled: bool) -> None:
+        """In a fleet: the sum of the members' ``limits`` and how many ``members`` there
+        are, as heard at an exchange; ``settled``: no refusal, nor a member that left, was
+        heard lately (else their limits may still move). From now on the evidence of a
+        quota is the fleet's, not this member's (see the class); ``fleet_left`` when Redis
+        is lost."""
+        self._fleet = True
+        self._fleet_sum = limits
+        self._fleet_members = max(1, members)
+        if not settled:
+            self._fleet_total = None
+            self._fleet_holding = False
+            return
+        self._fleet_total = self._fleet_level = limits
+        ceiling = self._fleet_ceiling
+        self._fleet_holding = ceiling is not None and limits >= ceiling
+
+    def fleet_left(self) -> None:
+        """Alone again (Redis lost): the evidence of a quota is this member's own."""
+        self._fleet = False
+        self._fleet_total = None
+        self._fleet_holding = False
+
     def ticket(self, level: int, now: float = 0.0) -> Ticket:
         """What ``record`` needs to know of a request that starts at ``level`` (requests
         in flight, it included), ``now``."""
@@ -563,7 +616,7 @@ class AdaptiveLimit:
             self._grow_rate(now)
         moved = False
         if self._ceiling is not None:
-            if ticket.level >= self._ceiling:
+            if self._fleet_holding if self._fleet else ticket.level >= self._ceiling:
                 self._sustained += 1
             cap = self._ceiling_cap(ticket.level, now)
             moved = cap != self._cap
@@ -730,6 +783,11 @@ class AdaptiveLimit:
     def _refused(self, level: int, now: float) -> None:
         if self._rate is not None and now - self._rate_since < self._round_trip():
             return  # sent at the pace before this one: the change is one round trip old
+        if self._fleet:
+            # The server refused the fleet's sum, of which this member's even share is what
+            # its level stands for: its own may be low (the others sent, or its requests
+            # waited out a backoff), and a ceiling there would keep it low for seconds.
+            level = max(level, round(self._fleet_sum / self._fleet_members))
         self._epoch += 1
         self._ups = 0
         starting = self._slow_start
@@ -738,13 +796,18 @@ class AdaptiveLimit:
         self._restart_pools()
         self._next_phase(_CRUISE)
         self._next_start = max(self._next_start, now + self._round_trip())
-        ceiling = self._ceiling
         # A level that had held a while, or the level the last refusal cut the limit to:
         # what the server counts is requests per second, not requests in flight.
-        held = ceiling is not None and self._sustained >= 2 * level
-        cut = ceiling is not None and level <= ceiling * _DECREASE
+        # So does a refusal of one request at a time.
+        if self._fleet:
+            held, cut, single = self._fleet_evidence(level)
+        else:
+            ceiling = self._ceiling
+            held = ceiling is not None and self._sustained >= 2 * level
+            cut = ceiling is not None and level <= ceiling * _DECREASE
+            single = level <= 1 and self._limit < 2
         self._sustained = 0
-        if self._rate is not None or held or cut or (level <= 1 and self._limit < 2):
+        if self._rate is not None or held or cut or single:
             self._pace(now)
             return
         failed_probe = self._ceiling is not None and level >= self._ceiling
@@ -763,6 +826,27 @@ class AdaptiveLimit:
             self._limit = min(self._limit, self._cap)
             return
         self._limit = max(1.0, math.floor(min(self._limit, level) * _DECREASE))
+
+    def _fleet_evidence(self, level: int) -> tuple[bool, bool, bool]:
+        """In a fleet, a refusal (here, or heard from another member) says the server
+        counts requests per second when the fleet's levels say so, not this member's own:
+        the server sees what every member sends, and the others go on at their levels until
+        they hear of a decrease here. Only once the members' limits settled after the last
+        refusal: their sum held a while at the sum a refusal met, or is at most the share
+        of it a decrease leaves, or every member is down to one request at a time.
+        Whether it ``held``, was ``cut``, or was refused ``single``."""
+        total, ceiling = self._fleet_total, self._fleet_ceiling
+        single = level <= 1 and self._limit < 2 and self._fleet_sum <= self._fleet_members
+        held = cut = False
+        if total is not None and ceiling is not None:
+            held = self._sustained >= 2 * level
+            cut = total <= ceiling * _DECREASE
+        # The sum the next refusal is measured against: the last settled one (until the
+        # members settle again, it is what met this refusal).
+        self._fleet_ceiling = self._fleet_level
+        self._fleet_total = None
+        self._fleet_holding = False
+        return held, cut, single
 
     def _pace(self, now: float) -> None:
         if self._rate is None:

@@ -55,7 +55,7 @@ from typing import Any
 import attrs
 
 from segments_async._flow import MIN_RATE, AdaptiveLimit, Ticket
-from segments_async._sharing import PaceReport, capped_start, pace_report
+from segments_async._sharing import SHARE_EVERY, PaceReport, capped_start, pace_report
 
 
 @attrs.frozen
@@ -128,10 +128,13 @@ class _ClientState:
         self.next_stall = math.inf
         self.finished: float | None = None
         self.start_peak = 0
+        self.epoch = 0  # in a fleet: the limit's epoch when it last heard the others
+        self.share: int | None = None  # in a fleet: an even share of the members' limits
 
     def limit(self) -> int:
         if self.adaptive is not None:
-            return min(self.workers, self.adaptive.limit)
+            share = self.share
+            return min(self.workers, self.adaptive.limit if share is None else share)
         assert self.spec.fixed is not None
         return min(self.workers, self.spec.fixed)
 
@@ -148,7 +151,12 @@ class _ClientState:
 
 
 def simulate(
-    server: Server, clients: Sequence[Client], *, seed: int = 0, fleet: str | None = None
+    server: Server,
+    clients: Sequence[Client],
+    *,
+    seed: int = 0,
+    fleet: str | None = None,
+    hear_within: float = 0.0,
 ) -> list[Run]:
     """Run every client to its end against one ``server``; what each took.
 
@@ -160,7 +168,12 @@ def simulate(
     rate (the fleet before its shared pace). ``"shared"``: the same, but the paced members
     start their requests through one GCRA at the fleet's pace (``_fleet.FleetLimit``: one
     sum that each member's learning moves, each taking an even share), each within its cap
-    of one and a half shares, instead of each at its own.
+    of one and a half shares, instead of each at its own. ``hear_within`` (a fleet's): the
+    others hear of a refusal this long after it lowered a member's limit (an exchange with
+    Redis each way, ``_sharing.HEAR_WITHIN`` at most), not at once; and every
+    ``_sharing.SHARE_EVERY`` each member exchanges: it keeps in flight an even share of the
+    members' limits once no refusal was heard for two exchanges (``Flow.fleet_share``), its
+    own limit until then, and hears their sum (``AdaptiveLimit.fleet_heard``).
     """
     rng = random.Random(seed)
     events: list[tuple[float, int, str, Any]] = []
@@ -300,6 +313,7 @@ def simulate(
                     delay = fleet_pace(state.adaptive, now)
                 else:
                     delay = state.adaptive.reserve(now)
+                ticket.sent = now + delay
             request = (state.index, item, now + delay, ticket)
             push(now + delay + state.spec.overhead / 2, "arrive", request)
 
@@ -347,12 +361,41 @@ def simulate(
         if sent <= shared["told"] + 0.1:  # _sharing.HEAR_WITHIN: the same overload
             return
         shared["told"] = now
-        for other in others:
+        if hear_within:
+            state.share = None  # its own, lowered, until the fleet's have settled
+        # Each hears it as news unless its own limit was lowered since it last heard.
+        heard = [(other, other.epoch if hear_within else other.adaptive.epoch) for other in others]
+        if hear_within:
+            push(now + hear_within, "news", heard)
+        else:
+            news(heard, now)
+
+    def news(heard: list[tuple[_ClientState, int]], now: float) -> None:
+        """Another member's refusal, heard (``Flow.refused_elsewhere``)."""
+        for other, epoch in heard:
             limit = other.adaptive
             assert limit is not None
-            if limit.rate is None:  # Flow.refused_elsewhere
+            if other.finished is None and limit.rate is None:
                 level = max(1, other.in_flight)
-                limit.record(Ticket(limit.epoch, level, -1, now), rtt=None, refused=True, now=now)
+                limit.record(Ticket(epoch, level, -1, now), rtt=None, refused=True, now=now)
+                other.share = None
+
+    def exchange(now: float) -> None:
+        """Every member's exchange with Redis: an even share of the members' limits, and
+        their sum, once settled (``_sharing.RefusalNews.share``)."""
+        live = [s for s in states if s.adaptive is not None and s.finished is None]
+        if not live:
+            return
+        # (RefusalNews: two calm exchanges after the first, or after news.)
+        settled = now - max(shared["told"], 0.0) >= 2 * SHARE_EVERY + hear_within
+        total = sum(s.adaptive.limit for s in live if s.adaptive is not None)
+        for member in live:
+            assert member.adaptive is not None
+            member.epoch = member.adaptive.epoch
+            member.share = max(1, round(total / len(live))) if settled else None
+            member.adaptive.fleet_heard(total, len(live), settled=settled)
+            send(member, now)
+        push(now + SHARE_EVERY, "exchange", None)
 
     def stall_until(state: _ClientState, start: float) -> float:
         """When the client's CPU can start work that is ready at ``start``."""
@@ -384,6 +427,8 @@ def simulate(
             state.steps.append((hops, request, ok))
         push(now, "iteration", state)
 
+    if fleet is not None and hear_within:
+        push(0.0, "exchange", None)  # (at the first request, as ``FleetLimit.wake``)
     for state in states:
         if state.spec.stalls[0]:
             state.next_stall = rng.expovariate(state.spec.stalls[0])
@@ -418,6 +463,10 @@ def simulate(
                 handle(now, request, ok)
         elif kind == "iteration":
             iteration(data, now)
+        elif kind == "news":
+            news(data, now)
+        elif kind == "exchange":
+            exchange(now)
         else:
             send(states[data], now)
     return [

@@ -14,6 +14,7 @@ from segments_async._flow import (
     Flow,
     Gate,
     RateLimit,
+    Ticket,
     check_rate_limit,
     is_overload,
 )
@@ -361,6 +362,101 @@ class TestQuota:
 
         assert limit.rate is not None
 
+    def test_in_a_fleet_refused_again_before_the_limits_settled_is_no_quota(self):
+        """In a fleet, refused at 8 after 16 before the members' limits settled after the
+        first refusal: the others went on at their levels until they heard of it (their
+        limits still sum to 60), so the fleet's overload, not a quota (alone, the same
+        paces: the test above), and the limit already halved for it stays."""
+        limit = AdaptiveLimit(100)
+        limit.fleet_heard(64, 4, settled=True)
+        now = answered(limit, 30)
+        limit.record(limit.ticket(16), rtt=None, refused=True, now=now)
+        limit.fleet_heard(60, 4, settled=False)
+        limit.record(limit.ticket(limit.limit), rtt=None, refused=True, now=now + RTT)
+
+        assert (None, 2, 8) == (limit.rate, limit.epoch, limit.limit)
+
+    def test_in_a_fleet_refused_at_the_sum_a_refusal_cut_the_limits_to_paces(self):
+        """The members' limits summed 64 when one was refused; settled at 32 since (each
+        halved), and refused again, here or elsewhere: the server counts per second. Settled
+        at 40 (some climbed back), it does not."""
+        for settled_at, paces in ((32, True), (40, False)):
+            for elsewhere in (False, True):
+                limit = AdaptiveLimit(100)
+                limit.fleet_heard(64, 4, settled=True)
+                now = answered(limit, 30)
+                limit.record(limit.ticket(16), rtt=None, refused=True, now=now)
+                limit.fleet_heard(settled_at, 4, settled=True)
+                if elsewhere:  # Flow.refused_elsewhere: at the level in flight here
+                    ticket = Ticket(limit.epoch, 3, -1, now)
+                else:
+                    ticket = limit.ticket(limit.limit, now)
+                limit.record(ticket, rtt=None, refused=True, now=now + 0.2)
+
+                assert paces == (limit.rate is not None), (settled_at, elsewhere)
+
+    def test_in_a_fleet_a_sum_that_held_at_the_one_refused_then_refused_paces(self):
+        """The fleet's limits summed 24 when refused; settled back at 24 and held a while
+        (answers here at 6, its share), then refused: a quota. The member's own level
+        holding at its ceiling says nothing in a fleet (the others may have been lower)."""
+        limit = AdaptiveLimit(100)
+        limit.fleet_heard(24, 4, settled=True)
+        now = answered(limit, 30)
+        limit.record(limit.ticket(6), rtt=None, refused=True, now=now)
+        limit.fleet_heard(12, 4, settled=True)  # the sum not held: answers at 6 count not
+        for _ in range(20):
+            now += 0.005
+            limit.record(limit.ticket(6), rtt=RTT, refused=False, now=now)
+        limit.fleet_heard(24, 4, settled=True)
+        first = limit.epoch
+        for _ in range(11):
+            now += 0.005
+            limit.record(limit.ticket(6), rtt=RTT, refused=False, now=now)
+        limit.record(limit.ticket(6), rtt=None, refused=True, now=now)
+        assert limit.rate is None  # 11 answers held: under two round trips' worth (12)
+        assert limit.epoch == first + 1
+        limit.fleet_heard(24, 4, settled=True)
+        for _ in range(12):
+            now += 0.005
+            limit.record(limit.ticket(6), rtt=RTT, refused=False, now=now)
+        limit.record(limit.ticket(6), rtt=None, refused=True, now=now)
+
+        assert limit.rate is not None
+
+    def test_in_a_fleet_one_request_refused_paces_once_every_member_is_down_to_one(self):
+        """Refused at one request in flight, limit 1: a quota once the members' limits sum
+        to one each (heard, settled or not); not while the others' sum is more."""
+        for limits, paces in ((4, True), (9, False)):
+            limit = AdaptiveLimit(100)
+            limit.fleet_heard(limits, 4, settled=False)
+            now = answered(limit, 10)
+            for level in (4, 2, 1):
+                limit.record(limit.ticket(level), rtt=None, refused=True, now=now)
+
+            assert paces == (limit.rate is not None), limits
+
+    def test_in_a_fleet_a_refusal_counts_at_least_at_the_members_even_share(self):
+        """In a fleet whose limits sum to 24 over 4 members, refused with 1 in flight here
+        (the others sent the overload, or this one's requests waited out a backoff): the
+        ceiling is its share, 6, and the limit halves from there, not from 1."""
+        limit = AdaptiveLimit(100)
+        limit.fleet_heard(24, 4, settled=True)
+        now = answered(limit, 30)
+        limit.record(limit.ticket(1), rtt=None, refused=True, now=now)
+
+        assert (6, 3) == (limit.ceiling, limit.limit)
+
+    def test_a_member_that_left_the_fleet_goes_by_its_own_levels(self):
+        """Redis lost: refused again at the level it was cut to paces, as alone."""
+        limit = AdaptiveLimit(100)
+        limit.fleet_heard(64, 4, settled=True)
+        now = answered(limit, 30)
+        limit.record(limit.ticket(16), rtt=None, refused=True, now=now)
+        limit.fleet_left()
+        limit.record(limit.ticket(limit.limit), rtt=None, refused=True, now=now + RTT)
+
+        assert limit.rate is not None
+
     def test_one_request_refused_paces(self):
         """Refused even at one request in flight: the server counts per second."""
         limit = AdaptiveLimit(100)
@@ -685,6 +781,51 @@ class TestSeveralClients:
             refused.append(sum(r.rejected for r in runs) / sum(r.requests for r in runs))
 
         assert sum(ratios) / len(ratios) <= 1.6
+        assert sum(refused) / len(refused) <= 0.06
+
+    @pytest.mark.parametrize("workload", WORKLOADS)
+    def test_rejecting_server_in_a_fleet_that_hears_late(self, workload):
+        """A fleet whose members hear of a refusal 50 or 100 ms after it (exchanges with
+        Redis) and keep an even share of their limits once settled, against 16 or 12 slots:
+        the fleet does about what one client does, and no member falls behind. Before the
+        evidence of a quota and the level of a refusal were the fleet's, a member refused
+        again before the others had heard of its first refusal took their overload for a
+        quota and paced alone at a trickle, and one refused at 1 or 2 in flight kept a
+        ceiling there: on average 1.71x / 1.64x one client's best time (iterate / create),
+        the slowest member 1.86-2.55x the fastest; now 1.14x / 1.15x, 1.01-1.37x."""
+        ratios = []
+        for hear in (0.05, 0.1):
+            for capacity in (16, 12):
+                server = Server("reject", capacity=capacity)
+                for pages in (3200, 4800):
+                    one = best_fixed(server, Client(pages, workload=workload))
+                    clients = [Client(pages // 4, workload=workload)] * 4
+                    runs = simulate(server, clients, fleet="shared", hear_within=hear)
+                    times = [r.seconds for r in runs]
+                    ratios.append(max(times) / one)
+
+                    assert max(times) / min(times) <= 1.5, (hear, capacity, pages)
+                    rejected = sum(r.rejected for r in runs)
+                    assert rejected <= 0.025 * sum(r.requests for r in runs)
+
+        assert sum(ratios) / len(ratios) <= 1.3
+
+    @pytest.mark.parametrize("workload", WORKLOADS)
+    def test_quota_in_a_fleet_that_hears_late(self, workload):
+        """The same fleet against a quota of 200/s, over the eight sizes: it finds the
+        quota as fast as when it heard at once (a refusal at the sum of the limits a
+        refusal cut them to, or with every member down to one request)."""
+        ratios, spreads, refused = [], [], []
+        for pages in range(600, 2001, 200):
+            clients = [Client(pages // 4, workload=workload)] * 4
+            runs = simulate(Server("quota", rate=200), clients, fleet="shared", hear_within=0.05)
+            times = [r.seconds for r in runs]
+            ratios.append(max(times) / (pages / 200))
+            spreads.append(max(times) / min(times))
+            refused.append(sum(r.rejected for r in runs) / sum(r.requests for r in runs))
+
+        assert sum(ratios) / len(ratios) <= 1.1
+        assert sum(spreads) / len(spreads) <= 1.2
         assert sum(refused) / len(refused) <= 0.06
 
     @pytest.mark.parametrize("workload", WORKLOADS)
