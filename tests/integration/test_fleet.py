@@ -479,6 +479,24 @@ async def test_the_members_keep_a_fair_share_of_their_limits_in_flight(redis_url
     assert [3, 3] == [flow.spare() for flow in flows]
 
 
+async def test_a_refusal_in_a_fleet_counts_at_the_members_even_share(redis_url):
+    """Two members whose limits (4 each) each heard at its last exchange: one refused with
+    a single request in flight (the other sent the overload) takes its ceiling at its even
+    share of their sum, 4, not at 1 (a ceiling there would hold it, and the fleet's share
+    with it, at 1 for seconds)."""
+    fleet, flows, members = await members_of(redis_url, 2)
+    loop = asyncio.get_running_loop()
+    try:
+        for member in members * 2:
+            await member._sync(loop.time())
+    finally:
+        await fleet.aclose()
+    adaptive = flows[0].adaptive
+    adaptive.record(adaptive.ticket(1), rtt=None, refused=True, now=1.0)
+
+    assert (4, 2) == (adaptive.ceiling, adaptive.limit)
+
+
 def pace_from(adaptive: Any, refused: float) -> None:
     """Paced from a handful of answers: at 70 % of ``refused``, the rate the server
     answered at (``AdaptiveLimit._pace``)."""
