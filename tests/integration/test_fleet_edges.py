@@ -1,0 +1,253 @@
+"""The fleet's edges through a real ``redis-server``: Redis that loses its data mid-run
+(FLUSHALL, or a fresh server on the same port), a paced slot given back, an ``acquire``
+cancelled at each of its awaits, and a Redis that never answers or forgot its scripts.
+
+As in ``test_fleet``, timing is only ever checked from below or as a bound against a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from segments_async import RetryPolicy
+from segments_async._fleet import Fleet, FleetLimit, open_fleet
+from segments_async._flow import Flow, rate_burst
+
+from ..rawserver import RawRequest, RawServer
+from ..redisserver import RedisServer, redis_binary
+from .support import TOKEN, make_client
+from .test_fleet import UNAVAILABLE, Arrivals, calls
+
+# --------------------------------------------------------------------------- Redis loses its data
+
+
+@pytest.fixture
+def own_redis() -> Any:
+    """A Redis of the test's own, to stop and start again."""
+    binary = redis_binary()
+    if binary is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(binary).start()
+    yield server
+    server.stop()
+
+
+def flushed(server: RedisServer) -> None:
+    assert "+OK" == server.command("FLUSHALL")
+
+
+async def members_of(redis_url: str, count: int) -> tuple[Fleet, list[Flow], list[FleetLimit]]:
+    fleet = open_fleet(redis_url, "https://api.example", TOKEN)
+    assert fleet is not None
+    flows = [Flow(rate=None, max_connections=100) for _ in range(count)]
+    return fleet, flows, [fleet.limit(flow) for flow in flows]
+
+
+async def exchanges(*members: FleetLimit) -> None:
+    loop = asyncio.get_running_loop()
+    for member in members:
+        await member._sync(loop.time())
+
+
+async def test_members_that_hear_an_emptied_redis_take_no_one_elses_share(redis_server, redis_url):
+    """Three members heard of each other; Redis loses its data: the first to be heard
+    again finds itself alone, but nobody left, and its limit must not grow threefold (nor
+    the second's twofold): the fleet would send up to twice what it learnt."""
+    fleet, flows, members = await members_of(redis_url, 3)
+    try:
+        await exchanges(*members, *members, *members)
+        before = [flow.adaptive.limit for flow in flows]
+        flushed(redis_server)
+        await exchanges(*members, *members, *members)
+        assert before == [flow.adaptive.limit for flow in flows]
+    finally:
+        await fleet.aclose()
+
+
+async def test_after_redis_lost_its_count_a_refusal_is_news_again_and_the_loss_is_not(
+    redis_server, redis_url
+):
+    """The fleet's count of refusals was 57; Redis loses it. Hearing 0 (or the 1 of a
+    refusal told first) is not news of a refusal; a refusal told after that is."""
+    fleet, flows, members = await members_of(redis_url, 3)
+    try:
+        await exchanges(*members)
+        with RedisClient(redis_url) as r:
+            for key in r.scan_iter("*:refusals"):
+                r.hset(key, "count", 57)
+        await exchanges(*members, *members)
+        epochs = [flow.adaptive.epoch for flow in flows]
+        assert [0, 0, 0] == epochs
+        flushed(redis_server)
+        await exchanges(*members, *members)
+        assert epochs == [flow.adaptive.epoch for flow in flows]
+        # The first news after the loss: a refusal at member 0, heard by the others.
+        adaptive = flows[0].adaptive
+        adaptive.record(adaptive.ticket(4), rtt=None, refused=True, now=1.0)
+        members[0].refused(0.0)
+        await exchanges(*members)
+        assert [1, 1, 1] == [flow.adaptive.epoch for flow in flows]
+    finally:
+        await fleet.aclose()
+
+
+def pace_from(adaptive: Any, refused: float) -> None:
+    adaptive._rate, adaptive._rate_refused = 0.7 * refused, refused
+
+
+@pytest.mark.parametrize("measured", [True, False])
+async def test_the_fleets_pace_starts_again_from_the_members_paces(
+    redis_server, redis_url, measured
+):
+    """Two members share the fleet's pace; Redis loses it. Each goes on at its own share
+    (the fleet's pace must not start again from nothing: a change told to an empty Redis
+    left a trickle of 0.5/s for the whole fleet), and together they rebuild it: measured
+    paces are added up again, exactly; estimates (the larger stands) at least to half."""
+    fleet, flows, members = await members_of(redis_url, 2)
+    first, second = (flow.adaptive for flow in flows)
+    try:
+        pace_from(first, 60.0)
+        pace_from(second, 2.0)
+        first._rate_measured = second._rate_measured = measured
+        await exchanges(members[0])
+        await exchanges(*members, *members)
+        paces = [first.rate, second.rate]
+        fleet_pace = members[0]._fleet_pace
+        assert fleet_pace is not None
+        assert paces[0] == pytest.approx(paces[1])
+        flushed(redis_server)
+        await exchanges(*members, *members, *members)
+        after = [first.rate, second.rate]
+        if measured:
+            assert paces == pytest.approx(after)
+            assert fleet_pace == pytest.approx(members[0]._fleet_pace)
+        else:
+            assert all(rate is not None and 2 * rate >= paces[0] for rate in after), after
+    finally:
+        await fleet.aclose()
+
+
+class RedisClient:
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url)
+
+    def __enter__(self) -> Any:
+        return self._client
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
+
+
+async def quota_through_a_loss(url: str, lose: Any, *, rate: float = 100.0) -> Arrivals:
+    """Three clients with ``rate_limit=rate`` and one fleet call as fast as it lets them,
+    300 calls in all; ``lose`` (a blocking function) empties Redis a second in."""
+    arrivals = Arrivals()
+    async with RawServer(arrivals) as server:
+        clients = [make_client(server.url, rate_limit=rate, fleet=url) for _ in range(3)]
+        try:
+            async with asyncio.timeout(60):
+                running = asyncio.gather(*(calls(c, 100) for c in clients))
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(lose)
+                await running  # no call failed
+        finally:
+            for c in clients:
+                await c.aclose()
+    assert 300 == len(arrivals.times)
+    return arrivals
+
+
+async def test_a_fleet_whose_redis_is_flushed_keeps_to_its_quota(own_redis):
+    """The members hold slots up to where the lost TAT was (a third of a second ahead
+    here): a TAT started again from now would be sent beside them (121 to 129 in a
+    second, for a quota of 100 and a burst of 10)."""
+    rate = 100.0
+    arrivals = await quota_through_a_loss(own_redis.url, lambda: flushed(own_redis), rate=rate)
+    assert arrivals.most_in_a_second() <= rate + rate_burst(rate) + 2
+
+
+async def test_a_fleet_whose_redis_restarts_empty_keeps_to_its_quota(own_redis):
+    """Stopped, then started again empty on the same port: the members go alone (each
+    with the burst of its share, as when Redis is lost) after the slots leased so far,
+    then share a quota started again where it was, not from now (135 to 139 in a
+    second)."""
+
+    def restart() -> None:
+        own_redis.stop()
+        own_redis.start()
+
+    rate, members = 100.0, 3
+    arrivals = await quota_through_a_loss(own_redis.url, restart, rate=rate)
+    most = rate + 2 * members * rate_burst(rate / members) + 2
+    assert arrivals.most_in_a_second() <= most
+
+
+async def test_a_retry_budget_half_spent_stays_half_spent_when_redis_loses_it(
+    redis_server, redis_url
+):
+    """Two clients spend half the fleet's retry budget (50 retries of 100); Redis loses it:
+    the budget goes on from what the members had, not from full (that would pay for 100
+    retries more, 150 in the outage)."""
+    policy = RetryPolicy(max_retries=5, backoff_initial=0.0005, backoff_max=0.001)
+
+    async def unavailable(request: RawRequest) -> bytes:
+        return UNAVAILABLE
+
+    async with RawServer(unavailable) as server, asyncio.timeout(60):
+        clients = [make_client(server.url, retry=policy, fleet=redis_url) for _ in range(2)]
+
+        async def fail(client: Any, count: int) -> None:
+            for _ in range(count):
+                with pytest.raises(Exception, match=r"503|try later"):
+                    await client.segments.list()
+
+        try:
+            await asyncio.gather(*(fail(c, 5) for c in clients))  # 2 x 5 calls, 6 tries each
+            assert 60 == len(server.requests)
+            await asyncio.sleep(0.3)  # the budget heard by both
+            flushed(redis_server)
+            await asyncio.gather(*(fail(c, 20) for c in clients for _ in range(2)))
+        finally:
+            for c in clients:
+                await c.aclose()
+        retries = len(server.requests) - 10 - 80
+    assert retries <= 130, retries
+
+
+async def test_slots_are_never_overbooked_when_redis_loses_who_holds_them(redis_server, redis_url):
+    """Three members share 6 in-flight slots, all in use; Redis loses who holds them: the
+    first heard again must not be allotted all 6 while the others still use theirs."""
+    capacity, count = 6, 3
+    fleets = [open_fleet(redis_url, "http://127.0.0.1:1", TOKEN) for _ in range(count)]
+    members = [fleet.slots(capacity) for fleet in fleets if fleet is not None]
+    loop = asyncio.get_running_loop()
+    peak = 0
+    until = loop.time() + 1.5
+
+    async def worker(slots: Any) -> None:
+        nonlocal peak
+        while loop.time() < until:
+            await slots.acquire()
+            try:
+                peak = max(peak, sum(s.in_use for s in members))
+                await asyncio.sleep(0.005)
+            finally:
+                slots.release()
+
+    async def lose() -> None:
+        await asyncio.sleep(0.6)  # shares settled
+        flushed(redis_server)
+
+    try:
+        async with asyncio.timeout(30):
+            await asyncio.gather(lose(), *(worker(s) for s in members for _ in range(capacity)))
+    finally:
+        for fleet in fleets:
+            if fleet is not None:
+                await fleet.aclose()
+    assert peak <= capacity
