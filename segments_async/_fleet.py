@@ -985,6 +985,7 @@ class FleetLimit:
         "_id",
         "_joined",
         "_keys",
+        "_last_slot",
         "_link",
         "_news",
         "_pace",
@@ -1013,6 +1014,9 @@ class FleetLimit:
         self._paced = 1
         self._shared: float | None = None
         self._earliest = 0.0  # the next start its cap on the shared pace allows (loop time)
+        # The last start ``slot`` gave: it, its slot on the shared pace, and the cap before
+        # and after it (``put_back``).
+        self._last_slot: tuple[float, float, float, float] | None = None
         self._joined = False  # whether it has taken a share of the fleet's pace yet
         self._epoch = flow.adaptive.epoch  # the limit's when the fleet was last heard
         self._task: asyncio.Task[None] | None = None
@@ -1149,12 +1153,24 @@ class FleetLimit:
         when = await self._pace.slot()
         if when is None:
             return None
-        start, self._earliest = capped_start(when, self._earliest, share)
+        before = self._earliest
+        start, self._earliest = capped_start(when, before, share)
+        self._last_slot = (start, when, before, self._earliest)
         return start
 
     def put_back(self, when: float) -> None:
-        """A start time from ``slot`` that its request did not use."""
-        self._pace.put_back(when)
+        """A start time from ``slot`` that its request did not use: the shared pace's slot
+        goes back, and the cap it moved moves back, if no later slot moved it since (else
+        the next request here would wait a whole capped interval for nothing)."""
+        last = self._last_slot
+        if last is None or last[0] != when:
+            self._pace.put_back(when)
+            return
+        self._last_slot = None
+        _, slot, before, after = last
+        if self._earliest == after:
+            self._earliest = before
+        self._pace.put_back(slot)
 
     def restarted(self) -> None:
         """Redis lost the fleet's state (``Link.on_lost``): what was heard of it is gone,

@@ -251,3 +251,56 @@ async def test_slots_are_never_overbooked_when_redis_loses_who_holds_them(redis_
             if fleet is not None:
                 await fleet.aclose()
     assert peak <= capacity
+
+
+# ------------------------------------------------------------------------ a paced slot given back
+
+
+async def paced_member(redis_url: str, pace: float, paced: int) -> tuple[Fleet, FleetLimit]:
+    """A member paced at ``pace`` on the fleet's shared pace, as heard: ``pace`` for the
+    fleet, of ``paced`` members (its even share ``pace / paced``)."""
+    fleet, flows, (member,) = await members_of(redis_url, 1)
+    adaptive = flows[0].adaptive
+    for level in (4, 2, 1, 1):  # refused even one at a time: paced
+        adaptive.record(adaptive.ticket(level), rtt=None, refused=True, now=-10.0)
+    adaptive._rate = adaptive._rate_refused = pace
+    member._fleet_pace, member._paced, member._shared = pace, paced, pace
+    return fleet, member
+
+
+async def test_a_paced_slot_given_back_does_not_hold_the_next_back(redis_url):
+    """Of a fleet's pace of 10/s shared by two, a member may start one request each
+    1 / (1.5 x 5) s (its cap): a slot given back (its request cancelled, or past its
+    deadline) must give back that cap too, or the next request waits a whole capped
+    interval more than if the first had never asked."""
+    fleet, member = await paced_member(redis_url, 10.0, 2)
+    try:
+        first = await member.slot()
+        second = await member.slot()
+        assert first is not None
+        assert second is not None
+        assert second - first == pytest.approx(1 / 7.5)  # capped: the pace's is 1/10
+        member.put_back(second)
+        again = await member.slot()
+        assert again == pytest.approx(second)
+    finally:
+        await fleet.aclose()
+
+
+async def test_a_paced_slot_given_back_late_leaves_a_later_cap_alone(redis_url):
+    """Only the cap that slot set is rolled back: given back after a later slot was
+    taken, the later one's cap stands."""
+    fleet, member = await paced_member(redis_url, 10.0, 2)
+    try:
+        first = await member.slot()
+        second = await member.slot()
+        third = await member.slot()
+        assert first is not None
+        assert second is not None
+        assert third is not None
+        member.put_back(second)
+        fourth = await member.slot()
+        assert fourth is not None
+        assert fourth >= third + 1 / 7.5 - 1e-6
+    finally:
+        await fleet.aclose()
