@@ -639,6 +639,7 @@ class FleetQuota:
         "_slots",
         "_taken",
         "_tat",
+        "_told",
         "_waiting",
         "per_second",
     )
@@ -664,6 +665,7 @@ class FleetQuota:
         self._ahead = 0.0  # how far ahead of Redis's clock its TAT was after the last lease
         self._tat = -math.inf  # when that was (loop time)
         self._lost = False  # Redis lost the quota since the lease under way was asked for
+        self._told = False  # whether a lease that failed (a bug) was logged
         link.on_lost(self._restarted)
 
     def __repr__(self) -> str:
@@ -685,7 +687,7 @@ class FleetQuota:
             try:
                 await asyncio.sleep(delay)
             except BaseException:
-                self._slots.put_back(when)
+                self.put_back(when)  # uncounted too: the taken slots size the next lease
                 raise
 
     async def slot(self) -> float | None:
@@ -738,8 +740,26 @@ class FleetQuota:
     def _lease_soon(self) -> asyncio.Task[bool]:
         task = self._lease
         if task is None or task.done():
-            task = self._lease = asyncio.get_running_loop().create_task(self._lease_once())
+            task = self._lease = asyncio.get_running_loop().create_task(self._lease_kept())
         return task
+
+    async def _lease_kept(self) -> bool:
+        """``_lease_once``; should it fail (a bug: Redis's own errors are handled within),
+        say so once with the traceback, and let the requests waiting for it go on alone:
+        no call fails because of the fleet, and the task, which the requests that waited
+        may all have left (cancelled), keeps no exception that nobody retrieves."""
+        try:
+            return await self._lease_once()
+        except Exception:
+            if not self._told:
+                self._told = True
+                logger.error(
+                    "fleet: a lease of the %s failed; the requests waiting for it go on"
+                    " with this process's own pace",
+                    self._keys[0].rsplit(":", 1)[-1],
+                    exc_info=True,
+                )
+            return False
 
     async def _lease_once(self) -> bool:
         shape = self._shape
