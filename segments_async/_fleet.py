@@ -417,6 +417,7 @@ class Link:
         "_loop_end",
         "_on_lost",
         "_probe",
+        "_probe_script",
         "_redis",
         "where",
     )
@@ -429,6 +430,7 @@ class Link:
         self._generation_key = None if key is None else f"{key}:generation"
         self._generation: bytes | None = None  # as last heard (None: not yet)
         self._on_lost: list[Callable[[], None]] = []
+        self._probe_script = None if key is None else self.script("return 0")
         self._circuit = Circuit()
         self._probe: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -521,6 +523,14 @@ class Link:
         state before)."""
         if not self.available():
             return None
+        _, answer = await self._send(script, keys, args)
+        return answer
+
+    async def _send(
+        self, script: Callable[..., Awaitable[Any]], keys: Sequence[str], args: Sequence[object]
+    ) -> tuple[bool, Any]:
+        """Whether Redis ran the script (or answered it did not, since it lost the fleet's
+        state), and ``run``'s answer."""
         generation, watched = self._generation, self._generation_key
         if watched is not None:
             keys, args = (*keys, watched), (*args, generation or b"")
@@ -531,25 +541,25 @@ class Link:
                 answer = await script(keys=keys, args=args, client=self._redis)
         except self._errors as error:
             self._failed(error)
-            return None
+            return False, None
         if task is not None and task.cancelling() > cancels:
             # redis-py may finish a command whose task was cancelled meanwhile, and return
             # its answer as if nothing happened: the cancellation must go on.
             raise asyncio.CancelledError
         if watched is None:
-            return answer
+            return True, answer
         heard, answer = answer[0], answer[1] if len(answer) > 1 else None
         known = self._generation
         if heard == known:
             # None if another answer showed the loss while this one was on its way.
-            return answer if generation in (known, None) else None
+            return True, answer if generation in (known, None) else None
         if heard == generation:
-            return None  # of the state before a loss that another answer showed meanwhile
+            return True, None  # of the state before a loss another answer showed meanwhile
         self._generation = heard
         if known is None:
-            return answer  # the first answer
+            return True, answer  # the first answer
         self._lost()
-        return None
+        return True, None
 
     def _lost(self) -> None:
         logger.info(
@@ -561,13 +571,20 @@ class Link:
             forget()
 
     async def _ping(self) -> None:
+        """Whether Redis is back: a PING, or, with the fleet's state watched, a script that
+        writes (its generation), as the parts' do: a Redis that answers PING but refuses
+        them (a read-only replica, an ACL without EVALSHA) is not back."""
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
-                await self._redis.ping()
+            if self._probe_script is None:
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    await self._redis.ping()
+                back = True
+            else:
+                back, _ = await self._send(self._probe_script, (), ())
         except self._errors as error:
             self._failed(error)
         else:
-            if self._circuit.recovered():
+            if back and self._circuit.recovered():
                 logger.warning(
                     "fleet: Redis at %s is back; flow control is shared again", self.where
                 )
@@ -664,7 +681,7 @@ class FleetQuota:
         self._offset: float | None = None  # Redis's clock minus the loop's, as last heard (s)
         self._ahead = 0.0  # how far ahead of Redis's clock its TAT was after the last lease
         self._tat = -math.inf  # when that was (loop time)
-        self._lost = False  # Redis lost the quota since the lease under way was asked for
+        self._lost = False  # Redis lost the quota since the last lease was asked for
         self._told = False  # whether a lease that failed (a bug) was logged
         link.on_lost(self._restarted)
 
@@ -768,8 +785,8 @@ class FleetQuota:
             shape, self._waiting, self._taken, now - self._leased_at, share=self._share
         )
         self._taken, self._leased_at = 0, now
-        self._lost = False
-        answer = await self._link.run(self._script, self._keys, self._lease_args(count))
+        lost, self._lost = self._lost, False  # found by another part, or by the probe
+        answer = await self._link.run(self._script, self._keys, self._lease_args(count, lost=lost))
         if answer is None and self._lost:
             # Not leased: Redis lost the quota meanwhile. Again at once, from where its TAT
             # was (the slots the members hold reach that far), not from now.
@@ -808,8 +825,8 @@ class FleetQuota:
         )
 
     def _restarted(self) -> None:
-        """Redis lost the quota (``Link.on_lost``): a lease under way was not made; it is
-        asked for again (``_lease_args``)."""
+        """Redis lost the quota (``Link.on_lost``): a lease under way was not made, and is
+        asked for again; it, or else the next, starts the quota again (``_lease_args``)."""
         self._lost = True
 
     async def aclose(self) -> None:

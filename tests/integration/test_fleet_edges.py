@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 from typing import Any
 
 import pytest
 
 from segments_async import RetryPolicy
-from segments_async._fleet import Fleet, FleetLimit, open_fleet
+from segments_async._fleet import COMMAND_TIMEOUT, Fleet, FleetLimit, open_fleet
 from segments_async._flow import Flow, rate_burst
 
 from ..rawserver import RawRequest, RawServer
 from ..redisserver import RedisServer, redis_binary
 from .support import TOKEN, make_client
-from .test_fleet import UNAVAILABLE, Arrivals, calls
+from .test_fleet import UNAVAILABLE, Arrivals, black_hole, calls, fleet_warnings
 
 # --------------------------------------------------------------------------- Redis loses its data
 
@@ -462,3 +463,156 @@ async def test_a_lease_that_fails_with_a_bug_fails_no_acquire_and_is_retrieved(r
     assert 1 == len(errors), [r.getMessage() for r in errors]
     assert "lease" in errors[0].getMessage()
     assert errors[0].exc_info is not None
+
+
+# ------------------------------------------------------------------------------ Link, hostile
+
+#: A bound against a hang for one Redis command (its timeout is COMMAND_TIMEOUT): a busy
+#: machine may add to it, never a multiple of it.
+ONE_COMMAND = COMMAND_TIMEOUT + 1.0
+
+
+async def test_every_command_to_a_redis_that_never_answers_ends_within_its_timeout(caplog):
+    """A Redis that accepts connections and never answers: each part's command, the probe
+    and closing (with every part busy) each end within a command's timeout, say so with
+    one WARNING, and return None (the caller goes on alone)."""
+    caplog.set_level(logging.WARNING, "segments_async")
+    hole = black_hole()
+    url = await anext(hole)
+    loop = asyncio.get_running_loop()
+    try:
+        fleet = open_fleet(url, "https://api.example", TOKEN)
+        assert fleet is not None
+        link = fleet._link
+        quota = fleet.quota(100.0)
+        flow = Flow(rate=None, max_connections=100)
+        limit = fleet.limit(flow)
+        slots = fleet.slots(4)
+        commands = {
+            "quota lease": quota._lease_once(),
+            "refusals exchange": limit._sync(loop.time()),
+            "slots sync": slots._sync(1, 0),
+        }
+        took: dict[str, float] = {}
+        for name, command in commands.items():
+            link._circuit.up = True  # each as the first to find it out
+            started = loop.time()
+            async with asyncio.timeout(10):
+                await command
+            took[name] = loop.time() - started
+        link._circuit.retry_at = 0.0
+        assert not link.available()  # down: a probe starts
+        probe = link._probe
+        assert probe is not None
+        started = loop.time()
+        async with asyncio.timeout(10):
+            await probe
+        took["probe"] = loop.time() - started
+        # Closing with every part busy: a lease on its way, slots and refusals exchanging.
+        link._circuit.up = True
+        acquiring = asyncio.create_task(quota.acquire())
+        await slots.acquire()
+        limit.wake()
+        await asyncio.sleep(0.05)
+        started = loop.time()
+        async with asyncio.timeout(10):
+            await fleet.aclose()
+        took["close"] = loop.time() - started
+        await asyncio.wait((acquiring,), timeout=10)
+        assert acquiring.done()
+    finally:
+        await hole.aclose()
+    assert all(seconds <= ONE_COMMAND for seconds in took.values()), took
+    sent = [seconds for name, seconds in took.items() if name != "close"]
+    assert all(seconds >= 0.9 * COMMAND_TIMEOUT for seconds in sent), took  # they waited
+    warnings = fleet_warnings(caplog)
+    assert warnings
+    assert all("unavailable" in m and "TimeoutError" in m for m in warnings), warnings
+
+
+async def test_a_redis_frozen_mid_run_fails_no_call_and_delays_none_past_a_timeout(
+    own_redis, caplog
+):
+    """Redis stops answering mid-run (SIGSTOP: its connections stay open, nothing comes
+    back), then answers again: no call fails, none waits past a command's timeout for
+    it, closing while it is frozen does not hang, and it is said once each way."""
+    caplog.set_level(logging.WARNING, "segments_async")
+    arrivals = Arrivals()
+    loop = asyncio.get_running_loop()
+    slowest = 0.0
+
+    async def timed_calls(client: Any, count: int) -> None:
+        nonlocal slowest
+        for _ in range(count):
+            started = loop.time()
+            await client.segments.list(per_page=1)
+            slowest = max(slowest, loop.time() - started)
+
+    process = own_redis._process
+    assert process is not None
+    async with RawServer(arrivals) as server, asyncio.timeout(60):
+        client = make_client(server.url, rate_limit=200, fleet=own_redis.url)
+        try:
+            await asyncio.gather(*(timed_calls(client, 20) for _ in range(4)))
+            process.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.gather(*(timed_calls(client, 50) for _ in range(4)))
+            finally:
+                process.send_signal(signal.SIGCONT)
+            while len(fleet_warnings(caplog)) < 2:  # the probe: every 4 s at most
+                await asyncio.gather(*(timed_calls(client, 5) for _ in range(4)))
+            process.send_signal(signal.SIGSTOP)
+            await asyncio.gather(*(timed_calls(client, 5) for _ in range(4)))
+            started = loop.time()
+        finally:
+            await client.aclose()
+            process.send_signal(signal.SIGCONT)
+        closed = loop.time() - started
+    assert slowest <= ONE_COMMAND + 0.5, slowest  # a rate_limit slot's wait included
+    assert closed <= 2 * ONE_COMMAND, closed
+    messages = fleet_warnings(caplog)
+    assert 3 == len(messages), messages
+    assert "unavailable" in messages[0]
+    assert "is back" in messages[1]
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(redis_server, redis_url, caplog):
+    """SCRIPT FLUSH (or a Redis that forgot its scripts): EVALSHA answers NOSCRIPT, and the
+    script is loaded again; Redis is not taken for unavailable."""
+    caplog.set_level(logging.WARNING, "segments_async")
+    fleet = open_fleet(redis_url, "https://api.example", TOKEN)
+    assert fleet is not None
+    quota = fleet.quota(100.0)
+    flow = Flow(rate=None, max_connections=100)
+    limit = fleet.limit(flow)
+    loop = asyncio.get_running_loop()
+    try:
+        assert await quota._lease_once()
+        await limit._sync(loop.time())
+        assert "+OK" == redis_server.command("SCRIPT", "FLUSH")
+        assert await quota._lease_once()
+        await limit._sync(loop.time())
+        assert limit._news.counted is not None  # heard
+        assert fleet._link.up
+    finally:
+        await fleet.aclose()
+    assert [] == fleet_warnings(caplog)
+
+
+async def test_a_redis_that_answers_pings_but_refuses_the_scripts_is_said_once(own_redis, caplog):
+    """A Redis that answers PING but refuses every script (a read-only replica: the
+    fleet's URL names the wrong one; or an ACL without EVALSHA): down, and said once;
+    not "back" at every probe and "unavailable" again at the next command."""
+    caplog.set_level(logging.WARNING, "segments_async")
+    assert "+OK" == own_redis.command("REPLICAOF", "127.0.0.1", "1")
+    arrivals = Arrivals()
+    async with (
+        RawServer(arrivals) as server,
+        asyncio.timeout(60),
+        make_client(server.url, rate_limit=100, fleet=own_redis.url) as client,
+    ):
+        await asyncio.gather(*(calls(client, 100) for _ in range(4)))  # 4 s
+    assert 400 == len(arrivals.times)
+    messages = fleet_warnings(caplog)
+    assert 1 == len(messages), messages
+    assert "unavailable" in messages[0]
