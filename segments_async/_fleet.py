@@ -925,7 +925,9 @@ class FleetSlots:
         """What to ask for, wanting ``want``: no more than it has, while Redis relearns
         what the members hold after it lost it."""
         if now < self._frozen_until:
-            return min(want, max(self._gate.in_use, min(self._member.allotted, _UNBOUNDED - 1)))
+            allotted = self._member.allotted
+            had = 0 if allotted >= _UNBOUNDED else allotted  # unbounded: Redis was down
+            return min(want, max(self._gate.in_use, had))
         return want
 
     def _poke(self) -> None:
