@@ -1219,6 +1219,7 @@ class FleetLimit:
         self._fleet_pace = self._shared = None
         self._joined = False
         self._flow.fleet_share(None)
+        self._flow.adaptive.fleet_left()  # until heard again, as when Redis is lost
 
     async def aclose(self) -> None:
         """Stop exchanging, and leave the members at once: the others take over its share
