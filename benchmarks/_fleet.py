@@ -358,9 +358,9 @@ async def round_trips(redis: RedisServer, calls: int = 500) -> dict[str, float]:
         "quota lease": (
             link.script(QUOTA_SCRIPT),
             (f"{key}:q", f"{key}:m"),
-            (5000, 1, "m", 2e6),
+            (5000, 1, "m", 2e6, 0),
         ),
-        "retry budget sync": (link.script(BUDGET_SCRIPT), (f"{key}:b",), (-5, 500, 60)),
+        "retry budget sync": (link.script(BUDGET_SCRIPT), (f"{key}:b",), (-5, 500, 60, 500)),
     }
     found: dict[str, float] = {}
     try:

@@ -105,13 +105,17 @@ _INSTALL_HINT: Final = "pip install 'segments-async[fleet]'"
 #: its last slot. The members that leased in
 #: the last ``MEMBER_SECONDS`` (KEYS[2], by expiry) are counted: without Redis, each
 #: keeps to its share. Numbers go back as strings: Lua's ``tostring`` would round them
-#: to 14 digits.
+#: to 14 digits. Without a TAT (none yet, idle for a second, or lost: Redis restarted
+#: empty or was flushed), it starts no earlier than ARGV[5] (Redis's microseconds; 0:
+#: now): after the last slot the member holds, and after a loss where the member expects
+#: the lost TAT to be (``FleetQuota._lease_args``): the slots the members still hold
+#: reach that far, and must not be leased a second time.
 QUOTA_SCRIPT: Final = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
 local interval = tonumber(ARGV[1])
 local count = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[5])
 local first = math.max(tat, now)
 local after = first + count * interval
 redis.call('SET', KEYS[1], string.format('%.0f', after),
@@ -124,10 +128,12 @@ return {string.format('%.0f', first), string.format('%.0f', now), redis.call('ZC
 
 
 #: The retry budget: add the change (spent: negative, refunded: positive), within
-#: [0, capacity]; a fleet's first change starts from a full budget.
+#: [0, capacity]. A fleet's first change starts from the member's own count before it
+#: (ARGV[4]): full at the start, and after Redis lost the count (restarted empty,
+#: flushed) what the fleet had when this member last heard, not a full budget again.
 BUDGET_SCRIPT: Final = """
 local capacity = tonumber(ARGV[2])
-local tokens = tonumber(redis.call('GET', KEYS[1]) or ARGV[2])
+local tokens = tonumber(redis.call('GET', KEYS[1]) or ARGV[4])
 tokens = math.max(0, math.min(capacity, tokens + tonumber(ARGV[1])))
 redis.call('SET', KEYS[1], tokens, 'EX', ARGV[3])
 return tokens
@@ -258,6 +264,35 @@ return {tonumber(redis.call('HGET', KEYS[1], 'count') or '0'), mine,
 #: The count of refusals is forgotten after this long without one told or heard.
 _REFUSALS_KEEP_SECONDS: Final = 600
 
+#: Around every script (``Link.script``): the generation of the fleet's state, a key
+#: (the last of KEYS) that the first script to find it missing sets to Redis's clock, kept
+#: while any script runs. A Redis that restarts empty, or is flushed, loses every key at
+#: once: the generation changes, and a member that heard another one knows the counts,
+#: members, pace and quota it heard of are gone, not changed (``Link.run``). The caller
+#: says which generation it heard last (the last of ARGV; "": none yet): the script runs
+#: only in that one (what it would tell, worked out from the state before, is stale:
+#: a change of pace added to nothing, a member counted among the paced with no pace).
+#: The answer: the generation, then the script's own (none if it did not run).
+GENERATION_SCRIPT: Final = """
+local generation = redis.call('GET', KEYS[#KEYS])
+if not generation then
+  local clock = redis.call('TIME')
+  generation = clock[1] .. string.format('%06d', tonumber(clock[2]))
+end
+redis.call('SET', KEYS[#KEYS], generation, 'EX', {keep})
+local heard = ARGV[#ARGV]
+if heard ~= '' and heard ~= generation then
+  return {{generation}}
+end
+local function script()
+{script}
+end
+return {{generation, script()}}
+"""
+#: The generation is forgotten after this long without a script run (longer than any
+#: of the fleet's state is kept).
+_GENERATION_KEEP_SECONDS: Final = 3600
+
 # --------------------------------------------------------------------------- configuration
 
 
@@ -323,7 +358,7 @@ def open_fleet(fleet: object, base_url: str, token: str) -> Fleet | None:
             "fleet must be a Redis URL such as 'redis://host:6379/0' "
             "(redis://, rediss:// or unix://)"
         )
-    return Fleet(Link(client, where), key)
+    return Fleet(Link(client, where, key), key)
 
 
 def _require_redis() -> None:
@@ -361,19 +396,41 @@ class Link:
     it is open nothing is sent on a caller's behalf, and a background probe now and then
     sees whether Redis is back (one WARNING when it is).
 
+    Given the fleet's ``key``, it also sees Redis lose the fleet's state (restarted empty,
+    flushed: ``GENERATION_SCRIPT``), with or without an outage between: the answer that
+    shows it is None too, and every part told with ``on_lost`` forgets what it heard, so
+    that a count that went back to zero, or members that seem to have left, are not
+    taken for news.
+
     Redis's connections belong to the event loop that made them, as the client's pool
     does: when that loop shuts down they are closed on it, and the next loop gets new
     ones (``asyncio.run()`` per call works). Meanwhile another loop gets no Redis (the
     transport then says why).
     """
 
-    __slots__ = ("_circuit", "_errors", "_loop", "_loop_end", "_probe", "_redis", "where")
+    __slots__ = (
+        "_circuit",
+        "_errors",
+        "_generation",
+        "_generation_key",
+        "_loop",
+        "_loop_end",
+        "_on_lost",
+        "_probe",
+        "_probe_script",
+        "_redis",
+        "where",
+    )
 
-    def __init__(self, client: redis.asyncio.Redis, where: str) -> None:
+    def __init__(self, client: redis.asyncio.Redis, where: str, key: str | None = None) -> None:
         import redis.exceptions
 
         self._redis = client
         self.where = where
+        self._generation_key = None if key is None else f"{key}:generation"
+        self._generation: bytes | None = None  # as last heard (None: not yet)
+        self._on_lost: list[Callable[[], None]] = []
+        self._probe_script = None if key is None else self.script("return 0")
         self._circuit = Circuit()
         self._probe: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -448,15 +505,35 @@ class Link:
             connection._close()  # what redis-py's own finalizer does, without its warning
 
     def script(self, source: str) -> Callable[..., Awaitable[Any]]:
-        """``source`` registered with redis-py (EVALSHA, loaded again after a restart)."""
+        """``source`` registered with redis-py (EVALSHA, loaded again after a restart),
+        within ``GENERATION_SCRIPT`` if the fleet's state is watched."""
+        if self._generation_key is not None:
+            source = GENERATION_SCRIPT.format(keep=_GENERATION_KEEP_SECONDS, script=source)
         return self._redis.register_script(source)
+
+    def on_lost(self, forget: Callable[[], None]) -> None:
+        """Call ``forget`` when Redis is found to have lost the fleet's state."""
+        self._on_lost.append(forget)
 
     async def run(
         self, script: Callable[..., Awaitable[Any]], keys: Sequence[str], args: Sequence[object]
     ) -> Any:
-        """The script's answer, or None if Redis is unavailable or too slow."""
+        """The script's answer, or None if Redis is unavailable or too slow, or lost the
+        fleet's state since the caller last heard it (what the caller sent was of the
+        state before)."""
         if not self.available():
             return None
+        _, answer = await self._send(script, keys, args)
+        return answer
+
+    async def _send(
+        self, script: Callable[..., Awaitable[Any]], keys: Sequence[str], args: Sequence[object]
+    ) -> tuple[bool, Any]:
+        """Whether Redis ran the script (or answered it did not, since it lost the fleet's
+        state), and ``run``'s answer."""
+        generation, watched = self._generation, self._generation_key
+        if watched is not None:
+            keys, args = (*keys, watched), (*args, generation or b"")
         task = asyncio.current_task()
         cancels = 0 if task is None else task.cancelling()
         try:
@@ -464,21 +541,50 @@ class Link:
                 answer = await script(keys=keys, args=args, client=self._redis)
         except self._errors as error:
             self._failed(error)
-            return None
+            return False, None
         if task is not None and task.cancelling() > cancels:
             # redis-py may finish a command whose task was cancelled meanwhile, and return
             # its answer as if nothing happened: the cancellation must go on.
             raise asyncio.CancelledError
-        return answer
+        if watched is None:
+            return True, answer
+        heard, answer = answer[0], answer[1] if len(answer) > 1 else None
+        known = self._generation
+        if heard == known:
+            # None if another answer showed the loss while this one was on its way.
+            return True, answer if generation in (known, None) else None
+        if heard == generation:
+            return True, None  # of the state before a loss another answer showed meanwhile
+        self._generation = heard
+        if known is None:
+            return True, answer  # the first answer
+        self._lost()
+        return True, None
+
+    def _lost(self) -> None:
+        logger.info(
+            "fleet: Redis at %s lost the fleet's state (restarted or flushed); the members"
+            " share it again from what each has",
+            self.where,
+        )
+        for forget in self._on_lost:
+            forget()
 
     async def _ping(self) -> None:
+        """Whether Redis is back: a PING, or, with the fleet's state watched, a script that
+        writes (its generation), as the parts' do: a Redis that answers PING but refuses
+        them (a read-only replica, an ACL without EVALSHA) is not back."""
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
-                await self._redis.ping()
+            if self._probe_script is None:
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    await self._redis.ping()
+                back = True
+            else:
+                back, _ = await self._send(self._probe_script, (), ())
         except self._errors as error:
             self._failed(error)
         else:
-            if self._circuit.recovered():
+            if back and self._circuit.recovered():
                 logger.warning(
                     "fleet: Redis at %s is back; flow control is shared again", self.where
                 )
@@ -520,25 +626,37 @@ class FleetQuota:
     left, one lease (shared by every request waiting here) fetches a batch. Without
     Redis, a ``RateLimit`` of this member's share paces it (the quota divided by the
     members that leased in the last two seconds, as Redis last counted them), so that a
-    fleet that loses Redis does not send its quota once per member. A lease is renewed
+    fleet that loses Redis does not send its quota once per member; it starts after the
+    last slot this member was given, which the fleet counted already. A lease is renewed
     ahead of need while requests start as fast as slots come, so Redis stays off their
     path.
+
+    When Redis loses the quota (restarted empty, flushed: ``Link.on_lost``), the lease
+    that finds it is asked for again at once, and the quota starts again as far ahead
+    as it was at this member's last lease (``_lease_args``), not beside the slots the
+    members still hold.
     """
 
     __slots__ = (
+        "_ahead",
         "_fallback",
+        "_given",
         "_id",
         "_keys",
         "_lease",
         "_leased",
         "_leased_at",
         "_link",
+        "_lost",
         "_members",
+        "_offset",
         "_script",
         "_shape",
         "_share",
         "_slots",
         "_taken",
+        "_tat",
+        "_told",
         "_waiting",
         "per_second",
     )
@@ -559,6 +677,13 @@ class FleetQuota:
         self._leased_at = 0.0  # when it was asked for
         self._taken = 0  # slots taken since
         self._waiting = 0
+        self._given = -math.inf  # the latest slot taken here (loop time)
+        self._offset: float | None = None  # Redis's clock minus the loop's, as last heard (s)
+        self._ahead = 0.0  # how far ahead of Redis's clock its TAT was after the last lease
+        self._tat = -math.inf  # when that was (loop time)
+        self._lost = False  # Redis lost the quota since the last lease was asked for
+        self._told = False  # whether a lease that failed (a bug) was logged
+        link.on_lost(self._restarted)
 
     def __repr__(self) -> str:
         return f"<FleetQuota {self.per_second:g}/s>"
@@ -567,6 +692,11 @@ class FleetQuota:
         """Wait until a request may start, fleet-wide (or client-wide without Redis)."""
         when = await self.slot()
         if when is None:
+            # Alone after the slots leased so far, here and (as last heard) by the others,
+            # which they may still send: not beside them.
+            delay = max(self._given, self._tat) - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)
             await self._alone().acquire()
             return
         delay = when - asyncio.get_running_loop().time()
@@ -574,7 +704,7 @@ class FleetQuota:
             try:
                 await asyncio.sleep(delay)
             except BaseException:
-                self._slots.put_back(when)
+                self.put_back(when)  # uncounted too: the taken slots size the next lease
                 raise
 
     async def slot(self) -> float | None:
@@ -587,6 +717,7 @@ class FleetQuota:
             when = self._slots.take(now)
             if when is not None:
                 self._taken += 1
+                self._given = max(self._given, when)
                 if when <= now and 2 * len(self._slots) < self._leased:
                     self._lease_soon()  # slots go as fast as they come: stay ahead
                 return when
@@ -626,8 +757,26 @@ class FleetQuota:
     def _lease_soon(self) -> asyncio.Task[bool]:
         task = self._lease
         if task is None or task.done():
-            task = self._lease = asyncio.get_running_loop().create_task(self._lease_once())
+            task = self._lease = asyncio.get_running_loop().create_task(self._lease_kept())
         return task
+
+    async def _lease_kept(self) -> bool:
+        """``_lease_once``; should it fail (a bug: Redis's own errors are handled within),
+        say so once with the traceback, and let the requests waiting for it go on alone:
+        no call fails because of the fleet, and the task, which the requests that waited
+        may all have left (cancelled), keeps no exception that nobody retrieves."""
+        try:
+            return await self._lease_once()
+        except Exception:
+            if not self._told:
+                self._told = True
+                logger.error(
+                    "fleet: a lease of the %s failed; the requests waiting for it go on"
+                    " with this process's own pace",
+                    self._keys[0].rsplit(":", 1)[-1],
+                    exc_info=True,
+                )
+            return False
 
     async def _lease_once(self) -> bool:
         shape = self._shape
@@ -636,20 +785,49 @@ class FleetQuota:
             shape, self._waiting, self._taken, now - self._leased_at, share=self._share
         )
         self._taken, self._leased_at = 0, now
-        answer = await self._link.run(
-            self._script,
-            self._keys,
-            (round(shape.interval * 1e6, 3), count, self._id, round(MEMBER_SECONDS * 1e6)),
-        )
+        lost, self._lost = self._lost, False  # found by another part, or by the probe
+        answer = await self._link.run(self._script, self._keys, self._lease_args(count, lost=lost))
+        if answer is None and self._lost:
+            # Not leased: Redis lost the quota meanwhile. Again at once, from where its TAT
+            # was (the slots the members hold reach that far), not from now.
+            args = self._lease_args(count, lost=True)
+            answer = await self._link.run(self._script, self._keys, args)
         if answer is None:
             return False
         first, redis_now, self._members = int(answer[0]), int(answer[1]), int(answer[2])
         now = asyncio.get_running_loop().time()
+        self._offset = redis_now / 1e6 - now
+        self._ahead = (first - redis_now) / 1e6 + count * shape.interval
+        self._tat = now + self._ahead
         # Redis's clock is not ours: the first slot is where it is relative to Redis's now,
         # which was a little before this answer came (so the slots err on the late side).
         self._slots.add(now + (first - redis_now) / 1e6, shape.interval, count, now)
         self._leased = count
         return True
+
+    def _lease_args(self, count: int, *, lost: bool = False) -> tuple[object, ...]:
+        """The quota script's arguments for a lease of ``count``. Should the TAT be gone,
+        it starts again after the last slot held here; ``lost`` (Redis lost the quota):
+        also no nearer than it was ahead of Redis's clock at this member's last lease (the
+        members hold slots that far ahead, taken in turns, so one member's own last slot
+        is no guide: a third of a second ahead for three members at 100/s, its own a few
+        hundredths)."""
+        last, offset = max(self._given, self._slots.last()), self._offset
+        if lost:
+            last = max(last, asyncio.get_running_loop().time() + self._ahead)
+        after = 0 if offset is None or math.isinf(last) else round((last + offset) * 1e6)
+        return (
+            round(self._shape.interval * 1e6, 3),
+            count,
+            self._id,
+            round(MEMBER_SECONDS * 1e6),
+            max(0, after),
+        )
+
+    def _restarted(self) -> None:
+        """Redis lost the quota (``Link.on_lost``): a lease under way was not made, and is
+        asked for again; it, or else the next, starts the quota again (``_lease_args``)."""
+        self._lost = True
 
     async def aclose(self) -> None:
         await _cancel(self._lease)
@@ -670,10 +848,12 @@ class FleetSlots:
 
     __slots__ = (
         "_capacity",
+        "_frozen_until",
         "_gate",
         "_id",
         "_keys",
         "_link",
+        "_lost",
         "_member",
         "_script",
         "_task",
@@ -690,6 +870,8 @@ class FleetSlots:
         self._member = Membership()
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._lost = False  # Redis lost the slots since the sync under way was sent
+        self._frozen_until = -math.inf  # asks for no more than it has until then
 
     def __repr__(self) -> str:
         return f"<FleetSlots {self.in_use}/{self.allotted} of {self._capacity}>"
@@ -729,6 +911,25 @@ class FleetSlots:
         self._gate.release()
         self._poke()
 
+    def restarted(self) -> None:
+        """Redis lost the fleet's state (``Link.on_lost``): tell it what is held here now
+        (a sync under way asks again at once), and ask for no more until every member
+        has (each renews within ``RENEW_EVERY``): until then Redis counts none of the
+        slots the others hold, and would allot them here."""
+        self._lost = True
+        self._frozen_until = asyncio.get_running_loop().time() + RENEW_EVERY
+        self._member.synced_at = None
+        self._poke()
+
+    def _wants(self, want: int, now: float) -> int:
+        """What to ask for, wanting ``want``: no more than it has, while Redis relearns
+        what the members hold after it lost it."""
+        if now < self._frozen_until:
+            allotted = self._member.allotted
+            had = 0 if allotted >= _UNBOUNDED else allotted  # unbounded: Redis was down
+            return min(want, max(self._gate.in_use, had))
+        return want
+
     def _poke(self) -> None:
         if self._wake is not None:
             self._wake.set()
@@ -739,7 +940,7 @@ class FleetSlots:
         assert wake is not None
         while True:
             now = loop.time()
-            want = gate.in_use + gate.waiting
+            want = self._wants(gate.in_use + gate.waiting, now)
             due = member.next_sync(now, want, gate.in_use)
             if due > now:
                 await _wait(wake, due)
@@ -751,7 +952,12 @@ class FleetSlots:
 
     async def _sync(self, want: int, in_use: int) -> bool:
         args = (self._id, want, in_use, self._capacity, int(LEASE_TTL * 1000))
+        self._lost = False
         answer = await self._link.run(self._script, self._keys, args)
+        if answer is None and self._lost:  # Redis lost the slots meanwhile: tell it again
+            want = self._wants(want, asyncio.get_running_loop().time())
+            args = (self._id, want, in_use, self._capacity, int(LEASE_TTL * 1000))
+            answer = await self._link.run(self._script, self._keys, args)
         if answer is None:
             return False
         allotted, share = int(answer[0]), int(answer[1])
@@ -818,6 +1024,7 @@ class FleetLimit:
         "_id",
         "_joined",
         "_keys",
+        "_last_slot",
         "_link",
         "_news",
         "_pace",
@@ -846,6 +1053,9 @@ class FleetLimit:
         self._paced = 1
         self._shared: float | None = None
         self._earliest = 0.0  # the next start its cap on the shared pace allows (loop time)
+        # The last start ``slot`` gave: it, its slot on the shared pace, and the cap before
+        # and after it (``put_back``).
+        self._last_slot: tuple[float, float, float, float] | None = None
         self._joined = False  # whether it has taken a share of the fleet's pace yet
         self._epoch = flow.adaptive.epoch  # the limit's when the fleet was last heard
         self._task: asyncio.Task[None] | None = None
@@ -982,12 +1192,34 @@ class FleetLimit:
         when = await self._pace.slot()
         if when is None:
             return None
-        start, self._earliest = capped_start(when, self._earliest, share)
+        before = self._earliest
+        start, self._earliest = capped_start(when, before, share)
+        self._last_slot = (start, when, before, self._earliest)
         return start
 
     def put_back(self, when: float) -> None:
-        """A start time from ``slot`` that its request did not use."""
-        self._pace.put_back(when)
+        """A start time from ``slot`` that its request did not use: the shared pace's slot
+        goes back, and the cap it moved moves back, if no later slot moved it since (else
+        the next request here would wait a whole capped interval for nothing)."""
+        last = self._last_slot
+        if last is None or last[0] != when:
+            self._pace.put_back(when)
+            return
+        self._last_slot = None
+        _, slot, before, after = last
+        if self._earliest == after:
+            self._earliest = before
+        self._pace.put_back(slot)
+
+    def restarted(self) -> None:
+        """Redis lost the fleet's state (``Link.on_lost``): what was heard of it is gone,
+        not changed (a count back to zero is no news, members not heard again did not
+        leave), and this member joins the fleet's pace again with its own, as each does."""
+        self._news.lost(None)
+        self._fleet_pace = self._shared = None
+        self._joined = False
+        self._flow.fleet_share(None)
+        self._flow.adaptive.fleet_left()  # until heard again, as when Redis is lost
 
     async def aclose(self) -> None:
         """Stop exchanging, and leave the members at once: the others take over its share
@@ -1054,12 +1286,14 @@ class Fleet:
     def slots(self, capacity: int) -> FleetSlots:
         """A fleet-wide semaphore of ``capacity`` slots, this client one of its members."""
         slots = FleetSlots(self._link, self._key, capacity)
+        self._link.on_lost(slots.restarted)
         self._parts.append(slots)
         return slots
 
     def limit(self, flow: Flow) -> FleetLimit:
         """The fleet's side of ``flow``'s adaptive limit: refusals heard fleet-wide."""
         limit = FleetLimit(self._link, self._key, flow)
+        self._link.on_lost(limit.restarted)
         self._parts.append(limit)
         return limit
 
@@ -1088,8 +1322,9 @@ class Fleet:
             change = budget.unsynced
             budget.unsynced = 0
             spent_enough.clear()
+            before = budget.tokens - change  # this member's count of the fleet's, as heard
             tokens = await self._link.run(
-                script, keys, (change, budget.capacity, _BUDGET_KEEP_SECONDS)
+                script, keys, (change, budget.capacity, _BUDGET_KEEP_SECONDS, before)
             )
             if tokens is None:
                 return  # alone until the next retry: what was spent meanwhile stays local

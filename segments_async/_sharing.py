@@ -153,6 +153,13 @@ class RateSlots:
         if count > due:
             self._runs.append(_Run(first + due * interval, interval, count - due))
 
+    def last(self) -> float:
+        """The time of the latest slot held (-inf: none)."""
+        runs = self._runs
+        if not runs:
+            return -math.inf
+        return max(run.first + (run.count - 1) * run.interval for run in runs)
+
     def drop_stale(self, now: float) -> None:
         """Forget the slots too old to be used."""
         stale = now - self.grace
