@@ -124,19 +124,31 @@ def page_payload(
     )
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One real ``redis-server`` for the session, on a free loopback port, nothing saved.
-
-    Skipped where the binary is missing, except in CI, where ``.ci/run`` installs it and
-    a fleet test that did not run would be a test that cannot fail.
-    """
+def _redis_binary_or_skip() -> str:
+    """The ``redis-server`` binary; the test is skipped where it is missing, except in CI,
+    where ``.ci/run`` installs it and a fleet test that did not run would be a test that
+    cannot fail."""
     binary = redis_binary()
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is missing in CI: .ci/run installs Debian's redis-server")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(binary).start()
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real ``redis-server`` for the session, on a free loopback port, nothing saved."""
+    server = RedisServer(_redis_binary_or_skip()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A ``redis-server`` of the test's own, to stop, start again or freeze (skipped, or
+    failed in CI, as ``redis_server``)."""
+    server = RedisServer(_redis_binary_or_skip()).start()
     yield server
     server.stop()
 

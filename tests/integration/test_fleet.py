@@ -774,16 +774,6 @@ async def test_a_stall_of_our_own_process_is_not_a_redis_outage(
     assert 10 == len(arrivals.times)
 
 
-@pytest.fixture
-def own_redis() -> Any:
-    binary = redis_binary()
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(binary).start()
-    yield server
-    server.stop()
-
-
 async def test_redis_lost_mid_run_and_back_warns_once_each_way_and_fails_no_call(
     api, own_redis, caplog
 ):

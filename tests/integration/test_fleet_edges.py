@@ -20,22 +20,11 @@ from segments_async._fleet import COMMAND_TIMEOUT, Fleet, FleetLimit, open_fleet
 from segments_async._flow import Flow, rate_burst
 
 from ..rawserver import RawRequest, RawServer
-from ..redisserver import RedisServer, redis_binary
+from ..redisserver import RedisServer
 from .support import TOKEN, make_client
 from .test_fleet import UNAVAILABLE, Arrivals, black_hole, calls, fleet_warnings
 
 # --------------------------------------------------------------------------- Redis loses its data
-
-
-@pytest.fixture
-def own_redis() -> Any:
-    """A Redis of the test's own, to stop and start again."""
-    binary = redis_binary()
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(binary).start()
-    yield server
-    server.stop()
 
 
 def flushed(server: RedisServer) -> None:
