@@ -1116,10 +1116,7 @@ class FleetLimit:
         rate = adaptive.rate
         learnt = None if told is None or rate is None else rate - told
         if answer is None:
-            self._news.lost(now)
-            self._fleet_pace = self._shared = None  # it joins again once Redis is back
-            flow.fleet_share(None)
-            flow.adaptive.fleet_left()
+            self._alone(now)  # it joins again once Redis is back
         else:
             counted, mine, members, limits, paced = (int(field) for field in answer[:5])
             news, grown = self._news.heard(now, counted, bool(mine), members)
@@ -1215,11 +1212,18 @@ class FleetLimit:
         """Redis lost the fleet's state (``Link.on_lost``): what was heard of it is gone,
         not changed (a count back to zero is no news, members not heard again did not
         leave), and this member joins the fleet's pace again with its own, as each does."""
-        self._news.lost(None)
-        self._fleet_pace = self._shared = None
+        self._alone(None)
         self._joined = False
+
+    def _alone(self, now: float | None) -> None:
+        """Without the fleet until it is heard again: what was heard is forgotten, and the
+        limit, the pace and the evidence of a quota here are this member's own. ``now``:
+        when an exchange found Redis unavailable (the next comes an interval later); None:
+        exchange again at once (``RefusalNews.lost``)."""
+        self._news.lost(now)
+        self._fleet_pace = self._shared = None
         self._flow.fleet_share(None)
-        self._flow.adaptive.fleet_left()  # until heard again, as when Redis is lost
+        self._flow.adaptive.fleet_left()
 
     async def aclose(self) -> None:
         """Stop exchanging, and leave the members at once: the others take over its share
