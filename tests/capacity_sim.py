@@ -361,11 +361,10 @@ def simulate(
         if sent <= shared["told"] + 0.1:  # _sharing.HEAR_WITHIN: the same overload
             return
         shared["told"] = now
-        if hear_within:
-            state.share = None  # its own, lowered, until the fleet's have settled
         # Each hears it as news unless its own limit was lowered since it last heard.
         heard = [(other, other.epoch if hear_within else other.adaptive.epoch) for other in others]
         if hear_within:
+            state.share = None  # its own, lowered, until the fleet's have settled
             push(now + hear_within, "news", heard)
         else:
             news(heard, now)

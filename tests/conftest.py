@@ -32,7 +32,6 @@ Where a test goes (the map):
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -43,7 +42,7 @@ from aioresponses import aioresponses
 
 from segments_async import RetryPolicy, SegmentsClient
 
-from .redisserver import RedisServer, redis_binary
+from .redisserver import RedisServer, redis_binary_or_skip
 
 BASE_URL = "https://api.segments.test"
 TOKEN = "tok-3f9a7c1d5e"
@@ -124,22 +123,10 @@ def page_payload(
     )
 
 
-def _redis_binary_or_skip() -> str:
-    """The ``redis-server`` binary; the test is skipped where it is missing, except in CI,
-    where ``.ci/run`` installs it and a fleet test that did not run would be a test that
-    cannot fail."""
-    binary = redis_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing in CI: .ci/run installs Debian's redis-server")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    return binary
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One real ``redis-server`` for the session, on a free loopback port, nothing saved."""
-    server = RedisServer(_redis_binary_or_skip()).start()
+    server = RedisServer(redis_binary_or_skip()).start()
     yield server
     server.stop()
 
@@ -148,7 +135,7 @@ def redis_server() -> Iterator[RedisServer]:
 def own_redis() -> Iterator[RedisServer]:
     """A ``redis-server`` of the test's own, to stop, start again or freeze (skipped, or
     failed in CI, as ``redis_server``)."""
-    server = RedisServer(_redis_binary_or_skip()).start()
+    server = RedisServer(redis_binary_or_skip()).start()
     yield server
     server.stop()
 

@@ -34,7 +34,7 @@ from segments_async.testing import FakeSegmentsServer
 
 from ..leaks import client_tasks, settle, unclosed_warnings
 from ..rawserver import RawRequest, RawServer, json_response
-from ..redisserver import RedisServer, redis_binary
+from ..redisserver import RedisServer, redis_binary_or_skip
 from .support import TOKEN, closed_port, envelope, make_client
 from .test_frames import captured, exceptions_reachable
 
@@ -861,10 +861,7 @@ PASSWORD = "pw-9c2e4f71d0"
 
 @pytest.fixture
 def guarded_redis() -> Any:
-    binary = redis_binary()
-    if binary is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(binary, password=PASSWORD).start()
+    server = RedisServer(redis_binary_or_skip(), password=PASSWORD).start()
     yield server
     server.stop()
 
