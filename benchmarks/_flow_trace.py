@@ -9,8 +9,9 @@ writes ``PATH.<its start page>`` (the last run of a section overwrites the earli
   ``ep``, ``ss`` slow start, ``ph`` phase, ``rate`` when paced), the fleet's share, the
   gate (capacity, in use, waiting), tasks, CPU seconds, and the answers since the last
   sample with their mean round trip;
-- ``refused`` per answer that is not a 200, ``cut`` per decrease (the state before it, and
-  whether it began a pace), ``elsewhere`` per refusal heard from the fleet, ``share`` per
+- ``refused`` per answer that is not a 200, ``cut`` per decrease (the state before it, the
+  fleet's sum of limits heard, settled and at the last refusal, and whether it began a
+  pace), ``elsewhere`` per refusal heard from the fleet, ``share`` per
   change of the fleet's share, ``sync`` per exchange with Redis, ``retry`` per backoff.
 
 It wraps private methods of ``_flow`` and ``_fleet`` (a debugging aid, not an API): it is
@@ -67,9 +68,10 @@ def install() -> None:
 
     refused = _flow.AdaptiveLimit._refused
 
-    def traced_refused(self: _flow.AdaptiveLimit, level: int, now: float, **more: Any) -> None:
+    def traced_refused(self: _flow.AdaptiveLimit, level: int, now: float) -> None:
         before = (self._ceiling, self._limit, self._sustained, self._rate, self._epoch)
-        refused(self, level, now, **more)
+        fleet = (self._fleet_sum, self._fleet_total, self._fleet_ceiling)
+        refused(self, level, now)
         emit(
             "cut",
             lvl=level,
@@ -78,8 +80,7 @@ def install() -> None:
             L=self._limit,
             rate=self._rate,
             ep=self._epoch,
-            shared=getattr(self, "shared_level", None),
-            **more,
+            fleet=fleet,
         )
 
     _flow.AdaptiveLimit._refused = traced_refused  # type: ignore[method-assign]
