@@ -205,6 +205,13 @@ _FLOOR: Final = 4
 #: load) gains about that much per step past the server's capacity.
 _STARTUP_ELASTICITY: Final = 0.3
 _KNEE_ELASTICITY: Final = 0.07
+#: Slow start ends on a band of levels whose elasticity is below ``_STARTUP_ELASTICITY``
+#: by two standard errors, or by one once the band holds ``_EXIT_ANSWERS`` answers. With one
+#: standard error at once, a band of 8-9 answers ended it on a Python app whose client was
+#: its own bottleneck (-0.35 +- 0.49 between 13 and 16 in flight), at 7-22 where a fixed 64
+#: is best, and the hill climb took a second to make that up, 20 % at a time.
+_EXIT_SIGMAS: Final = 2.0
+_EXIT_ANSWERS: Final = 16
 #: The hill climb's cycle of phases, as shares of the limit: a probe up, a probe down,
 #: then cruising (BBR's gain cycling, shorter). A probe lasts until a window of requests
 #: sent in it has been answered in it; a cruising phase, a window of sends.
@@ -650,7 +657,14 @@ class AdaptiveLimit:
         samples.add(level, rtt)
         below = self._levels.get(band - 1)
         gain = None if below is None else below.elasticity(samples)
-        if below is not None and gain is not None and sum(gain) < _STARTUP_ELASTICITY:
+        if (
+            below is not None
+            and gain is not None
+            and (
+                gain[0] + _EXIT_SIGMAS * gain[1] < _STARTUP_ELASTICITY
+                or (sum(gain) < _STARTUP_ELASTICITY and samples.count >= _EXIT_ANSWERS)
+            )
+        ):
             # The knee lies between the two: the climb starts at the lower side of it.
             self._limit = max(below.level, samples.level / _STEP, min(self._limit, _FLOOR))
             self._end_slow_start()
