@@ -339,7 +339,9 @@ class AdaptiveLimit:
     - **Slow start** (TCP, BBR's startup): from 4, one more per clean answer, never
       beyond half as much again as the level an answer proved (answers come a round trip
       late), while each half octave more still brings at least 11 % more answers per
-      second (an elasticity of 0.3, beyond the noise). As the answers stop following the
+      second (an elasticity of 0.3): it ends once a half octave brings less by two
+      standard errors, or by one once 16 answers tell (a stall among a band's first few
+      answers is no knee). As the answers stop following the
       level all the way, slow start slows, to a quarter beyond at 0.3 (HyStart++'s
       conservative slow start): a queue whose answers come late is not flooded.
     - **Hill climb** (the .NET thread pool's, with BBR's gain cycling): a probe at 1.25
