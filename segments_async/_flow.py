@@ -659,13 +659,12 @@ class AdaptiveLimit:
         samples.add(level, rtt)
         below = self._levels.get(band - 1)
         gain = None if below is None else below.elasticity(samples)
+        # Below by two standard errors, or by one once the band holds enough answers.
+        sigmas = 1.0 if samples.count >= _EXIT_ANSWERS else _EXIT_SIGMAS
         if (
             below is not None
             and gain is not None
-            and (
-                gain[0] + _EXIT_SIGMAS * gain[1] < _STARTUP_ELASTICITY
-                or (sum(gain) < _STARTUP_ELASTICITY and samples.count >= _EXIT_ANSWERS)
-            )
+            and gain[0] + sigmas * gain[1] < _STARTUP_ELASTICITY
         ):
             # The knee lies between the two: the climb starts at the lower side of it.
             self._limit = max(below.level, samples.level / _STEP, min(self._limit, _FLOOR))
