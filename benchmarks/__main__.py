@@ -257,9 +257,9 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
             with serve(config.g_total, server_cpu) as g_url:
                 sections["g"] = _cli_export.bench(g_url, config.g_total, config.rounds)
         if "h" in only:
-            plan = config.h_plan
-            _progress(f"[h] a fleet of {_fleet.K} processes, {plan.rounds} round(s) ...")
-            sections["h"] = asyncio.run(_fleet.bench(plan, server_cpu, _progress))
+            h_plan = config.h_plan
+            _progress(f"[h] a fleet of {_fleet.K} processes, {h_plan.rounds} round(s) ...")
+            sections["h"] = asyncio.run(_fleet.bench(h_plan, server_cpu, _progress))
     doc["sections"] = sections
     doc["elapsed_s"] = time.perf_counter() - started
     doc["targets"] = _report.targets(doc)

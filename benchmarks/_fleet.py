@@ -309,7 +309,7 @@ async def _iterate_once(lib: Any, base_url: str, items: int, **options: Any) -> 
     return elapsed
 
 
-OVERHEAD = {
+OVERHEAD: dict[str, dict[str, object]] = {
     "plain": {},
     "rate_limit=1e6": {"rate_limit": 1e6},
     "fleet": {"fleet": True},
@@ -365,7 +365,7 @@ async def round_trips(redis: RedisServer, calls: int = 500) -> dict[str, float]:
     found: dict[str, float] = {}
     try:
         for name, (script, keys, args) in scripts.items():
-            times = []
+            times: list[float] = []
             while len(times) < calls:
                 started = time.perf_counter()
                 if await link.run(script, keys, args) is None:

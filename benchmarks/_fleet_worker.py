@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 from ._common import PER_PAGE, TOKEN
 
@@ -30,7 +30,7 @@ async def _read(argv: list[str]) -> dict[str, Any]:
         options["rate_limit"] = float(rate)
     if fleet != "-":
         options["fleet"] = fleet
-    window: int | str = concurrency if concurrency == "auto" else int(concurrency)
+    window: int | Literal["auto"] = "auto" if concurrency == "auto" else int(concurrency)
     expected = int(pages) * PER_PAGE
     trace = os.environ.get("SEGMENTS_TRACE_FLOW")
     if trace:

@@ -104,11 +104,11 @@ def install() -> None:
 
     _flow.Flow.refused_elsewhere = traced_elsewhere  # type: ignore[method-assign]
 
-    share = _flow.Flow.fleet_share
+    fleet_share = _flow.Flow.fleet_share
 
-    def traced_share(self: _flow.Flow, value: int | None) -> None:
+    def traced_share(self: _flow.Flow, share: int | None) -> None:
         before = self._fleet_share
-        share(self, value)
+        fleet_share(self, share)
         if before != self._fleet_share:
             emit("share", share=self._fleet_share, lim=self._adaptive.limit)
 

@@ -28,6 +28,11 @@ def _get(doc: Doc, *path: str) -> Any:
     return node
 
 
+def _at_most(bound: float) -> Callable[[float], bool]:
+    """A target's test: the value is at most ``bound``."""
+    return lambda value: value <= bound
+
+
 def _target(
     name: str,
     value: Any,
@@ -275,7 +280,7 @@ def _targets_h(doc: Doc, smoke: str) -> list[dict[str, Any]]:
             _target(
                 f"h {mode}: fleet auto time <= {limit}x {against}",
                 _h_ratio(doc, mode, auto, baseline),
-                lambda v, limit=limit: v <= limit,
+                _at_most(limit),
                 "x",
                 smoke,
                 _h_failed(run),
@@ -286,7 +291,7 @@ def _targets_h(doc: Doc, smoke: str) -> list[dict[str, Any]]:
                 _target(
                     f"h {mode}: fleet auto refused <= {refused:g} %",
                     None if run is None else run["rejected_pct"],
-                    lambda v, refused=refused: v <= refused,
+                    _at_most(refused),
                     " %",
                     smoke,
                 )
