@@ -747,6 +747,30 @@ class TestAgainstSimulatedServers:
 
         assert max(ratios) <= 1.2, ratios
 
+    @pytest.mark.xfail(
+        strict=True,
+        reason="issue 15, open: slow start ends by chance on a slope at its threshold, and "
+        "the hill climb's 20 % steps take most of the job to make that up",
+    )
+    @pytest.mark.parametrize("workload", WORKLOADS)
+    def test_a_slope_at_slow_starts_threshold_on_a_noisy_machine(self, workload):
+        """Answers per second grow as the load to the power 0.3 all the way (the benchmark's
+        app awaiting 3 ms measured 0.26-0.27 from 8 to 100 in flight), round trips of a
+        few ms, a client stalled now and then, over six seeds: each within 1.2x the best
+        fixed time. Each half octave is a new test of a noisy reading against slow start's
+        0.3, so it ends where the noise says (at 7 in flight in two of iterate's seeds),
+        and the worst seeds take 1.55x and 1.6x (on the server, the medians of ten or
+        twenty rounds were 1.17-1.37x). A slow start that never ends takes 0.95x here, and
+        0.95x on the server (0.99x per round)."""
+        server = Server("slope", service=0.001, elasticity=0.3)
+        client = Client(3000, workload=workload, **LOOPBACK | NOISY)
+        ratios = [
+            run(server, client, seed=seed).seconds / best_fixed(server, client, seed=seed)
+            for seed in range(6)
+        ]
+
+        assert max(ratios) <= 1.2, ratios
+
     @pytest.mark.parametrize("workload", WORKLOADS)
     def test_stops_at_the_knee(self, workload):
         """A client-bound app whose round trips follow the load a round trip late (each
