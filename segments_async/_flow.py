@@ -212,6 +212,13 @@ _KNEE_ELASTICITY: Final = 0.07
 #: is best, and the hill climb took a second to make that up, 20 % at a time.
 _EXIT_SIGMAS: Final = 2.0
 _EXIT_ANSWERS: Final = 16
+#: ...and a reading below this is a stall, not a knee: a queue at its knee reads about 0
+#: (more in flight brings no more answers), while a stall of the client's loop (a
+#: collection, another process) or of the server holds every answer of a band evenly late,
+#: so that their spread stays small and the reading looks sure (-1.3 +- 0.11 on 8 answers,
+#: in the simulator, ended slow start at 7 on a slope where the pool is best). The band
+#: starts afresh, once.
+_STALL_ELASTICITY: Final = -0.5
 #: The hill climb's cycle of phases, as shares of the limit: a probe up, a probe down,
 #: then cruising (BBR's gain cycling, shorter). A probe lasts until a window of requests
 #: sent in it has been answered in it; a cruising phase, a window of sends.
@@ -237,8 +244,12 @@ _DOWN_CYCLES: Final = 2
 _UP_CYCLES: Final = 2
 _UP_SIGMAS: Final = 2.0
 _MAX_CYCLES: Final = 8
-#: How fast the noise between cycles follows what consecutive cycles show.
+#: How fast the noise between cycles follows what consecutive cycles show, and how much
+#: one pair of cycles may move it: at most this many times the noise as it was (one cycle
+#: a stall threw far off raised it enough to hold the next decisions for many cycles; a
+#: lasting change of the noise still moves it, pair after pair).
 _NOISE_GAIN: Final = 0.25
+_NOISE_JUMP: Final = 4.0
 #: Levels further apart than this are compared; closer ones say nothing through the noise.
 _MIN_SPREAD: Final = 1.15
 #: How fast the smoothed round trip follows the answers.
@@ -341,9 +352,12 @@ class AdaptiveLimit:
       late), while each half octave more still brings at least 11 % more answers per
       second (an elasticity of 0.3): it ends once a half octave brings less by two
       standard errors, or by one once 16 answers tell (a stall among a band's first few
-      answers is no knee). As the answers stop following the
-      level all the way, slow start slows, to a quarter beyond at 0.3 (HyStart++'s
-      conservative slow start): a queue whose answers come late is not flooded.
+      answers is no knee). A reading far below 0 (under -0.5; a queue at its knee reads
+      about 0) is taken for a stall that held a whole band's answers: that band starts
+      afresh, once. As the
+      answers stop following the level all the way, slow start slows, to a quarter beyond
+      at 0.3 (HyStart++'s conservative slow start): a queue whose answers come late is not
+      flooded.
     - **Hill climb** (the .NET thread pool's, with BBR's gain cycling): a probe at 1.25
       times the limit, then one at 0.8 times. A round trip follows the load all along (an
       event loop, a server sharing its time), so a probe counts only requests sent once
@@ -351,8 +365,9 @@ class AdaptiveLimit:
       elasticity between the two probes (how much of the extra in flight came back as
       answers per second), averaged over the cycles at one limit, decides: beyond the
       noise (a standard error between cycles, and at least what consecutive cycles have
-      shown lately: a probe lasts a round trip or two, and whatever else the machine does
-      moves all its answers together) above 0.07 the limit steps up 20 % and probes again
+      shown lately, which one pair of cycles moves at most fourfold: a probe lasts a round
+      trip or two, and whatever else the machine does moves all its answers together)
+      above 0.07 the limit steps up 20 % and probes again
       at once, below it it steps down 20 %; in between, the limit is at the knee and
       cruises two windows of sends before the next probe. A step either way takes two
       cycles, or, up, one beyond twice the noise (one lucky cycle moves nothing); after
@@ -434,6 +449,7 @@ class AdaptiveLimit:
         "_rate_plateau",
         "_rate_refused",
         "_rate_since",
+        "_restarted",
         "_rtt",
         "_slow_start",
         "_sustained",
@@ -451,6 +467,7 @@ class AdaptiveLimit:
         self._slow_start = True
         self._growth = _START_GROWTH
         self._levels: dict[int, _Samples] = {}
+        self._restarted: set[int] = set()  # bands started afresh after a stall
         self._phase = _CRUISE
         self._phase_id = 0
         self._phase_sent = 0
@@ -544,6 +561,7 @@ class AdaptiveLimit:
             self._rate *= factor
             self._rate_refused *= factor
         self._levels.clear()
+        self._restarted.clear()
         self._restart_pools()
         self._next_phase(_CRUISE)
         self._update()
@@ -659,6 +677,10 @@ class AdaptiveLimit:
         samples.add(level, rtt)
         below = self._levels.get(band - 1)
         gain = None if below is None else below.elasticity(samples)
+        if gain is not None and gain[0] < _STALL_ELASTICITY and band not in self._restarted:
+            self._levels[band] = _Samples()
+            self._restarted.add(band)
+            return
         # Below by two standard errors, or by one once the band holds enough answers.
         sigmas = 1.0 if samples.count >= _EXIT_ANSWERS else _EXIT_SIGMAS
         if (
@@ -685,6 +707,7 @@ class AdaptiveLimit:
     def _end_slow_start(self) -> None:
         self._slow_start = False
         self._levels.clear()
+        self._restarted.clear()
         self._next_phase(_UP)
 
     def _next_phase(self, phase: int) -> None:
@@ -731,6 +754,8 @@ class AdaptiveLimit:
                 # Two cycles in a row differ by the noise twice (and by the slope between
                 # their limits, which is small where it matters: near the knee).
                 sample = (gain[0] - last) ** 2 / 2
+                if self._noise > 0:
+                    sample = min(sample, _NOISE_JUMP * self._noise)
                 self._noise += _NOISE_GAIN * (sample - self._noise)
         # Moving, it probes again at once; holding, it cruises a while first.
         self._next_phase(_UP if self._step() else _CRUISE)
@@ -808,6 +833,7 @@ class AdaptiveLimit:
         starting = self._slow_start
         self._slow_start = False
         self._levels.clear()
+        self._restarted.clear()
         self._restart_pools()
         self._next_phase(_CRUISE)
         self._next_start = max(self._next_start, now + self._round_trip())
