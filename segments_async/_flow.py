@@ -212,13 +212,6 @@ _KNEE_ELASTICITY: Final = 0.07
 #: is best, and the hill climb took a second to make that up, 20 % at a time.
 _EXIT_SIGMAS: Final = 2.0
 _EXIT_ANSWERS: Final = 16
-#: ...and a reading below this is a stall, not a knee: a queue at its knee reads about 0
-#: (more in flight brings no more answers), while a stall of the client's loop (a
-#: collection, another process) or of the server holds every answer of a band evenly late,
-#: so that their spread stays small and the reading looks sure (-1.3 +- 0.11 on 8 answers,
-#: in the simulator, ended slow start at 7 on a slope where the pool is best). The band
-#: starts afresh, once.
-_STALL_ELASTICITY: Final = -0.5
 #: The hill climb's cycle of phases, as shares of the limit: a probe up, a probe down,
 #: then cruising (BBR's gain cycling, shorter). A probe lasts until a window of requests
 #: sent in it has been answered in it; a cruising phase, a window of sends.
@@ -352,12 +345,9 @@ class AdaptiveLimit:
       late), while each half octave more still brings at least 11 % more answers per
       second (an elasticity of 0.3): it ends once a half octave brings less by two
       standard errors, or by one once 16 answers tell (a stall among a band's first few
-      answers is no knee). A reading far below 0 (under -0.5; a queue at its knee reads
-      about 0) is taken for a stall that held a whole band's answers: that band starts
-      afresh, once. As the
-      answers stop following the level all the way, slow start slows, to a quarter beyond
-      at 0.3 (HyStart++'s conservative slow start): a queue whose answers come late is not
-      flooded.
+      answers is no knee). As the answers stop following the
+      level all the way, slow start slows, to a quarter beyond at 0.3 (HyStart++'s
+      conservative slow start): a queue whose answers come late is not flooded.
     - **Hill climb** (the .NET thread pool's, with BBR's gain cycling): a probe at 1.25
       times the limit, then one at 0.8 times. A round trip follows the load all along (an
       event loop, a server sharing its time), so a probe counts only requests sent once
@@ -449,7 +439,6 @@ class AdaptiveLimit:
         "_rate_plateau",
         "_rate_refused",
         "_rate_since",
-        "_restarted",
         "_rtt",
         "_slow_start",
         "_sustained",
@@ -467,7 +456,6 @@ class AdaptiveLimit:
         self._slow_start = True
         self._growth = _START_GROWTH
         self._levels: dict[int, _Samples] = {}
-        self._restarted: set[int] = set()  # bands started afresh after a stall
         self._phase = _CRUISE
         self._phase_id = 0
         self._phase_sent = 0
@@ -561,7 +549,6 @@ class AdaptiveLimit:
             self._rate *= factor
             self._rate_refused *= factor
         self._levels.clear()
-        self._restarted.clear()
         self._restart_pools()
         self._next_phase(_CRUISE)
         self._update()
@@ -677,10 +664,6 @@ class AdaptiveLimit:
         samples.add(level, rtt)
         below = self._levels.get(band - 1)
         gain = None if below is None else below.elasticity(samples)
-        if gain is not None and gain[0] < _STALL_ELASTICITY and band not in self._restarted:
-            self._levels[band] = _Samples()
-            self._restarted.add(band)
-            return
         # Below by two standard errors, or by one once the band holds enough answers.
         sigmas = 1.0 if samples.count >= _EXIT_ANSWERS else _EXIT_SIGMAS
         if (
@@ -707,7 +690,6 @@ class AdaptiveLimit:
     def _end_slow_start(self) -> None:
         self._slow_start = False
         self._levels.clear()
-        self._restarted.clear()
         self._next_phase(_UP)
 
     def _next_phase(self, phase: int) -> None:
@@ -833,7 +815,6 @@ class AdaptiveLimit:
         starting = self._slow_start
         self._slow_start = False
         self._levels.clear()
-        self._restarted.clear()
         self._restart_pools()
         self._next_phase(_CRUISE)
         self._next_start = max(self._next_start, now + self._round_trip())

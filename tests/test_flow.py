@@ -122,30 +122,6 @@ class TestSlowStart:
 
         assert 100 == max(seen)
 
-    def test_a_stall_is_no_knee(self):
-        """Answers per second grow as the load to the power 0.7 all the way, and the
-        answers of one round trip all come four times late (the client's loop stalled):
-        every answer of that band equally late reads as an elasticity far below 0, which
-        no knee gives (a queue reads about 0). The band starts afresh, and slow start goes
-        on to the pool; before, it ended there."""
-        limit = AdaptiveLimit(100)
-        stalled = False
-        seen = []
-        now = 0.0
-        while limit.starting and len(seen) < 100:
-            level = limit.limit
-            rtt = RTT * level**0.3
-            if not stalled and level >= 13:
-                rtt, stalled = 4 * rtt, True
-            tickets = [limit.ticket(level, now) for _ in range(level)]
-            now += rtt
-            for ticket in tickets:
-                limit.record(ticket, rtt=rtt, refused=False, now=now)
-            seen.append(limit.limit)
-
-        assert stalled
-        assert 100 == max(seen)
-
 
 class TestHillClimb:
     def test_settles_near_a_queueing_servers_capacity(self):
@@ -807,11 +783,10 @@ class TestAgainstSimulatedServers:
         app awaiting 3 ms measured 0.26-0.27 from 8 to 100 in flight), round trips of a
         few ms, a client stalled now and then, over six seeds: each within 1.2x the best
         fixed time. Each half octave is a new test of a noisy reading against slow start's
-        0.3, so it ends where the noise says, and the hill climb's 20 % steps take most of
-        the job to make that up: the worst seeds take 1.26x (1.55x and 1.6x before a stall
-        stopped ending slow start at 7 in flight; on the server, the medians of ten to
-        twenty rounds were 1.16-1.37x either way). A slow start that never ends takes 0.95x
-        here, and 0.95x on the server (0.99x per round)."""
+        0.3, so it ends where the noise says (at 7 in flight in two of iterate's seeds,
+        where a stall held a band's answers), and the worst seeds take 1.55x and 1.6x (on
+        the server, the medians of ten to twenty rounds were 1.16-1.37x). A slow start that
+        never ends takes 0.95x here, and 0.95x on the server (0.99x per round)."""
         server = Server("slope", service=0.001, elasticity=0.3)
         client = Client(3000, workload=workload, **LOOPBACK | NOISY)
         ratios = [
