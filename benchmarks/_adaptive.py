@@ -278,4 +278,5 @@ async def bench(plan: Plan, server_cpu: int | None, progress: Any) -> dict[str, 
         section["gate"] = await _kinds.bench_gate(
             lib, plan.gate, plan.gate_rounds, plan.kind_timeout, server_cpu, progress
         )
+        section["gate_bookkeeping_us"] = _kinds.gate_bookkeeping(lib)
     return section

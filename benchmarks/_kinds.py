@@ -14,14 +14,20 @@ cut off and not run again (it is not the best).
 
 The gate's own cost: on section a's near-free server, ``concurrency="auto"`` with the
 adaptive limit frozen at 64 (it still learns from every answer, but the limit stays) and a
-pool of 64 against a fixed 64, for both jobs; the median per-round ratio of times.
+pool of 64 against a fixed 64, for both jobs; the median per-round ratio of times, and
+its rounds' spread (the machine's noise, which moves one round's ratio by up to a fifth).
+Beside it, the gate's own work timed without I/O (``gate_bookkeeping``), as a share of
+what a request costs at a fixed 64.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
+import importlib
+import math
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -90,7 +96,10 @@ async def run_job(
 
 def _freeze(client: Any, level: int) -> None:
     """Pin the client's adaptive limit at ``level``: it still records every answer."""
-    flow = client._shared.flow
+    _freeze_flow(client._shared.flow, level)
+
+
+def _freeze_flow(flow: Any, level: int) -> None:
     adaptive = flow.adaptive
 
     class Frozen(type(adaptive)):  # type: ignore[misc]
@@ -102,6 +111,33 @@ def _freeze(client: Any, level: int) -> None:
     frozen._update()
     flow._adaptive = frozen
     flow._gate.capacity = level
+
+
+def gate_bookkeeping(lib: ModuleType, level: int = 64, requests: int = 100_000) -> float:
+    """Microseconds of the adaptive gate's own work per request, frozen at ``level`` with
+    ``level`` requests in flight, nothing sent: a place taken (``Flow.try_admit``), an
+    answer learnt from and its place given back (``Flow.done``), and a bulk worker's look
+    at the places free (``Flow.spare``). The best of five runs (the least disturbed).
+    Called with the event loop running (the flow reads its clock)."""
+    flow_module = importlib.import_module(f"{lib.__name__}._flow")
+    transport = importlib.import_module(f"{lib.__name__}._transport")
+    flow = flow_module.Flow(rate=None, max_connections=level)
+    _freeze_flow(flow, level)
+    answer = transport.Outcome(status=201, headers={}, body=b"{}")
+    held = collections.deque(flow.try_admit() for _ in range(level))
+    if None in held:
+        raise RuntimeError(f"the frozen gate let fewer than {level} in")
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(requests):
+            flow.done(held.popleft(), answer)
+            held.append(flow.try_admit())
+            flow.spare()
+        best = min(best, time.perf_counter() - started)
+    if None in held:
+        raise RuntimeError("the frozen gate turned a request away")
+    return best / requests * 1e6
 
 
 def _ratio_over_rounds(
@@ -245,5 +281,22 @@ async def bench_gate(
                 "frozen_over_fixed": _ratio_over_rounds(
                     by_round, FROZEN, lambda c: c["label"] == "64"
                 ),
+                # The spread of the per-round ratios: the machine's noise, against which
+                # the median is read.
+                "per_round": _per_round_ratios(by_round, FROZEN, "64"),
             }
     return gate
+
+
+def _per_round_ratios(
+    by_round: list[dict[str, dict[str, Any]]], mine: str, other: str
+) -> list[float]:
+    """``mine``'s time over ``other``'s, round by round (both done)."""
+    return [
+        results[mine]["seconds"] / results[other]["seconds"]
+        for results in by_round
+        if mine in results
+        and other in results
+        and results[mine]["error"] is None
+        and results[other]["error"] is None
+    ]

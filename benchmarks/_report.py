@@ -544,6 +544,7 @@ def _gate_lines(section: Doc) -> list[str]:
         "  The adaptive gate's own cost, on the near-free server (auto frozen at 64 / fixed 64,"
         " the median per-round ratio):"
     ]
+    bookkeeping = section.get("gate_bookkeeping_us")
     for workload, data in gate.items():
         times = ", ".join(
             f"{name} {_num(stats['median_s'], '.3f')} s"
@@ -551,6 +552,25 @@ def _gate_lines(section: Doc) -> list[str]:
         )
         lines.append(
             f"    {workload:<12} {data['size']:>7,}: {times}; ratio {_x(data['frozen_over_fixed'])}"
+        )
+        per_round = sorted(data.get("per_round") or [])
+        fixed = data["contenders"].get("64", {}).get("median_s")
+        if per_round:
+            quarter = len(per_round) // 4
+            lines.append(
+                f"      per round {_x(per_round[0])} to {_x(per_round[-1])}, middle half"
+                f" {_x(per_round[quarter])} to {_x(per_round[-1 - quarter])}"
+            )
+        if bookkeeping is not None and fixed:
+            per_request = fixed / data["size"] * 1e6
+            lines.append(
+                f"      the gate's own work, {bookkeeping:.2f} us a request, is"
+                f" {bookkeeping / per_request:.1%} of fixed 64's {per_request:.0f} us a request"
+            )
+    if bookkeeping is not None:
+        lines.append(
+            "  (the gate's own work: try_admit, done and spare frozen at 64 with 64 in flight,"
+            " nothing sent, best of five runs of 100,000)"
         )
     return lines
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import segments_async
 from benchmarks._adaptive import _auto_over_best_fixed, _status
-from benchmarks._report import targets
+from benchmarks._kinds import gate_bookkeeping
+from benchmarks._report import _gate_lines, targets
 
 
 def _run(seconds: float, error: str | None = None) -> dict[str, Any]:
@@ -106,3 +108,32 @@ def test_every_ordinary_server_and_job_gets_its_target() -> None:
     assert "FAIL" == found["e app create_many: auto <= 1.2x the best fixed"]["status"]
     assert "FAIL" == found["e app iterate: auto <= 1.2x the best fixed"]["status"]
     assert "PASS" == found["e gate cost, iterate: frozen auto <= 1.05x fixed 64"]["status"]
+
+
+def test_the_gate_lines_show_the_rounds_spread_and_the_gates_own_share() -> None:
+    """The gate's figure comes with its rounds' spread and its bookkeeping's share."""
+    e = {
+        "gate": {
+            "create_many": {
+                "size": 20_000,
+                "contenders": {"64": {"median_s": 3.0}, "auto frozen at 64": {"median_s": 3.1}},
+                "frozen_over_fixed": 1.03,
+                "per_round": [1.2, 0.9, 1.03, 0.95, 1.1, 1.0, 1.05, 0.97],
+            }
+        },
+        "gate_bookkeeping_us": 1.5,
+    }
+
+    lines = "\n".join(_gate_lines(e))
+
+    assert "per round 0.90x to 1.20x, middle half 0.97x to 1.05x" in lines
+    # 3.0 s / 20,000 = 150 us a request; 1.5 us of it is 1 %.
+    assert "1.50 us a request, is 1.0% of fixed 64's 150 us a request" in lines
+
+
+async def test_the_gates_bookkeeping_is_measured_frozen_with_every_place_taken() -> None:
+    """It runs the real gate frozen at 64 (a request turned away would raise) and gives a
+    time per request."""
+    microseconds = gate_bookkeeping(segments_async, requests=2_000)
+
+    assert 0 < microseconds < 1_000
