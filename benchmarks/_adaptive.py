@@ -57,9 +57,11 @@ class Plan:
     # The adaptive gate's own cost: job -> size, on the near-free server.
     gate: dict[str, int] = attrs.field(factory=dict)
     gate_rounds: int = 5
+    # The fixed concurrencies against the hidden capacity (default: 2, the capacity, 64).
+    fixed: tuple[int, ...] = ()
 
     def contenders(self, mode: str) -> list[Contender]:
-        fixed = sorted({2, self.capacity, 64})
+        fixed = sorted(set(self.fixed) if self.fixed else {2, self.capacity, 64})
         found = [Contender(str(c), c) for c in fixed] + [Contender(AUTO, AUTO)]
         if mode == "quota":
             label = f"{self.capacity} + rate_limit={self.rate:g}"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 import segments_async
-from benchmarks._adaptive import _auto_over_best_fixed, _status
+from benchmarks import _sweep
+from benchmarks._adaptive import Plan, _auto_over_best_fixed, _status
 from benchmarks._kinds import gate_bookkeeping
 from benchmarks._report import _gate_lines, targets
 
@@ -137,3 +140,30 @@ async def test_the_gates_bookkeeping_is_measured_frozen_with_every_place_taken()
     microseconds = gate_bookkeeping(segments_async, requests=2_000)
 
     assert 0 < microseconds < 1_000
+
+
+def test_a_plan_runs_the_fixed_levels_it_names_or_the_default_ones() -> None:
+    """The sweep's plans name their fixed levels; section e's own default to 2, C and 64."""
+    plan = Plan(capacity=40, service=0.02, pages={"reject": 10}, rate=200.0, rounds=1, timeout=1.0)
+
+    assert ["2", "40", "64", "auto"] == [c.label for c in plan.contenders("reject")]
+    named = attrs.evolve(plan, fixed=(40, 16))
+    assert ["16", "40", "auto"] == [c.label for c in named.contenders("reject")]
+
+
+def test_the_sweep_line_shows_a_fixed_level_that_never_finished() -> None:
+    """A fixed level with no finished run shows as '-', auto's figures beside it."""
+    data = {
+        "ideal_s": 2.5,
+        "auto_over_best_fixed": 1.25,
+        "contenders": {
+            "4": {"median_s": 3.67},
+            "8": {"median_s": None},
+            "auto": {"median_s": 4.58, "rejected_pct": 0.05, "max_outstanding": 4},
+        },
+    }
+
+    line = _sweep._line("reject 4 x 5 ms", data)
+
+    assert "fixed 4: 3.67, 8: -; auto 4.58 s, 1.25x the best fixed, 0.05 % refused" in line
+    assert "at most 4 at the server" in line
