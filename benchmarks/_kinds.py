@@ -272,18 +272,17 @@ async def bench_gate(
             by_round = await _compare(
                 lib, base_url, workload, size, contenders, rounds, limit, progress, "gate"
             )
+            # Round by round: their spread is the machine's noise, against which the
+            # median is read.
+            per_round = _per_round_ratios(by_round, FROZEN, "64")
             gate[workload] = {
                 "size": size,
                 "contenders": {
                     label: _summary([r[label] for r in by_round if label in r])
                     for label in contenders
                 },
-                "frozen_over_fixed": _ratio_over_rounds(
-                    by_round, FROZEN, lambda c: c["label"] == "64"
-                ),
-                # The spread of the per-round ratios: the machine's noise, against which
-                # the median is read.
-                "per_round": _per_round_ratios(by_round, FROZEN, "64"),
+                "frozen_over_fixed": median(per_round) if per_round else None,
+                "per_round": per_round,
             }
     return gate
 
