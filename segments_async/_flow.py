@@ -357,17 +357,16 @@ class AdaptiveLimit:
       noise (a standard error between cycles, and at least what consecutive cycles have
       shown lately, which one pair of cycles moves at most fourfold: a probe lasts a round
       trip or two, and whatever else the machine does moves all its answers together)
-      above 0.07 the limit steps up 20 % and probes again
-      at once, below it it steps down 20 %; in between, the limit is at the knee and
-      cruises two windows of sends before the next probe. A step either way takes two
-      cycles, or, up, one beyond twice the noise (one lucky cycle moves nothing); after
-      eight cycles without a decision the limit steps down if they lean that way. The
-      knee is the smallest level within noise of the best: a step of 20 % there brings
-      1.3 % more. Below a ceiling (see refusals), steps up in a row grow to 44 %: the way
-      back is short and bounded. Answers alone never take the limit below 4, where slow
-      start began (below a few in flight, a client and a server that take turns idle
-      while the other works); refusals do.
-      The round trip of a probe is the geometric mean of its answers', so a jittery
+      above 0.07 the limit steps up 20 % and probes again at once, below it it steps down
+      20 %; in between, the limit is at the knee and cruises two windows of sends before
+      the next probe. A step either way takes two cycles, or, up, one beyond twice the
+      noise (one lucky cycle moves nothing); after eight cycles without a decision the
+      limit steps down if they lean that way. The knee is the smallest level within noise
+      of the best: a step of 20 % there brings 1.3 % more. Below a ceiling (see
+      refusals), steps up in a row grow to 44 %: the way back is short and bounded.
+      Answers alone never take the limit below 4, where slow start began (below a few in
+      flight, a client and a server that take turns idle while the other works); refusals
+      do. The round trip of a probe is the geometric mean of its answers', so a jittery
       server's slow answers weigh little.
     - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
       refused request was sent at is a ceiling: the limit stays below it for 100 round
