@@ -249,6 +249,13 @@ _MIN_SPREAD: Final = 1.15
 _RTT_GAIN: Final = 0.125
 #: After a refusal, the limit goes down to this share of the level that was refused.
 _DECREASE: Final = 0.5
+#: A refusal read within this share of the round trip was answered at once: the answers
+#: the client read between sending it and reading it (its loop behind, under load) were
+#: counted in its level but had left the server before it came. Read later, the loop was
+#: too far behind to tell in what order the server answered (on the real client, refusals
+#: read after 8-13 ms of a 26-32 ms round trip had 10-25 answers read meanwhile, under a
+#: level only 1-11 above the server's).
+_QUICK_REFUSAL: Final = 0.2
 #: Round trips to stay below a refused level before probing it; doubled per failed probe.
 _PROBE_ROUND_TRIPS: Final = 100.0
 _PROBE_MAX_DOUBLINGS: Final = 6
@@ -369,9 +376,11 @@ class AdaptiveLimit:
       do. The round trip of a probe is the geometric mean of its answers', so a jittery
       server's slow answers weigh little.
     - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
-      refused request was sent at is a ceiling: the limit stays below it for 100 round
-      trips, and at least 10 s, before probing it, and each failed probe doubles the
-      wait. A probe refused above a limit that held leaves the limit; otherwise the limit
+      refused request met at the server is a ceiling: the limit stays below it for 100
+      round trips, and at least 10 s, before probing it, and each failed probe doubles the
+      wait. That level is the one it was sent at, less the answers read after it was sent
+      when the refusal came back within a fifth of a round trip: a busy client reads its
+      answers late, and those had left the server before it came. A probe refused above a limit that held leaves the limit; otherwise the limit
       halves from the refused level. Sending pauses for a round trip either way.
     - **Quotas**: when a level that had been held for a while is refused, or the level
       the last refusal cut the limit to, or even one request at a time, the server counts
@@ -612,7 +621,7 @@ class AdaptiveLimit:
         """
         if refused:
             if ticket.epoch == self._epoch:  # older ones were sent before the last decrease
-                self._refused(ticket.level, now)
+                self._refused(self._seen(ticket, now), now)
                 self._update()
             return
         if rtt is None:
@@ -800,6 +809,20 @@ class AdaptiveLimit:
         return ceiling + 0.999
 
     # ------------------------------------------------------------------- refusals
+
+    def _seen(self, ticket: Ticket, now: float) -> int:
+        """The level a refused request met at the server: its own, less the answers read
+        after it was sent, when the refusal came back quickly."""
+        level = ticket.level
+        sent = ticket.sent
+        if now - sent > _QUICK_REFUSAL * self._round_trip():
+            return level
+        late = 0
+        for at in reversed(self._deliveries):
+            if at <= sent:
+                break
+            late += 1
+        return max(1, level - late)
 
     def _refused(self, level: int, now: float) -> None:
         if self._rate is not None and now - self._rate_since < self._round_trip():
