@@ -366,7 +366,8 @@ class AdaptiveLimit:
       trip or two, and whatever else the machine does moves all its answers together)
       above 0.07 the limit steps up 20 % and probes again at once, below it it steps down
       20 %; in between, the limit is at the knee and cruises two windows of sends before
-      the next probe. A step either way takes two cycles, or, up, one beyond twice the
+      the next probe, as it does when a step up would pass its cap (a ceiling, the
+      pool). A step either way takes two cycles, or, up, one beyond twice the
       noise (one lucky cycle moves nothing); after eight cycles without a decision the
       limit steps down if they lean that way. The knee is the smallest level within noise
       of the best: a step of 20 % there brings 1.3 % more. Below a ceiling (see
@@ -788,6 +789,9 @@ class AdaptiveLimit:
             else:
                 limit = self._limit
         self._restart_pools()
+        # A step up from a limit at its cap (a ceiling, the pool) is no move: it cruises
+        # before the next probe, whose probe down costs answers there.
+        limit = min(limit, self._cap)
         moved = limit != self._limit
         self._limit = limit
         return moved
