@@ -381,8 +381,9 @@ class AdaptiveLimit:
       round trips, and at least 10 s, before probing it, and each failed probe doubles the
       wait. That level is the one it was sent at, less the answers read after it was sent
       when the refusal came back within a fifth of a round trip: a busy client reads its
-      answers late, and those had left the server before it came. A probe refused above a limit that held leaves the limit; otherwise the limit
-      halves from the refused level. Sending pauses for a round trip either way.
+      answers late, and those had left the server before it came. A probe refused above
+      a limit that held leaves the limit; otherwise the limit halves from the refused
+      level. Sending pauses for a round trip either way.
     - **Quotas**: when a level that had been held for a while is refused, or the level
       the last refusal cut the limit to, or even one request at a time, the server counts
       requests per second, not in flight. Then requests are paced at 70 % of the rate
