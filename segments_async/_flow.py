@@ -253,8 +253,8 @@ _DECREASE: Final = 0.5
 #: the client read between sending it and reading it (its loop behind, under load) were
 #: counted in its level but had left the server before it came. Read later, the loop was
 #: too far behind to tell in what order the server answered (on the real client, refusals
-#: read after 8-13 ms of a 26-32 ms round trip had 10-25 answers read meanwhile, under a
-#: level only 1-11 above the server's).
+#: read after 6-13 ms of a 26-32 ms round trip had 10-25 answers read meanwhile, under a
+#: level 0-11 above the server's).
 _QUICK_REFUSAL: Final = 0.2
 #: Round trips to stay below a refused level before probing it; doubled per failed probe.
 _PROBE_ROUND_TRIPS: Final = 100.0
