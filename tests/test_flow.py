@@ -265,32 +265,22 @@ class TestRefusals:
 
         assert (int(base) + 3, base) == (limit.ceiling, limit._limit)
 
-    def test_a_quick_refusal_is_counted_at_the_level_the_server_saw(self):
-        """Refused at 46 and read a tenth of a round trip later, after 5 answers to
-        requests sent before it: those had left the server before it came (a busy client
-        reads its answers late), so the server refused its 41st: the ceiling is 41."""
+    @pytest.mark.parametrize(("read_after", "ceiling"), [(RTT / 10, 41), (RTT / 2, 46)])
+    def test_a_quick_refusal_is_counted_at_the_level_the_server_saw(self, read_after, ceiling):
+        """Refused at 46 and read after 5 answers to requests sent before it. Read a tenth
+        of a round trip after it was sent, it was answered at once: those answers had left
+        the server before it came (a busy client reads its answers late), so the server
+        refused its 41st. Read half a round trip later, the client's loop was too far
+        behind to tell in what order the server answered: it counts at 46."""
         limit = AdaptiveLimit(100)
         now = answered(limit, 30)
         refused = limit.ticket(46, now)
         for i in range(1, 6):
             limit.record(limit.ticket(20, now - RTT), rtt=RTT, refused=False, now=now + i * 1e-4)
 
-        limit.record(refused, rtt=RTT / 10, refused=True, now=now + RTT / 10)
+        limit.record(refused, rtt=read_after, refused=True, now=now + read_after)
 
-        assert 41 == limit.ceiling
-
-    def test_a_slow_refusal_is_counted_at_its_own_level(self):
-        """Read half a round trip later, the client's loop was too far behind to tell in
-        what order the server answered: the ceiling is the level it was sent at."""
-        limit = AdaptiveLimit(100)
-        now = answered(limit, 30)
-        refused = limit.ticket(46, now)
-        for i in range(1, 6):
-            limit.record(limit.ticket(20, now - RTT), rtt=RTT, refused=False, now=now + i * 1e-4)
-
-        limit.record(refused, rtt=RTT / 2, refused=True, now=now + RTT / 2)
-
-        assert 46 == limit.ceiling
+        assert ceiling == limit.ceiling
 
     def test_a_share_that_grows_scales_the_limit_and_its_ceiling(self):
         """A fleet member whose share doubled (half the members left): limit 8 under a
