@@ -19,6 +19,7 @@ from typing import Any
 from ._adaptive import AUTO, Plan, _bench_mode
 from ._capacity_server import serve_capacity
 from ._common import cpu_plan, load_ours
+from ._report import _num
 
 #: name -> (mode, capacity, service seconds, quota per second, pages, fixed levels)
 SHAPES: dict[str, tuple[str, int, float, float, int, tuple[int, ...]]] = {
@@ -70,16 +71,13 @@ def _quiet(_message: str) -> None:
 def _line(name: str, data: dict[str, Any]) -> str:
     contenders = data["contenders"]
     fixed = ", ".join(
-        f"{label}: {'-' if c['median_s'] is None else format(c['median_s'], '.2f')}"
-        for label, c in contenders.items()
-        if label != AUTO
+        f"{label}: {_num(c['median_s'], '.2f')}" for label, c in contenders.items() if label != AUTO
     )
     auto = contenders.get(AUTO, {})
-    seconds, ratio = auto.get("median_s"), data["auto_over_best_fixed"]
     return (
         f"{name:<32} ideal {data['ideal_s']:.2f} s; fixed {fixed}; auto"
-        f" {'-' if seconds is None else format(seconds, '.2f')} s,"
-        f" {'-' if ratio is None else format(ratio, '.2f')}x the best fixed,"
+        f" {_num(auto.get('median_s'), '.2f')} s,"
+        f" {_num(data['auto_over_best_fixed'], '.2f')}x the best fixed,"
         f" {auto.get('rejected_pct', 0.0):.2f} % refused, at most {auto.get('max_outstanding')}"
         " at the server"
     )
