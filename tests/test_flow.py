@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from segments_async._flow import (
+    ARRIVAL,
     AdaptiveLimit,
     Flow,
     Gate,
@@ -1149,6 +1150,42 @@ class TestFlow:
         assert 2 == flow.adaptive.limit
         assert not waiter.done()
         waiter.cancel()
+
+    @pytest.mark.parametrize(
+        ("arrived", "starting", "ceiling"),
+        [
+            (None, True, 6),
+            ((4, 0.001), True, 4),
+            ((9, 0.001), True, 6),
+            ((4, -0.001), True, 6),
+            ((4, 0.001), False, 6),
+        ],
+        ids=["not told", "told", "told more", "an earlier request's", "after slow start"],
+    )
+    async def test_a_refusal_in_slow_start_counts_where_it_got_its_connection(
+        self, arrived, starting, ceiling
+    ):
+        """Refused at level 6 as let in: in slow start, the level its connection found
+        (``ARRIVAL``, set by the owned pool), never above where it was let in; where it was
+        let in when not told, or told by a request before it (this one had no connection).
+        After slow start the pool is warm, and what a request let in does before it has its
+        connection is wait out a pause or a pace: the level it was let in at, as the quota
+        evidence was measured (``AdaptiveLimit._refused``)."""
+        flow = Flow(rate=None, max_connections=100)
+        flow.adaptive._limit = 10.0  # slow start has come to 10, or the climb holds there
+        flow.adaptive._slow_start = starting
+        flow.adaptive._update()
+        flow._gate.capacity = 10
+        tickets = [flow.try_admit() for _ in range(6)]
+        refused = tickets[-1]
+        assert refused is not None
+        if arrived is not None:
+            level, after = arrived
+            ARRIVAL.set((level, refused.sent + after))
+
+        flow.done(refused, Outcome(429, {"Retry-After": "1"}))
+
+        assert ceiling == flow.adaptive.ceiling
 
     async def test_try_admit_takes_a_free_place_without_awaiting(self):
         """Four places: four tickets at once, then None (admit waits for the fifth)."""
