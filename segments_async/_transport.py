@@ -98,6 +98,11 @@ class _Connector(aiohttp.TCPConnector):
         super().__init__(limit=0)
         self._connecting = 0
         self._clock = loop_clock(self._loop)
+        # aiohttp's own set of the connections in use; were a later aiohttp to keep them
+        # otherwise, nothing is told (and the limit counts as it did before) rather than
+        # every request failing. tests/integration/test_adaptive.py would show it.
+        acquired = getattr(self, "_acquired", None)
+        self._in_use: set[object] | None = acquired if isinstance(acquired, set) else None
 
     # (aiohttp's signatures, a ``timeout`` included.)
     async def _create_connection(
@@ -120,7 +125,8 @@ class _Connector(aiohttp.TCPConnector):
     ) -> Connection:
         """A connection for ``req``, from the pool or new; where it stands now, told."""
         connection = await super().connect(req, traces, timeout)
-        ARRIVAL.set((len(self._acquired) - self._connecting, self._clock()))
+        if self._in_use is not None:
+            ARRIVAL.set((len(self._in_use) - self._connecting, self._clock()))
         return connection
 
 

@@ -48,19 +48,28 @@ class Pages:
             await self._arrival.wait()
 
 
+class HeldBack:
+    """New connections being made (``begun``) wait for ``made``."""
+
+    def __init__(self) -> None:
+        self.begun = asyncio.Event()
+        self.made = asyncio.Event()
+
+
 @contextlib.contextmanager
-def connections_held_back(loop: asyncio.AbstractEventLoop) -> Iterator[asyncio.Event]:
-    """New connections wait for the event yielded (a pooled one is used at once)."""
-    made = asyncio.Event()
+def connections_held_back(loop: asyncio.AbstractEventLoop) -> Iterator[HeldBack]:
+    """New connections wait until told (a pooled one is used at once)."""
+    held = HeldBack()
     original = loop.create_connection
 
     async def create_connection(*args: object, **kwargs: object) -> object:
-        await made.wait()
+        held.begun.set()
+        await held.made.wait()
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
     loop.create_connection = create_connection  # type: ignore[method-assign,assignment]
     try:
-        yield made
+        yield held
     finally:
         del loop.create_connection  # type: ignore[method-assign]
 
@@ -78,21 +87,22 @@ async def test_a_request_still_waiting_for_its_connection_is_not_at_the_server()
     pages = Pages()
     loop = asyncio.get_running_loop()
     async with (
+        asyncio.timeout(10),  # a failure, not a hang, if a step never comes
         RawServer(pages) as server,
         make_client(server.url, retry=RetryPolicy(max_retries=0)) as client,
     ):
         adaptive = client._shared.flow.adaptive
         held = [page(client, 1), page(client, 2)]
         await pages.arrivals(2)
-        with connections_held_back(loop) as made:
+        with connections_held_back(loop) as connections:
             waiting = page(client, 3)
-            await asyncio.sleep(0.01)
+            await connections.begun.wait()
             pages.release[1].set()
             await held[0]
             with pytest.raises(RateLimitError):
                 await page(client, 9)
             ceiling = adaptive.ceiling
-            made.set()
+            connections.made.set()
             pages.release[2].set()
             await asyncio.gather(held[1], waiting)
 
