@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from . import _adaptive, _bulk, _cli_export, _crud, _decode, _fleet, _pagination, _report, _rss
-from ._common import Skipped, cpu_plan, load_ours, machine_facts
+from ._common import Skipped, cpu_plan, cpu_ticks, load_ours, machine_facts, stolen_share
 from ._peer import Peer, generated_peer
 from ._profile import profile_ours
 from ._server import serve
@@ -225,6 +225,18 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
         "sections": {},
     }
     sections: dict[str, Any] = {}
+    # The share of the CPUs' time the host took during each section: on a shared virtual
+    # machine, a section's timings are the host's as much as the code's when it is high.
+    steal: dict[str, float | None] = {}
+
+    @contextlib.contextmanager
+    def section(key: str) -> Iterator[None]:
+        before = cpu_ticks()
+        try:
+            yield
+        finally:
+            steal[key] = stolen_share(before, cpu_ticks())
+
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         base_url = ""
@@ -233,36 +245,48 @@ def run(config: Config, only: list[str]) -> dict[str, Any]:
         if "a" in only:
             _progress(f"[a] pagination, {config.rounds} rounds ...")
             peer, peer_skip = stack.enter_context(_maybe_peer(True))
-            sections["a"] = asyncio.run(
-                _pagination.bench(base_url, config.a_total, config.rounds, peer, peer_skip)
-            )
+            with section("a"):
+                sections["a"] = asyncio.run(
+                    _pagination.bench(base_url, config.a_total, config.rounds, peer, peer_skip)
+                )
         if "b" in only:
             _progress(f"[b] decoding, {config.rounds} rounds ...")
-            sections["b"] = _decode.bench(config.rounds, config.b_loops)
+            with section("b"):
+                sections["b"] = _decode.bench(config.rounds, config.b_loops)
         if "c" in only:
             _progress("[c] peak RSS, one fresh process per measurement ...")
-            sections["c"] = _rss.bench(config.c_sizes, config.c_repeats, server_cpu)
+            with section("c"):
+                sections["c"] = _rss.bench(config.c_sizes, config.c_repeats, server_cpu)
         if "d" in only:
             _progress(f"[d] per-call latency, {config.rounds} rounds ...")
-            sections["d"] = asyncio.run(_crud.bench(base_url, config.rounds, config.d_calls))
+            with section("d"):
+                sections["d"] = asyncio.run(_crud.bench(base_url, config.rounds, config.d_calls))
         if "e" in only:
             plan = config.e_plan
             _progress(f"[e] adaptive concurrency, {plan.rounds} rounds, up to a minute a run ...")
-            sections["e"] = asyncio.run(_adaptive.bench(plan, server_cpu, _progress))
+            with section("e"):
+                sections["e"] = asyncio.run(_adaptive.bench(plan, server_cpu, _progress))
         if "f" in only:
             _progress(f"[f] bulk create, {config.rounds} rounds, then peak RSS ...")
-            sections["f"] = _bulk.bench(
-                base_url, config.f_count, config.rounds, config.f_rss_sizes, config.f_rss_repeats
-            )
+            with section("f"):
+                sections["f"] = _bulk.bench(
+                    base_url,
+                    config.f_count,
+                    config.rounds,
+                    config.f_rss_sizes,
+                    config.f_rss_repeats,
+                )
         if "g" in only:
             _progress(f"[g] CLI export, {config.rounds} rounds, a fresh process per run ...")
-            with serve(config.g_total, server_cpu) as g_url:
+            with serve(config.g_total, server_cpu) as g_url, section("g"):
                 sections["g"] = _cli_export.bench(g_url, config.g_total, config.rounds)
         if "h" in only:
             h_plan = config.h_plan
             _progress(f"[h] a fleet of {_fleet.K} processes, {h_plan.rounds} round(s) ...")
-            sections["h"] = asyncio.run(_fleet.bench(h_plan, server_cpu, _progress))
+            with section("h"):
+                sections["h"] = asyncio.run(_fleet.bench(h_plan, server_cpu, _progress))
     doc["sections"] = sections
+    doc["steal"] = steal
     doc["elapsed_s"] = time.perf_counter() - started
     doc["targets"] = _report.targets(doc)
     return doc

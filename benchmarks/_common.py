@@ -42,6 +42,29 @@ def cpu_plan() -> tuple[int | None, int | None]:
     return cpus[0], cpus[1]
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(every CPU tick, the ticks the hypervisor stole) since boot, summed over the CPUs,
+    from ``/proc/stat``; None where there is none (not Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is counted in user)
+    ticks = [int(field) for field in fields[1:9]]
+    return sum(ticks), ticks[7]
+
+
+def stolen_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the CPUs' time between two ``cpu_ticks`` that the host took (steal: a
+    virtual CPU that wanted to run and was not let), or None when unknown."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return (after[1] - before[1]) / (after[0] - before[0])
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 

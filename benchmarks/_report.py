@@ -684,6 +684,24 @@ RENDERERS = {
 }
 
 
+#: Above this share of the CPUs' time taken by the host, a section's report says that its
+#: timings are as much the host's as the code's.
+STEAL_WARNING = 0.05
+
+
+def _steal_lines(share: float | None) -> list[str]:
+    """What the host took of the CPUs' time during a section (hypervisor steal)."""
+    if share is None:
+        return []
+    line = f"  the host took {100 * share:.1f} % of the CPUs' time during this section (steal)"
+    if share > STEAL_WARNING:
+        line += (
+            f": over {100 * STEAL_WARNING:.0f} %, its times are the host's as much as the"
+            " code's, and ratios between contenders are noisier than usual"
+        )
+    return [line]
+
+
 def render(doc: Doc) -> str:
     machine = doc["machine"]
     config = doc["config"]
@@ -700,8 +718,10 @@ def render(doc: Doc) -> str:
         "versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
         "",
     ]
+    steal = doc.get("steal") or {}
     for key, section in doc["sections"].items():
         lines += RENDERERS[key](section)
+        lines += _steal_lines(steal.get(key))
         lines.append("")
     lines.append("Targets (informational)")
     for target in doc["targets"]:

@@ -5,8 +5,9 @@ capacity and service time, or a quota), one server process on CPU 0 and the clie
 CPU 1, ``iterate(per_page=100)`` with ``"auto"`` and with fixed concurrencies around the
 capacity, in rotated order, as section e runs its own. Prints, per shape, each fixed
 level's median time and ``auto``'s: its time over the fastest fixed time of each round
-(the median over rounds), the share of requests refused, and the most requests the server
-held at once. Not part of ``python -m benchmarks``: it takes about ten minutes.
+(the median over rounds), the share of requests refused, the most requests the server
+held at once, and the share of the CPUs' time the host took meanwhile (steal). Not part
+of ``python -m benchmarks``: it takes about ten minutes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from ._adaptive import AUTO, Plan, _bench_mode
 from ._capacity_server import serve_capacity
-from ._common import cpu_plan, load_ours
+from ._common import cpu_plan, cpu_ticks, load_ours, stolen_share
 from ._report import _num
 
 #: name -> (mode, capacity, service seconds, quota per second, pages, fixed levels)
@@ -50,6 +51,7 @@ async def sweep(names: list[str], rounds: int, server_cpu: int | None) -> dict[s
             timeout=30.0,
             fixed=fixed,
         )
+        before = cpu_ticks()
         with serve_capacity(
             mode,
             total=pages * 100,
@@ -59,6 +61,7 @@ async def sweep(names: list[str], rounds: int, server_cpu: int | None) -> dict[s
             cpu=server_cpu,
         ) as server:
             data, _skipped, _crashed = await _bench_mode(lib, server, plan, mode, _quiet)
+        data["steal"] = stolen_share(before, cpu_ticks())
         found[name] = data
         print(_line(name, data), flush=True)
     return found
@@ -80,6 +83,7 @@ def _line(name: str, data: dict[str, Any]) -> str:
         f" {_num(data['auto_over_best_fixed'], '.2f')}x the best fixed,"
         f" {auto.get('rejected_pct', 0.0):.2f} % refused, at most {auto.get('max_outstanding')}"
         " at the server"
+        + ("" if data.get("steal") is None else f"; the host took {100 * data['steal']:.0f} %")
     )
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pytest
 
 import segments_async
 from benchmarks import _sweep
 from benchmarks._adaptive import Plan, _auto_over_best_fixed, _status
+from benchmarks._common import cpu_ticks, stolen_share
 from benchmarks._kinds import gate_bookkeeping
-from benchmarks._report import _gate_lines, targets
+from benchmarks._report import _gate_lines, _steal_lines, targets
 
 
 def _run(seconds: float, error: str | None = None) -> dict[str, Any]:
@@ -167,3 +169,26 @@ def test_the_sweep_line_shows_a_fixed_level_that_never_finished() -> None:
 
     assert "fixed 4: 3.67, 8: -; auto 4.58 s, 1.25x the best fixed, 0.05 % refused" in line
     assert "at most 4 at the server" in line
+
+
+def test_a_sections_steal_is_the_hosts_share_of_the_cpus_time_and_warns_when_high() -> None:
+    # (every tick, stolen ticks) read before and after a section
+    assert stolen_share((1_000, 10), (2_000, 60)) == 0.05
+    assert stolen_share(None, (2_000, 60)) is None
+    assert stolen_share((2_000, 60), (2_000, 60)) is None  # no time passed
+    quiet, busy = _steal_lines(0.012), _steal_lines(0.331)
+    assert quiet == ["  the host took 1.2 % of the CPUs' time during this section (steal)"]
+    assert busy[0].startswith("  the host took 33.1 %")
+    assert "the host's as much as the code's" in busy[0]
+    assert _steal_lines(None) == []
+
+
+def test_cpu_ticks_reads_every_tick_and_the_stolen_ones_where_linux_tells_them() -> None:
+    ticks = cpu_ticks()
+    if ticks is None:
+        pytest.skip("no /proc/stat here")
+    total, stolen = ticks
+    assert 0 <= stolen <= total
+    later = cpu_ticks()
+    assert later is not None
+    assert later[0] >= total
