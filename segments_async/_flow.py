@@ -233,6 +233,14 @@ _KNEE_ELASTICITY: Final = 0.07
 #: is best, and the hill climb took a second to make that up, 20 % at a time.
 _EXIT_SIGMAS: Final = 2.0
 _EXIT_ANSWERS: Final = 16
+#: ...and only once a band at this level or above says so. Below it, a band is a handful
+#: of answers a few milliseconds long, which one pause of the machine (another process, a
+#: collection, the host taking its CPU) decides: such pauses ended slow start at 5-15 in
+#: flight on the app with 3 ms awaited, where a fixed 64 is best, and the hill climb took
+#: most of the job to make that up. Going on past a lower knee costs latency, not answers,
+#: and is given back at the exit: the limit goes down to the lowest band from which every
+#: band above would have ended slow start.
+_EXIT_LEVEL: Final = 24
 #: The hill climb's cycle of phases, as shares of the limit: a probe up, a probe down,
 #: then cruising (BBR's gain cycling, shorter). A probe lasts until a window of requests
 #: sent in it has been answered in it; a cruising phase, a window of sends.
@@ -358,6 +366,16 @@ class _Samples:
         low, low_variance = self._mean_and_variance()
         high, high_variance = higher._mean_and_variance()
         return 1.0 - (high - low) / spread, math.sqrt(low_variance + high_variance) / spread
+
+
+def _ends(gain: tuple[float, float] | None, upper: _Samples) -> bool:
+    """Whether the elasticity ``gain`` measured up to the band ``upper`` ends slow start:
+    below ``_STARTUP_ELASTICITY`` by two standard errors, or by one once that band holds
+    ``_EXIT_ANSWERS`` answers."""
+    if gain is None:
+        return False
+    sigmas = 1.0 if upper.count >= _EXIT_ANSWERS else _EXIT_SIGMAS
+    return gain[0] + sigmas * gain[1] < _STARTUP_ELASTICITY
 
 
 class AdaptiveLimit:
@@ -697,15 +715,10 @@ class AdaptiveLimit:
         samples.add(level, rtt)
         below = self._levels.get(band - 1)
         gain = None if below is None else below.elasticity(samples)
-        # Below by two standard errors, or by one once the band holds enough answers.
-        sigmas = 1.0 if samples.count >= _EXIT_ANSWERS else _EXIT_SIGMAS
-        if (
-            below is not None
-            and gain is not None
-            and gain[0] + sigmas * gain[1] < _STARTUP_ELASTICITY
-        ):
-            # The knee lies between the two: the climb starts at the lower side of it.
-            self._limit = max(below.level, samples.level / _STEP, min(self._limit, _FLOOR))
+        if below is not None and _ends(gain, samples) and samples.level >= _EXIT_LEVEL:
+            # The knee lies between the two, or lower still where the bands below say so
+            # too: the climb starts at the lower side of it.
+            self._limit = max(self._knee(band - 1, samples), min(self._limit, _FLOOR))
             self._end_slow_start()
             return
         if gain is not None:
@@ -719,6 +732,23 @@ class AdaptiveLimit:
         self._limit = max(self._limit, min(self._limit + 1.0, self._growth * level))
         if self._limit >= min(self.maximum, self._cap):
             self._end_slow_start()
+
+    def _knee(self, top: int, samples: _Samples) -> float:
+        """Where the climb starts when the band ``samples`` ends slow start over the band
+        ``top`` below it: the lower side of the knee between them. Lower when the bands
+        below gained too little as well (a knee below ``_EXIT_LEVEL``, gone past): down the
+        bands while each gained too little over the next one below, to the lowest of them
+        (not to the one below that, which a pause alone may have made look a knee)."""
+        levels = self._levels
+        upper = levels[top]
+        knee = max(upper.level, samples.level / _STEP)
+        for band in sorted((band for band in levels if band < top), reverse=True):
+            lower = levels[band]
+            if not _ends(lower.elasticity(upper), upper):
+                break
+            knee = min(knee, upper.level)
+            upper = lower
+        return knee
 
     def _end_slow_start(self) -> None:
         self._slow_start = False
