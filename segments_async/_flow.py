@@ -208,7 +208,7 @@ def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
 
 #: Where the limit starts, and how far beyond the level of an answer slow start may go
 #: (while answers per second follow the level all the way; less as they stop following
-#: it, down to a quarter beyond at ``_STARTUP_ELASTICITY``: HyStart++'s conservative slow
+#: it, down to 15 % beyond at ``_STARTUP_ELASTICITY``: HyStart++'s conservative slow
 #: start, which keeps a queue that answers come late from being flooded).
 _INITIAL: Final = 4
 _START_GROWTH: Final = 1.5
@@ -391,8 +391,11 @@ class AdaptiveLimit:
       late), while each half octave more still brings at least 11 % more answers per
       second (an elasticity of 0.3): it ends once a half octave brings less by two
       standard errors, or by one once 16 answers tell (a stall among a band's first few
-      answers is no knee). As the answers stop following the
-      level all the way, slow start slows, to a quarter beyond at 0.3 (HyStart++'s
+      answers is no knee), and only at 24 in flight or more (below, a band is a few
+      milliseconds of answers, which one pause of the machine decides). The climb then
+      starts at the lower side of the knee, or lower where the bands below brought too
+      little as well (a knee below 24, gone past). As the answers stop following the
+      level all the way, slow start slows, to 15 % beyond at 0.3 (HyStart++'s
       conservative slow start): a queue whose answers come late is not flooded.
     - **Hill climb** (the .NET thread pool's, with BBR's gain cycling): a probe at 1.25
       times the limit, then one at 0.8 times. A round trip follows the load all along (an
@@ -723,8 +726,8 @@ class AdaptiveLimit:
             return
         if gain is not None:
             # HyStart++'s conservative slow start: growth slows where answers per second
-            # stop following the level all the way (a queue forming), down to a quarter
-            # more per round trip at the elasticity where slow start ends.
+            # stop following the level all the way (a queue forming), down to 15 % more
+            # per round trip at the elasticity where slow start ends.
             elastic = min(1.0, max(_STARTUP_ELASTICITY, gain[0]))
             self._growth = min(self._growth, 1.0 + (_START_GROWTH - 1.0) * elastic)
         # Never beyond half as much again as an answer proved: answers come a round trip
