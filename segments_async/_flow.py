@@ -718,7 +718,7 @@ class AdaptiveLimit:
         samples.add(level, rtt)
         below = self._levels.get(band - 1)
         gain = None if below is None else below.elasticity(samples)
-        if below is not None and _ends(gain, samples) and samples.level >= _EXIT_LEVEL:
+        if samples.level >= _EXIT_LEVEL and _ends(gain, samples):  # (no gain: no band below)
             # The knee lies between the two, or lower still where the bands below say so
             # too: the climb starts at the lower side of it.
             self._limit = max(self._knee(band - 1, samples), min(self._limit, _FLOOR))

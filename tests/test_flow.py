@@ -113,8 +113,8 @@ class TestSlowStart:
         assert 2 == AdaptiveLimit(2).limit
 
     def test_ends_where_doubling_brings_no_more_answers(self):
-        """Past a capacity of 8, the round trip grows with the level: slow start slows to a
-        sixth more per round trip and ends at 24, where a band is more than one pause of
+        """Past a capacity of 8, the round trip grows with the level: slow start slows to 15 %
+        more per round trip and ends at 24, where a band is more than one pause of
         the machine; the climb then starts back at the knee the bands below showed (13,
         the lowest band above which none gained; probed up at 16), not at 21."""
         limit = AdaptiveLimit(100)
