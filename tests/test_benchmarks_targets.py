@@ -8,7 +8,7 @@ import attrs
 import pytest
 
 import segments_async
-from benchmarks import _sweep
+from benchmarks import _adaptive, _kinds, _sweep
 from benchmarks._adaptive import Plan, _auto_over_best_fixed, _status
 from benchmarks._common import cpu_ticks, stolen_share
 from benchmarks._kinds import gate_bookkeeping
@@ -134,6 +134,36 @@ def test_the_gate_lines_show_the_rounds_spread_and_the_gates_own_share() -> None
     assert "per round 0.90x to 1.20x, middle half 0.97x to 1.05x" in lines
     # 3.0 s / 20,000 = 150 us a request; 1.5 us of it is 1 %.
     assert "1.50 us a request, is 1.0% of fixed 64's 150 us a request" in lines
+
+
+async def test_the_gate_runs_under_its_own_time_limit_not_the_kinds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fixed 64 creating 20,000 names took 9.4-10 s on a slow host: under the kinds' 10 s
+    it was cut off, and the gate's figure with it. The gate's jobs get a minute."""
+    limits: list[float] = []
+
+    async def bench_gate(lib: Any, sizes: Any, rounds: int, limit: float, *rest: Any) -> Any:
+        limits.append(limit)
+        return {}
+
+    monkeypatch.setattr(_adaptive, "MODES", ())
+    monkeypatch.setattr(_kinds, "bench_gate", bench_gate)
+    monkeypatch.setattr(_kinds, "gate_bookkeeping", lambda lib: 1.0)
+    plan = Plan(
+        capacity=16,
+        service=0.01,
+        pages={},
+        rate=200.0,
+        rounds=1,
+        timeout=60.0,
+        kind_timeout=10.0,
+        gate={"create_many": 20_000},
+    )
+
+    await _adaptive.bench(plan, None, lambda message: None)
+
+    assert [60.0] == limits
 
 
 async def test_the_gates_bookkeeping_is_measured_frozen_with_every_place_taken() -> None:
