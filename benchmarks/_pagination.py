@@ -3,11 +3,15 @@
 Each run builds its own client (or session), fetches page 1 on a cold pool, then the
 rest, and closes it: every contender gets exactly that treatment, and each one
 checks the status and the envelope it gets back.
+
+Beside ours, the same with its connections reading as asyncio reads (256 KiB at a time,
+not 64 KiB): what the read size is worth, in the same run.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +36,7 @@ from ._peer import Peer
 Run = Callable[[str, int], Awaitable[int]]  # (base URL, concurrency) -> items seen
 MODES = (("sequential", 1), ("concurrent", CONCURRENCY))
 OURS = "ours"
+OURS_ASYNCIO_READS = "ours, 256 KiB reads"
 FLOOR = "floor"
 HTTPX = "httpx"
 OPENAPI = "openapi-python-client"
@@ -45,6 +50,17 @@ async def run_ours(base_url: str, concurrency: int) -> int:
         async for page in client.segments.iter_pages(per_page=PER_PAGE, concurrency=concurrency):
             seen += len(page.items)
     return seen
+
+
+async def run_ours_asyncio_reads(base_url: str, concurrency: int) -> int:
+    """Ours with its connections reading asyncio's 256 KiB at a time (``_READ_SIZE``)."""
+    transport = importlib.import_module(f"{load_ours().__name__}._transport")
+    size = getattr(transport, "_READ_SIZE")  # noqa: B009 - a module's private constant
+    setattr(transport, "_READ_SIZE", 256 * 1024)  # noqa: B010
+    try:
+        return await run_ours(base_url, concurrency)
+    finally:
+        setattr(transport, "_READ_SIZE", size)  # noqa: B010
 
 
 async def run_floor(base_url: str, concurrency: int) -> int:
@@ -113,8 +129,12 @@ def contenders(peer: Peer | None, peer_skip: str | None) -> tuple[dict[str, Run]
     runs: dict[str, Run] = {}
     skipped: dict[str, str] = {}
     try:
-        load_ours()
+        ours = load_ours()
         runs[OURS] = run_ours
+        if hasattr(importlib.import_module(f"{ours.__name__}._transport"), "_READ_SIZE"):
+            runs[OURS_ASYNCIO_READS] = run_ours_asyncio_reads
+        else:
+            skipped[OURS_ASYNCIO_READS] = "this version reads as asyncio does"
     except Skipped as exc:
         skipped[OURS] = str(exc)
     runs[FLOOR] = run_floor

@@ -8,6 +8,7 @@ origin, an answer that never comes.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,10 +53,12 @@ def json_response(status: int, payload: Any, **kwargs: Any) -> bytes:
 
 
 class RawServer:
-    """``async with RawServer(handler) as server``: ``server.url``, ``server.requests``."""
+    """``async with RawServer(handler) as server``: ``server.url``, ``server.requests``;
+    over TLS with ``tls`` (``https://`` then)."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self._tls = tls
         self.requests: list[RawRequest] = []
         self.connections = 0
         self._server: asyncio.Server | None = None
@@ -70,10 +73,10 @@ class RawServer:
     def url(self) -> str:
         assert self._server is not None
         port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{port}"
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -566,3 +566,45 @@ async def test_spent_budget_warns_once_per_outage(mock_api, client, caplog):
 
     spent = [r for r in caplog.records if "budget is spent" in r.getMessage()]
     assert 1 == len(spent)
+
+
+class TestReadSize:
+    """``_read_in_64k`` on transports that are not asyncio's own (uvloop's, a later
+    asyncio's): what it cannot set it leaves, and it never raises."""
+
+    def test_a_larger_read_size_is_cut_to_64_kib(self):
+        from segments_async._transport import _read_in_64k
+
+        class Plain:
+            max_size = 256 * 1024
+
+        class Tls:
+            def __init__(self) -> None:
+                self._ssl_protocol = Plain()
+
+        plain, tls = Plain(), Tls()
+        _read_in_64k(plain)
+        _read_in_64k(tls)
+        assert plain.max_size == tls._ssl_protocol.max_size == 64 * 1024
+        assert Plain.max_size == 256 * 1024  # the instance's, not every transport's
+
+    def test_what_cannot_be_set_is_left(self):
+        from segments_async._transport import _read_in_64k
+
+        class Smaller:
+            max_size = 16 * 1024
+
+        class ReadOnly:
+            @property
+            def max_size(self) -> int:
+                return 256 * 1024
+
+        class NotASize:
+            max_size = "256k"
+
+        smaller, read_only, odd = Smaller(), ReadOnly(), NotASize()
+        for transport in (smaller, read_only, odd, object(), None):
+            _read_in_64k(transport)
+        assert smaller.max_size == 16 * 1024
+        assert read_only.max_size == 256 * 1024
+        assert odd.max_size == "256k"

@@ -4,8 +4,15 @@ truncation, a 204 with a body, redirects, timeouts."""
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
 import logging
+import shutil
+import socket
+import ssl
+import subprocess
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from segments_async import (
@@ -204,3 +211,112 @@ class TestWire:
         async with make_client(url, retry=RetryPolicy(max_retries=1, backoff_initial=0)) as c:
             with pytest.raises(APIConnectionError, match="cannot connect"):
                 await c.segments.create("x")
+
+
+#: A page of 100 segments with long names: about 300 KiB, several 64 KiB reads.
+BIG_PAGE = page_payload(1, 100, 100)
+for _item in BIG_PAGE["result"]["items"]:  # type: ignore[index]
+    _item["name"] += "x" * 3000
+
+
+async def _big_page(request: RawRequest) -> bytes:
+    return json_response(200, BIG_PAGE)
+
+
+def _record_recv_sizes(monkeypatch: pytest.MonkeyPatch, port: int) -> list[int]:
+    """The sizes the client's sockets to ``port`` ask ``recv`` for."""
+    asked: list[int] = []
+    recv = socket.socket.recv
+
+    def recording(sock: socket.socket, size: int, *flags: int) -> bytes:
+        try:
+            if sock.getpeername()[1] == port:
+                asked.append(size)
+        except OSError:
+            pass
+        return recv(sock, size, *flags)
+
+    monkeypatch.setattr(socket.socket, "recv", recording)
+    return asked
+
+
+async def _names_of_one_page(client: SegmentsClient) -> list[str]:
+    async for page in client.segments.iter_pages(per_page=100, concurrency=1):
+        return [segment.name for segment in page.items]
+    raise AssertionError("no page")
+
+
+class TestReadSize:
+    """The owned pool's connections read 64 KiB at a time: asyncio's 256 KiB is above
+    glibc's first mmap threshold, so that each read could map and unmap its buffer."""
+
+    async def test_the_pools_connections_ask_the_socket_for_64_kib_at_a_time(self, monkeypatch):
+        async with RawServer(_big_page) as server:
+            asked = _record_recv_sizes(monkeypatch, int(server.url.rsplit(":", 1)[1]))
+            async with make_client(server.url) as client:
+                names = await _names_of_one_page(client)
+        # Read whole, in several reads, none asking more than 64 KiB.
+        assert names == [item["name"] for item in BIG_PAGE["result"]["items"]]  # type: ignore[index]
+        assert len(asked) >= 5
+        assert max(asked) == 64 * 1024
+
+    async def test_a_borrowed_sessions_connections_are_left_as_they_are(self, monkeypatch):
+        async with RawServer(_big_page) as server, aiohttp.ClientSession() as session:
+            asked = _record_recv_sizes(monkeypatch, int(server.url.rsplit(":", 1)[1]))
+            async with make_client(server.url, session=session) as c:
+                names = await _names_of_one_page(c)
+        assert len(names) == 100
+        assert set(asked) == {asyncio.selector_events._SelectorSocketTransport.max_size}
+
+    async def test_over_tls_the_tls_layer_reads_64_kib_at_a_time(self, monkeypatch, tls_files):
+        """Over TLS the socket reads into one buffer made once; the TLS layer's reads are
+        the ones that allocate (twice per read: the last one finds nothing)."""
+        from segments_async._transport import _Connector
+
+        cert, key = tls_files
+        server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_side.load_cert_chain(cert, key)
+        client_side = ssl.create_default_context(cafile=str(cert))
+        asked: list[int] = []
+        read = ssl.SSLObject.read
+
+        def recording(obj: ssl.SSLObject, size: int = 1024, buffer: object = None) -> object:
+            if not obj.server_side:  # the client's reads, not the server's
+                asked.append(size)
+            return read(obj, size, buffer)  # type: ignore[arg-type]
+
+        async with (
+            RawServer(_big_page, tls=server_side) as server,
+            aiohttp.ClientSession(connector=_Connector()) as session,
+        ):
+            monkeypatch.setattr(ssl.SSLObject, "read", recording)
+            bodies = []
+            for _ in range(2):
+                # The first answer's reads include the handshake's last messages, read
+                # before the connection was handed over; the second's are all answer.
+                asked.clear()
+                async with session.get(server.url + "/v1/segments", ssl=client_side) as answer:
+                    bodies.append(await answer.read())
+            assert server.connections == 1
+        assert bodies[1] == json_response(200, BIG_PAGE).split(b"\r\n\r\n", 1)[1]
+        assert len(asked) >= 5
+        assert max(asked) == 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (made by the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(  # noqa: S603 - our own argv
+        [
+            *("openssl", "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
