@@ -556,10 +556,12 @@ def _gate_lines(section: Doc) -> list[str]:
         per_round = sorted(data.get("per_round") or [])
         fixed = data["contenders"].get("64", {}).get("median_s")
         if per_round:
-            quarter = len(per_round) // 4
+            lines.append(f"      per round {_spread(per_round)}")
+        cpu_per_round = sorted(data.get("cpu_per_round") or [])
+        if cpu_per_round:
             lines.append(
-                f"      per round {_x(per_round[0])} to {_x(per_round[-1])}, middle half"
-                f" {_x(per_round[quarter])} to {_x(per_round[-1 - quarter])}"
+                f"      in CPU time (the host's steal left out): ratio"
+                f" {_x(data.get('cpu_over_fixed'))}, per round {_spread(cpu_per_round)}"
             )
         if bookkeeping is not None and fixed:
             per_request = fixed / data["size"] * 1e6
@@ -573,6 +575,15 @@ def _gate_lines(section: Doc) -> list[str]:
             " nothing sent, best of five runs of 100,000)"
         )
     return lines
+
+
+def _spread(ratios: list[float]) -> str:
+    """Sorted ``ratios``' range and middle half."""
+    quarter = len(ratios) // 4
+    return (
+        f"{_x(ratios[0])} to {_x(ratios[-1])}, middle half"
+        f" {_x(ratios[quarter])} to {_x(ratios[-1 - quarter])}"
+    )
 
 
 def _section_f(section: Doc) -> list[str]:

@@ -43,3 +43,5 @@ def test_smoke_run_prints_the_section(heading: str) -> None:
 
     assert completed.returncode == 0, completed.stderr[-2000:] + completed.stdout[-2000:]
     assert heading in completed.stdout
+    if section == "e":  # the gate's ratio in CPU time, from the jobs' own measurements
+        assert "in CPU time (the host's steal left out): ratio" in completed.stdout

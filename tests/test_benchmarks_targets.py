@@ -124,6 +124,8 @@ def test_the_gate_lines_show_the_rounds_spread_and_the_gates_own_share() -> None
                 "contenders": {"64": {"median_s": 3.0}, "auto frozen at 64": {"median_s": 3.1}},
                 "frozen_over_fixed": 1.03,
                 "per_round": [1.2, 0.9, 1.03, 0.95, 1.1, 1.0, 1.05, 0.97],
+                "cpu_over_fixed": 1.02,
+                "cpu_per_round": [1.06, 0.98, 1.0, 1.02, 1.04, 0.99, 1.03, 1.01],
             }
         },
         "gate_bookkeeping_us": 1.5,
@@ -132,6 +134,10 @@ def test_the_gate_lines_show_the_rounds_spread_and_the_gates_own_share() -> None
     lines = "\n".join(_gate_lines(e))
 
     assert "per round 0.90x to 1.20x, middle half 0.97x to 1.05x" in lines
+    assert (
+        "in CPU time (the host's steal left out): ratio 1.02x,"
+        " per round 0.98x to 1.06x, middle half 1.00x to 1.03x"
+    ) in lines
     # 3.0 s / 20,000 = 150 us a request; 1.5 us of it is 1 %.
     assert "1.50 us a request, is 1.0% of fixed 64's 150 us a request" in lines
 
