@@ -569,8 +569,8 @@ async def test_spent_budget_warns_once_per_outage(mock_api, client, caplog):
 
 
 class TestReadSize:
-    """``_read_in_64k`` on transports that are not asyncio's own (uvloop's, a later
-    asyncio's): what it cannot set it leaves, and it never raises."""
+    """``_read_in_64k`` on stand-ins: asyncio's shapes (plain, TLS) are cut on the instance;
+    what it cannot set (uvloop's, a later asyncio's) it leaves, and it never raises."""
 
     def test_a_larger_read_size_is_cut_to_64_kib(self):
         from segments_async._transport import _read_in_64k
