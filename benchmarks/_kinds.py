@@ -17,7 +17,10 @@ adaptive limit frozen at 64 (it still learns from every answer, but the limit st
 pool of 64 against a fixed 64, for both jobs; the median per-round ratio of times, and
 its rounds' spread (the machine's noise, which moves one round's ratio by up to a fifth).
 Beside it, the gate's own work timed without I/O (``gate_bookkeeping``), as a share of
-what a request costs at a fixed 64.
+what a request costs at a fixed 64; and a third contender, the frozen one with the gate's
+work taken out (every request let in at once, nothing recorded): frozen over it is the
+gate's cost end to end, the rest of frozen over fixed is the bulk paginator's against the
+fixed one (which, at a like limit, keeps fewer requests out: see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ._server import serve
 FIXED = (4, 8, 16, 32, 64)
 AUTO = "auto"
 FROZEN = "auto frozen at 64"
+UNGATED = "frozen, gate off"
 WORKLOADS = ("create_many", "iterate")
 TIMED_OUT = "timed out"
 
@@ -53,9 +57,11 @@ async def run_job(
     limit: float,
     *,
     frozen: int | None = None,
+    gated: bool = True,
 ) -> dict[str, Any]:
     """One timed job: seconds, the CPU time this process took (the client's: the server is
-    another process), and the error if any (a short count is one)."""
+    another process), and the error if any (a short count is one). ``gated=False`` with
+    ``frozen``: the frozen gate's own work is taken out too (``_ungate_flow``)."""
     options: dict[str, Any] = {"allow_insecure_http": True, "retry": lib.RetryPolicy()}
     if frozen is not None:
         # A pool the size of the frozen limit: as many bulk workers as a fixed one has, so
@@ -65,6 +71,8 @@ async def run_job(
     client = lib.SegmentsClient(base_url, TOKEN, **options)
     if frozen is not None:
         _freeze(client, frozen)
+        if not gated:
+            _ungate_flow(client._shared.flow, frozen)
     done = 0
     error: str | None = None
     scope = asyncio.timeout(limit)
@@ -114,6 +122,28 @@ def _freeze_flow(flow: Any, level: int) -> None:
     frozen._update()
     flow._adaptive = frozen
     flow._gate.capacity = level
+
+
+def _ungate_flow(flow: Any, level: int) -> None:
+    """Take the frozen gate's own work out: every ``"auto"`` request is let in at once
+    with one ticket made beforehand, its answer is not recorded, and a bulk worker sees
+    ``level`` places free. With a pool of ``level``, as many requests are out as when
+    frozen (the pool holds them), so that only the gate's work differs."""
+    ticket = flow.adaptive.ticket(level)
+
+    class Ungated(type(flow)):  # type: ignore[misc]
+        __slots__ = ()
+
+        def try_admit(self) -> Any:
+            return ticket
+
+        def done(self, ticket: Any, outcome: Any) -> None:
+            return None
+
+        def spare(self) -> int:
+            return level
+
+    flow.__class__ = Ungated
 
 
 def gate_bookkeeping(lib: ModuleType, level: int = 64, requests: int = 100_000) -> float:
@@ -194,8 +224,11 @@ async def _compare(
     limit: float,
     progress: Any,
     title: str,
+    *,
+    ungated: frozenset[str] | set[str] = frozenset(),
 ) -> list[dict[str, dict[str, Any]]]:
-    """Every contender once per round, rotated; contenders cut off once are dropped."""
+    """Every contender once per round, rotated; contenders cut off once are dropped. Those
+    in ``ungated`` run frozen with the gate's work taken out."""
     by_round: list[dict[str, dict[str, Any]]] = []
     dropped: set[str] = set()
     await run_job(lib, base_url, workload, max(1, size // 10), 16, limit)  # warm-up
@@ -205,7 +238,16 @@ async def _compare(
             if label in dropped:
                 continue
             concurrency, frozen = contenders[label]
-            run = await run_job(lib, base_url, workload, size, concurrency, limit, frozen=frozen)
+            run = await run_job(
+                lib,
+                base_url,
+                workload,
+                size,
+                concurrency,
+                limit,
+                frozen=frozen,
+                gated=label not in ungated,
+            )
             progress(
                 f"    {title} {workload} round {round_index + 1}: {label:<18}"
                 f" {run['seconds']:7.2f}s  {run['error'] or 'ok'}"
@@ -267,13 +309,26 @@ async def bench_gate(
     progress: Any,
 ) -> dict[str, Any]:
     """The adaptive gate's own cost: auto frozen at 64 against a fixed 64."""
-    contenders: dict[str, tuple[int | str, int | None]] = {"64": (64, None), FROZEN: (AUTO, 64)}
+    contenders: dict[str, tuple[int | str, int | None]] = {
+        "64": (64, None),
+        FROZEN: (AUTO, 64),
+        UNGATED: (AUTO, 64),
+    }
     gate: dict[str, Any] = {}
     with serve(max(sizes.get("iterate", 1) * PER_PAGE, 1000), server_cpu) as base_url:
         for workload in WORKLOADS:
             size = sizes[workload]
             by_round = await _compare(
-                lib, base_url, workload, size, contenders, rounds, limit, progress, "gate"
+                lib,
+                base_url,
+                workload,
+                size,
+                contenders,
+                rounds,
+                limit,
+                progress,
+                "gate",
+                ungated={UNGATED},
             )
             # Round by round: their spread is the machine's noise, against which the
             # median is read.
@@ -282,6 +337,9 @@ async def bench_gate(
             # and not in its CPU time, and a near-free server leaves the client its own
             # bottleneck, so that the CPU a job took is its cost without the host's pauses.
             cpu_per_round = _per_round_ratios(by_round, FROZEN, "64", "cpu_s")
+            # The gate's own cost end to end: the same paginator and workers without it.
+            alone = _per_round_ratios(by_round, FROZEN, UNGATED)
+            cpu_alone = _per_round_ratios(by_round, FROZEN, UNGATED, "cpu_s")
             gate[workload] = {
                 "size": size,
                 "contenders": {
@@ -292,6 +350,10 @@ async def bench_gate(
                 "per_round": per_round,
                 "cpu_over_fixed": median(cpu_per_round) if cpu_per_round else None,
                 "cpu_per_round": cpu_per_round,
+                "over_ungated": median(alone) if alone else None,
+                "over_ungated_per_round": alone,
+                "cpu_over_ungated": median(cpu_alone) if cpu_alone else None,
+                "cpu_over_ungated_per_round": cpu_alone,
             }
     return gate
 

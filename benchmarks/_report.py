@@ -563,6 +563,13 @@ def _gate_lines(section: Doc) -> list[str]:
                 f"      in CPU time (the host's steal left out): ratio"
                 f" {_x(data.get('cpu_over_fixed'))}, per round {_spread(cpu_per_round)}"
             )
+        alone = sorted(data.get("cpu_over_ungated_per_round") or [])
+        if alone:
+            lines.append(
+                f"      the gate alone (auto frozen at 64 / the same with the gate's work taken"
+                f" out): ratio {_x(data.get('over_ungated'))}, in CPU time"
+                f" {_x(data.get('cpu_over_ungated'))}, per round {_spread(alone)}"
+            )
         if bookkeeping is not None and fixed:
             per_request = fixed / data["size"] * 1e6
             lines.append(

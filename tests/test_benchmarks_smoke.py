@@ -45,3 +45,4 @@ def test_smoke_run_prints_the_section(heading: str) -> None:
     assert heading in completed.stdout
     if section == "e":  # the gate's ratio in CPU time, from the jobs' own measurements
         assert "in CPU time (the host's steal left out): ratio" in completed.stdout
+        assert "the gate alone (auto frozen at 64 / the same with" in completed.stdout

@@ -13,6 +13,8 @@ from benchmarks._adaptive import Plan, _auto_over_best_fixed, _status
 from benchmarks._common import cpu_ticks, stolen_share
 from benchmarks._kinds import gate_bookkeeping
 from benchmarks._report import _gate_lines, _steal_lines, targets
+from segments_async import _flow
+from segments_async._retry import Outcome
 
 
 def _run(seconds: float, error: str | None = None) -> dict[str, Any]:
@@ -140,6 +142,46 @@ def test_the_gate_lines_show_the_rounds_spread_and_the_gates_own_share() -> None
     ) in lines
     # 3.0 s / 20,000 = 150 us a request; 1.5 us of it is 1 %.
     assert "1.50 us a request, is 1.0% of fixed 64's 150 us a request" in lines
+    assert "the gate alone" not in lines  # a run without the gate-off contender
+
+
+def test_the_gate_lines_show_the_gate_alone_against_the_same_paginator_without_it() -> None:
+    """Frozen over frozen-with-the-gate-off, in time and CPU, with the CPU rounds' spread."""
+    data = {
+        "size": 5_000,
+        "contenders": {"64": {"median_s": 1.2}},
+        "frozen_over_fixed": 1.08,
+        "over_ungated": 1.03,
+        "over_ungated_per_round": [1.03, 0.99, 1.05],
+        "cpu_over_ungated": 1.02,
+        "cpu_over_ungated_per_round": [1.04, 1.0, 1.02, 1.01],
+    }
+
+    lines = "\n".join(_gate_lines({"gate": {"iterate": data}}))
+
+    assert (
+        "the gate alone (auto frozen at 64 / the same with the gate's work taken out):"
+        " ratio 1.03x, in CPU time 1.02x, per round 1.00x to 1.04x, middle half 1.01x to 1.02x"
+    ) in lines
+
+
+async def test_a_frozen_flow_with_the_gate_off_lets_every_request_in_and_learns_nothing() -> None:
+    """The gate-off contender: past the frozen level and after refusals, try_admit still
+    hands out a ticket at once, no place is taken, and spare reports the level. (Gated, the
+    ninth request would wait for a place, and a refusal would pause sending.)"""
+    flow = _flow.Flow(rate=None, max_connections=8)
+    _kinds._freeze_flow(flow, 8)
+    _kinds._ungate_flow(flow, 8)
+    refusal = Outcome(status=429, headers={"Retry-After": "1"}, body=b"")
+
+    tickets = [flow.try_admit() for _ in range(20)]
+    assert None not in tickets
+    for ticket in tickets:
+        assert ticket is not None
+        flow.done(ticket, refusal)
+    assert flow.try_admit() is not None
+    assert flow.busy is False
+    assert flow.spare() == 8
 
 
 async def test_the_gate_runs_under_its_own_time_limit_not_the_kinds(
