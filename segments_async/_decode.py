@@ -9,7 +9,7 @@ from __future__ import annotations
 import http
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast, final
 
 import cattrs
 import orjson
@@ -29,6 +29,8 @@ from ._retry import parse_retry_after
 
 __all__ = [
     "InvalidResponse",
+    "Later",
+    "Unread",
     "decode_delete",
     "decode_segment",
     "decode_segment_page",
@@ -294,6 +296,66 @@ def decode_delete(body: bytes) -> None:
 # --------------------------------------------------------------------------- answers
 
 
+@final
+class Later(Generic[_T]):
+    """``decode`` put off: ``read_response`` given one returns the 2xx answer as an
+    ``Unread``, decoded when its ``read()`` is called. The paginators read a page when the
+    caller reaches it, not when it arrives: the pages fetched ahead are held as their
+    bodies' bytes, and a page's objects are made just before the one before it is freed,
+    which keeps the cyclic GC's count of young objects level (a fixed 64 spent 12-13 % of
+    its CPU collecting pages decoded in bursts)."""
+
+    __slots__ = ("decode",)
+
+    def __init__(self, decode: Callable[[bytes], _T]) -> None:
+        self.decode = decode
+
+    def __call__(self, body: bytes) -> Unread[_T]:
+        """Not used: ``read_response`` makes the ``Unread``, with the answer's details."""
+        raise TypeError("a Later decoder is applied through read_response")
+
+
+@final
+class Unread(Generic[_T]):
+    """A 2xx answer not yet decoded, with what its errors name (method, URL, status,
+    headers): ``read()`` decodes it each time it is called, raising what
+    ``read_response`` would have raised on arrival."""
+
+    __slots__ = ("_body", "_decode", "_headers", "_method", "_now", "_status", "_url")
+
+    def __init__(
+        self,
+        decode: Callable[[bytes], _T],
+        *,
+        method: str,
+        url: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: float,
+    ) -> None:
+        self._decode = decode
+        self._method = method
+        self._url = url
+        self._status = status
+        self._headers = headers
+        self._body = body
+        self._now = now
+
+    def read(self) -> _T:
+        """The model; ``APIResponseValidationError`` or ``APIStatusError`` if the answer
+        cannot be read or its envelope says it failed."""
+        return read_response(
+            self._decode,
+            method=self._method,
+            url=self._url,
+            status=self._status,
+            headers=self._headers,
+            body=self._body,
+            now=self._now,
+        )
+
+
 def read_response(
     decode: Callable[[bytes], _T],
     *,
@@ -306,9 +368,22 @@ def read_response(
 ) -> _T:
     """The model for a 2xx answer, or the exception that any other answer means.
 
-    ``now`` is the Unix time, for a ``Retry-After`` given as a date.
+    ``now`` is the Unix time, for a ``Retry-After`` given as a date. With a ``Later``
+    decoder, a 2xx answer is returned unread (``Unread``), to be decoded when asked.
     """
     if 200 <= status < 300:
+        if isinstance(decode, Later):
+            # A Later[M] is a Callable[[bytes], Unread[M]]: _T is Unread[M].
+            unread = Unread(
+                decode.decode,
+                method=method,
+                url=url,
+                status=status,
+                headers=headers,
+                body=body,
+                now=now,
+            )
+            return cast(_T, unread)
         try:
             return decode(body)
         except _Unsuccessful as unsuccessful:

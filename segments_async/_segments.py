@@ -20,7 +20,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
 )
-from typing import Any, Literal, Protocol, TypeVar, final
+from typing import Any, Final, Literal, Protocol, TypeVar, final
 
 from . import _decode, _wire
 from ._bulk import bulk_results
@@ -34,6 +34,9 @@ logger = logging.getLogger("segments_async")
 
 _T = TypeVar("_T")
 _I = TypeVar("_I")
+
+#: A page fetched ahead is decoded when the iteration reaches it (``_list_unread``).
+_PAGE_LATER: Final = _decode.Later(_decode.decode_segment_page)
 #: The inputs' types, so that each ``BulkResult.input`` has the type of what was given.
 _Name = TypeVar("_Name", bound=str)
 _Id = TypeVar("_Id", bound="str | uuid.UUID")
@@ -158,6 +161,14 @@ class SegmentsResource:
     def _list(self, query: str, *, adaptive: bool = False) -> Coroutine[Any, Any, SegmentPage]:
         path = f"{_wire.SEGMENTS_PATH}?{query}"
         return self._request("GET", path, _decode.decode_segment_page, adaptive=adaptive)
+
+    def _list_unread(
+        self, query: str, *, adaptive: bool = False
+    ) -> Coroutine[Any, Any, _decode.Unread[SegmentPage]]:
+        """``_list`` for a page fetched ahead: its answer, decoded when the iteration
+        reaches it (``Unread.read()``), which raises what ``_list`` would have."""
+        path = f"{_wire.SEGMENTS_PATH}?{query}"
+        return self._request("GET", path, _PAGE_LATER, adaptive=adaptive)
 
     async def create(self, name: str) -> Segment:
         """Create a segment: ``POST /v2.3/data/segments``.
@@ -451,9 +462,11 @@ class SegmentsResource:
         the iterator is waiting on, so at most ``concurrency`` pages are held whatever the
         total; ``concurrency=1`` fetches each page when it is asked for. ``"auto"`` keeps
         as many in flight as the client's adaptive limit allows, and holds at most twice
-        ``max_connections`` pages. The server's page metadata is checked, not trusted: a
-        page other than the one asked for, or a changed ``perPage``, raises; an empty page
-        ends the iteration; a ``total`` that changes meanwhile is logged once at WARNING.
+        ``max_connections`` pages. A page fetched ahead is held as the answer's body and
+        decoded when the iteration reaches it. The server's page metadata is checked, not
+        trusted: a page other than the one asked for, or a changed ``perPage``, raises; an
+        empty page ends the iteration; a ``total`` that changes meanwhile is logged once at
+        WARNING.
         Leaving the loop early cancels what is in flight; for cleanup at a precise point,
         wrap the generator in ``contextlib.aclosing``. Each page is one call (the client's
         ``deadline`` applies to each); bound a whole iteration with ``asyncio.timeout()``.
@@ -576,10 +589,13 @@ class SegmentsResource:
             return
         # Tasks for the pages after the one awaited next: with that one, at most `window`
         # pages are in flight or held, and while the consumer holds a page, one fewer are
-        # fetched ahead. A window of 1 makes no task: each page is awaited directly, as a
-        # plain loop would.
+        # fetched ahead. A page fetched ahead is held as its answer's body and decoded when
+        # reached (see _decode.Later). A window of 1 makes no task: each page is awaited
+        # directly, as a plain loop would.
         window = int(concurrency)
-        in_flight: collections.deque[asyncio.Task[SegmentPage]] = collections.deque()
+        in_flight: collections.deque[asyncio.Task[_decode.Unread[SegmentPage]]] = (
+            collections.deque()
+        )
         loop = asyncio.get_running_loop()
         number = start_page + 1
         try:
@@ -589,12 +605,12 @@ class SegmentsResource:
                 following = number + 1 + len(in_flight)
                 while len(in_flight) < ahead and following <= pages.last:
                     query = _wire.list_query(following, per_page)
-                    in_flight.append(loop.create_task(self._list(query)))
+                    in_flight.append(loop.create_task(self._list_unread(query)))
                     following += 1
                 if current is None:
                     page = await self._list(_wire.list_query(number, per_page))
                 else:
-                    page = await current
+                    page = (await current).read()
                 self._check(pages, page, number, per_page)
                 if pages.wanted(page, number):
                     yield page
@@ -611,8 +627,8 @@ class SegmentsResource:
         work, by as many workers as the adaptive limit lets in, within a window wider than
         what is in flight, so that a page waiting out a ``Retry-After`` stalls nothing."""
 
-        def fetch(page: int) -> Coroutine[Any, Any, SegmentPage]:
-            return self._list(_wire.list_query(page, per_page), adaptive=True)
+        def fetch(page: int) -> Coroutine[Any, Any, _decode.Unread[SegmentPage]]:
+            return self._list_unread(_wire.list_query(page, per_page), adaptive=True)
 
         results = bulk_results(
             range(number, pages.last + 1),
@@ -625,7 +641,7 @@ class SegmentsResource:
             async for result in results:
                 if not result.ok:
                     raise result.error
-                page = result.value
+                page = result.value.read()
                 self._check(pages, page, result.input, per_page)
                 if pages.wanted(page, result.input):
                     yield page

@@ -35,6 +35,8 @@ from segments_async import (
 )
 from segments_async._decode import (
     InvalidResponse,
+    Later,
+    Unread,
     _structure_segment,
     decode_delete,
     decode_segment,
@@ -702,6 +704,57 @@ ERROR_STATUSES = [
     (504, InternalServerError),
     (599, InternalServerError),
 ]
+
+
+class TestLater:
+    """A ``Later`` decoder: the 2xx answer comes back unread, and ``read()`` decodes it,
+    raising then what ``read_response`` would have raised at once, with the answer's
+    method, URL, status and headers."""
+
+    def test_a_2xx_is_returned_unread_and_read_on_demand(self):
+        body = orjson.dumps(SPEC_PAGE)
+
+        unread = read(200, body, decode=Later(decode_segment_page))
+
+        assert isinstance(unread, Unread)
+        assert decode_segment_page(body) == unread.read()
+        assert unread.read() == unread.read()  # read each time asked
+
+    def test_a_malformed_body_raises_when_read_with_the_answers_details(self):
+        body = page_body(items=[{"id": ID, "name": "a"}, {"id": 3, "name": "b"}])
+        unread = read(203, body, decode=Later(decode_segment_page))  # nothing raised yet
+        assert isinstance(unread, Unread)
+
+        with pytest.raises(APIResponseValidationError) as info:
+            unread.read()
+
+        err = info.value
+        assert "result.items[1].id" == err.field
+        assert (203, "GET", URL) == (err.status_code, err.method, err.url)
+
+    def test_an_unsuccessful_envelope_raises_what_it_would_have_raised_at_once(self):
+        body = orjson.dumps({"success": False, "message": "over quota"})
+        headers = {"Retry-After": "7"}
+        eager = read_error(200, body, headers, decode=decode_segment_page)
+        unread = read(200, body, headers, decode=Later(decode_segment_page))
+        assert isinstance(unread, Unread)
+
+        with pytest.raises(SegmentsError) as info:
+            unread.read()
+
+        assert type(eager) is type(info.value)
+        assert (eager.message, eager.status_code) == (info.value.message, 200)
+
+    @pytest.mark.parametrize("status", [404, 429, 500])
+    def test_an_error_status_raises_at_once(self, status):
+        with pytest.raises(APIStatusError) as info:
+            read(status, b'{"success": false}', decode=Later(decode_segment_page))
+
+        assert status == info.value.status_code
+
+    def test_it_is_not_a_decoder_of_its_own(self):
+        with pytest.raises(TypeError, match="through read_response"):
+            Later(decode_segment_page)(b"{}")
 
 
 class TestReadResponseErrors:

@@ -16,7 +16,9 @@ from segments_async import (
     APIConnectionError,
     APIResponseValidationError,
     RetryPolicy,
+    SegmentPage,
     SegmentsClient,
+    _segments,
 )
 from segments_async._retry import Failure
 
@@ -120,6 +122,78 @@ class TestWindow:
             sent.answer(200, page_body(page_of(sent), 10, 30))
         await second
         await pages.aclose()
+
+
+class TestDecodedWhenReached:
+    """Pages fetched ahead are held as their answers and decoded when the iteration
+    reaches them: the decoder runs once per page taken, never for a page only fetched."""
+
+    @pytest.fixture
+    def decoded(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        numbers: list[int] = []
+        real = _segments._PAGE_LATER.decode
+
+        def counting(body: bytes) -> SegmentPage:
+            page = real(body)
+            numbers.append(page.current_page)
+            return page
+
+        monkeypatch.setattr(_segments._PAGE_LATER, "decode", counting)
+        return numbers
+
+    @pytest.mark.parametrize("concurrency", [3, "auto"])
+    async def test_a_page_fetched_ahead_is_decoded_when_reached(self, client, decoded, concurrency):
+        fake = install(client)
+        pages = client.segments.iter_pages(per_page=10, concurrency=concurrency)
+        first = asyncio.create_task(anext(pages))
+        await answer_first_page(fake, total=100)
+        assert 1 == (await first).current_page
+        second = asyncio.create_task(anext(pages))
+        await settle()
+        ahead = fake.pending()
+        assert len(ahead) >= 2
+        for sent in ahead:
+            sent.answer(200, page_body(page_of(sent), 10, 100))
+
+        assert 2 == (await second).current_page
+        await settle()
+        answered = {page_of(sent) for sent in ahead}
+        assert {3, 4} <= answered
+        assert not answered - {2} & set(decoded)  # answered, none decoded but page 2
+        assert 3 == (await anext(pages)).current_page
+        assert 3 == decoded[-1]
+        assert not answered - {2, 3} & set(decoded)
+        await pages.aclose()
+
+    @pytest.mark.parametrize("concurrency", [3, "auto"])
+    async def test_a_malformed_page_ahead_raises_when_reached_with_its_status_and_url(
+        self, client, concurrency
+    ):
+        fake = install(client)
+        seen = []
+
+        async def consume() -> None:
+            async for page in client.segments.iter_pages(per_page=10, concurrency=concurrency):
+                seen.append(page.current_page)
+
+        task = asyncio.create_task(consume())
+        await answer_first_page(fake, total=100)
+        await settle()
+        for sent in fake.pending():
+            number = page_of(sent)
+            if number == 3:
+                sent.answer(203, page_body(3, 10, 100, items="nope"))
+            else:
+                sent.answer(200, page_body(number, 10, 100))
+        with pytest.raises(APIResponseValidationError) as info:
+            await task
+
+        assert [1, 2] == seen
+        assert "result.items" == info.value.field
+        assert 203 == info.value.status_code
+        assert "page=3&" in info.value.url
+        await settle()
+        assert ([], 0) == (fake.pending(), fake.in_flight)  # the others were cancelled
 
 
 class TestLeavingEarly:
