@@ -271,10 +271,6 @@ class _Run(Generic[_I, _T]):
                         result = BulkSuccess(index, item, await pending)  # type: ignore[arg-type]
                     except SegmentsError as error:
                         result = self._failed(index, item, error)  # type: ignore[arg-type]
-                # ``result`` stays bound until the next call ends, so that a consumed page
-                # is freed as the next one is decoded: the GC's young count stays level and
-                # it hardly collects (dropped here, a frozen 64's iterate spent 0.24 s a
-                # job collecting, against 0.02 s: benchmarks/README.md).
                 self._store(result)
                 if not self.staffed():
                     break
