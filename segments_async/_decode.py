@@ -6,6 +6,7 @@ through the one cattrs converter, or into the exception the answer means.
 
 from __future__ import annotations
 
+import functools
 import http
 import re
 from collections.abc import Callable, Mapping
@@ -321,39 +322,15 @@ class Unread(Generic[_T]):
     headers): ``read()`` decodes it each time it is called, raising what
     ``read_response`` would have raised on arrival."""
 
-    __slots__ = ("_body", "_decode", "_headers", "_method", "_now", "_status", "_url")
+    __slots__ = ("_read",)
 
-    def __init__(
-        self,
-        decode: Callable[[bytes], _T],
-        *,
-        method: str,
-        url: str,
-        status: int,
-        headers: Mapping[str, str],
-        body: bytes,
-        now: float,
-    ) -> None:
-        self._decode = decode
-        self._method = method
-        self._url = url
-        self._status = status
-        self._headers = headers
-        self._body = body
-        self._now = now
+    def __init__(self, read: Callable[[], _T]) -> None:
+        self._read = read
 
     def read(self) -> _T:
         """The model; ``APIResponseValidationError`` or ``APIStatusError`` if the answer
         cannot be read or its envelope says it failed."""
-        return read_response(
-            self._decode,
-            method=self._method,
-            url=self._url,
-            status=self._status,
-            headers=self._headers,
-            body=self._body,
-            now=self._now,
-        )
+        return self._read()
 
 
 def read_response(
@@ -374,7 +351,8 @@ def read_response(
     if 200 <= status < 300:
         if isinstance(decode, Later):
             # A Later[M] is a Callable[[bytes], Unread[M]]: _T is Unread[M].
-            unread = Unread(
+            read = functools.partial(
+                read_response,
                 decode.decode,
                 method=method,
                 url=url,
@@ -383,7 +361,7 @@ def read_response(
                 body=body,
                 now=now,
             )
-            return cast(_T, unread)
+            return cast(_T, Unread(read))
         try:
             return decode(body)
         except _Unsuccessful as unsuccessful:
