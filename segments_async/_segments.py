@@ -37,6 +37,7 @@ _I = TypeVar("_I")
 
 #: A page fetched ahead is decoded when the iteration reaches it (``_list_unread``).
 _PAGE_LATER: Final = _decode.Later(_decode.decode_segment_page)
+
 #: The inputs' types, so that each ``BulkResult.input`` has the type of what was given.
 _Name = TypeVar("_Name", bound=str)
 _Id = TypeVar("_Id", bound="str | uuid.UUID")
@@ -466,10 +467,10 @@ class SegmentsResource:
         decoded when the iteration reaches it. The server's page metadata is checked, not
         trusted: a page other than the one asked for, or a changed ``perPage``, raises; an
         empty page ends the iteration; a ``total`` that changes meanwhile is logged once at
-        WARNING.
-        Leaving the loop early cancels what is in flight; for cleanup at a precise point,
-        wrap the generator in ``contextlib.aclosing``. Each page is one call (the client's
-        ``deadline`` applies to each); bound a whole iteration with ``asyncio.timeout()``.
+        WARNING. Leaving the loop early cancels what is in flight; for cleanup at a precise
+        point, wrap the generator in ``contextlib.aclosing``. Each page is one call (the
+        client's ``deadline`` applies to each); bound a whole iteration with
+        ``asyncio.timeout()``.
 
         Example::
 
