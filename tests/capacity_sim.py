@@ -24,10 +24,12 @@ adaptive limit behaves can be asserted in a unit test. Server kinds (``Server.ki
 
 A refused request is retried ``retry_after`` seconds later. Workloads (``Client.workload``):
 ``iterate`` fetches the first page alone, then keeps requests in flight within a window
-ahead of an in-order consumer (``2 * max_connections`` for ``"auto"``, ``fixed``
-otherwise), as ``iter_pages`` does; ``create`` is one request per input, with as many
-workers as the pool (``"auto"``) or ``fixed``, and results in order within twice that,
-as the bulk operations do. Several clients may share one server, each with its own
+ahead of an in-order consumer (``fixed`` for a fixed concurrency), as ``iter_pages``
+does; ``create`` is one request per input, with as many workers as the pool (``"auto"``)
+or ``fixed``, and results in order within twice ``fixed``, as the bulk operations do.
+``"auto"`` holds ``max_connections`` in both, and twice that from the first time a
+request finds the window full while a quarter of it is done and waits behind a missing
+result (head-of-line blocking). Several clients may share one server, each with its own
 adaptive limit (processes without coordination).
 
 ``client_cost`` is the client's own work per request, on its one event loop, run as
@@ -111,10 +113,13 @@ class _ClientState:
         assert size is not None
         if spec.workload == "iterate":
             self.workers = spec.max_connections
-            self.window = 2 * size if auto else size
+            self.window = size
         else:
             self.workers = size
-            self.window = 2 * size
+            self.window = size if auto else 2 * size
+        # "auto" holds the pool's worth, and twice that once results wait behind a
+        # missing one (head-of-line blocking), as the bulk operations do.
+        self.wide = 2 * size if auto else 0
         self.in_flight = 0
         self.next = 0
         self.yielded = 0
@@ -145,7 +150,12 @@ class _ClientState:
         if first_pending or self.next >= self.spec.requests:
             return None
         if self.next >= self.yielded + self.window:
-            return None
+            # Called with a place free at the limit: widen if a quarter of the window is
+            # done and held behind the missing result the consumer waits for.
+            held = len(self.done)
+            if not self.wide or self.yielded in self.done or 4 * held < self.window:
+                return None
+            self.window, self.wide = self.wide, 0
         self.next += 1
         return self.next - 1
 

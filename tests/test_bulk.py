@@ -593,10 +593,12 @@ class TestWorkersFollowTheAdaptiveLimit:
         results, first = places.run(workers=4)
         await settle()
         places.answer(0, free_after=50)
+        assert "done 0" == (await first).value
+        second = asyncio.create_task(anext(results))  # the first result's place is free
         await settle()
 
         assert 4 + 1 == len(places.calls)
-        await stop(first, results)
+        await stop(second, results)
 
     async def test_a_call_backing_off_gives_its_place_to_a_new_worker(self):
         """Every call in flight refused and waiting out a ``Retry-After``: workers start for
@@ -660,6 +662,127 @@ class TestWorkersFollowTheAdaptiveLimit:
         assert 4 == fake.in_flight
         assert before + 1 + 4 == len(asyncio.all_tasks())  # `first`, and a worker per place
         await stop(first, results)
+
+
+class TestTheAutoWindowWidensOnHeadOfLineBlocking:
+    """An ordered run with ``spare`` holds ``workers`` inputs, and twice as many (the
+    ``window``) once results wait behind one that has not come: a wide window costs CPU
+    where answers come in order, and is what keeps the calls going where one is slow."""
+
+    @staticmethod
+    def run(places: Places, *, ordered: bool = True, spare: bool = True):
+        names = (f"n{i}" for i in range(20))
+        results = bulk_results(
+            names,
+            places.call,
+            workers=4,
+            window=8,
+            ordered=ordered,
+            spare=places.spare if spare else None,
+        )
+        return results, asyncio.create_task(anext(results))
+
+    async def test_it_holds_the_workers_worth_while_answers_come_in_order(self):
+        """The first result is yielded and held: the window (4) is full, nothing waits
+        behind a missing result, so no fifth input is pulled."""
+        places = Places(50)
+        results, first = self.run(places)
+        await settle()
+        places.answer(0, free_after=50)
+        assert "done 0" == (await first).value
+        await settle()
+
+        assert 4 == len(places.calls)
+        await results.aclose()
+
+    async def test_results_held_behind_a_missing_one_widen_it(self):
+        """The first call is slow and the three after it answered: the workers that would
+        park at the full window pull the next inputs instead, up to the window (8)."""
+        places = Places(50)
+        results, first = self.run(places)
+        await settle()
+        for index in (1, 2, 3):
+            places.answer(index, free_after=50)
+        await settle()
+
+        assert 4 + 3 == len(places.calls)  # 0 still in flight, 4 to 6 sent
+        for index in (4, 5, 6):
+            places.answer(index, free_after=50)
+        await settle()
+        assert 8 == len(places.calls)  # 0 in flight, 1-6 held, 7 in flight: the window
+        places.answer(0)
+        assert "done 0" == (await first).value
+        assert [f"done {i}" for i in range(1, 7)] == [
+            (await anext(results)).value for _ in range(6)
+        ]
+        await results.aclose()
+
+    async def test_it_takes_a_quarter_of_the_window_held_behind_the_missing_one(self):
+        """Eight workers, a window of 8 to start with: one result held behind the missing
+        one is a late answer, not yet a blocked window; two (a quarter) widen it."""
+        places = Places(50)
+        names = (f"n{i}" for i in range(40))
+        results = bulk_results(names, places.call, workers=8, window=16, spare=places.spare)
+        first = asyncio.create_task(anext(results))
+        await settle()
+        places.answer(0, free_after=50)
+        assert "done 0" == (await first).value  # yielded, its place still held
+        places.answer(2, free_after=50)
+        await settle()
+
+        assert 8 == len(places.calls)
+        places.answer(3, free_after=50)
+        await settle()
+        assert 8 + 3 == len(places.calls)  # the workers of 0, 2 and 3 go on
+        await results.aclose()
+
+    async def test_not_while_every_place_at_the_limit_is_taken(self):
+        """Results wait behind a missing one, but the limit has no place free: widening
+        would only pull inputs early, so the window stays at 4 when places free later."""
+        places = Places(4)
+        results, first = self.run(places)
+        await settle()
+        for index in (1, 2, 3):
+            places.answer(index, free_after=0)  # its worker ends
+            await settle()
+        places.answer(0, free_after=50)
+        assert "done 0" == (await first).value
+        await settle()
+
+        assert 4 == len(places.calls)  # the window is still 4, full with 0 to 3
+        await results.aclose()
+
+    async def test_the_consumer_about_to_wait_widens_it_for_the_workers_parked(self):
+        """The workers parked behind a result the consumer had not taken yet (nothing
+        was blocked then); it takes it, one of them takes its place, and the next result
+        is missing: the consumer widens the window and the other two go on."""
+        places = Places(50)
+        results, first = self.run(places)
+        await settle()
+        for index in (0, 2, 3):
+            places.answer(index, free_after=50)
+        await settle()
+        assert "done 0" == (await first).value
+        assert 4 == len(places.calls)  # parked: the window is full with 0 to 3
+
+        second = asyncio.create_task(anext(results))
+        await settle()
+        assert 4 + 3 == len(places.calls)  # 4 in the place of 0, and 5 and 6
+        await stop(second, results)
+
+    @pytest.mark.parametrize(("ordered", "spare"), [(False, True), (True, False)])
+    async def test_unordered_and_fixed_runs_hold_the_whole_window(self, ordered, spare):
+        """No head of line to block (unordered), or workers all there from the start
+        (fixed): the window is the whole 8 from the start."""
+        places = Places(50)
+        results, first = self.run(places, ordered=ordered, spare=spare)
+        await settle()
+        places.answer(0, free_after=50)
+        assert "done 0" == (await first).value
+        await settle()
+
+        assert 4 + 1 == len(places.calls)
+        await results.aclose()
 
 
 async def settle() -> None:

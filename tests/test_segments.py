@@ -124,6 +124,58 @@ class TestWindow:
         await pages.aclose()
 
 
+class TestAutoWindow:
+    """``"auto"`` holds the pool's worth of pages ahead (4 here), and twice that once
+    pages wait behind one that has not come."""
+
+    async def test_a_busy_consumer_is_read_ahead_of_by_the_pool(self):
+        async with SegmentsClient(
+            BASE_URL, TOKEN, retry=RetryPolicy(max_retries=0), max_connections=4
+        ) as client:
+            fake = install(client)
+            pages = client.segments.iter_pages(per_page=10, concurrency="auto")
+            first = asyncio.create_task(anext(pages))
+            await answer_first_page(fake, total=1000)
+            assert 1 == (await first).current_page
+            second = asyncio.create_task(anext(pages))
+            await settle()
+            for sent in fake.pending():  # in order: nothing waits behind a missing page
+                sent.answer(200, page_body(page_of(sent), 10, 1000))
+                await settle()
+            assert 2 == (await second).current_page
+            await settle()
+
+            assert [2, 3, 4, 5] == [page_of(sent) for sent in fake.sent[1:]]
+            await pages.aclose()
+
+    async def test_pages_behind_one_waiting_out_a_retry_after_widen_it(self):
+        async with SegmentsClient(
+            BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4
+        ) as client:
+            fake = install(client)
+            pages = client.segments.iter_pages(per_page=10, concurrency="auto")
+            first = asyncio.create_task(anext(pages))
+            await answer_first_page(fake, total=1000)
+            assert 1 == (await first).current_page
+            second = asyncio.create_task(anext(pages))
+            await settle()
+            head, *behind = fake.pending()
+            assert 2 == page_of(head)
+            head.answer(429, {"success": False}, **{"Retry-After": "60"})
+            for _ in range(10):  # answer whatever is asked for until nothing more is
+                for sent in behind:
+                    sent.answer(200, page_body(page_of(sent), 10, 1000))
+                await settle()
+                behind = fake.pending()
+
+            assert list(range(2, 10)) == sorted({page_of(sent) for sent in fake.sent[1:]})
+            assert [] == fake.pending()  # 1 + twice the pool: the widened window is full
+            second.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await second
+            await pages.aclose()
+
+
 class TestDecodedWhenReached:
     """Pages fetched ahead are held as their answers and decoded when the iteration
     reaches them: the decoder runs once per page taken, never for a page only fetched."""
