@@ -462,15 +462,16 @@ class SegmentsResource:
         ``lastPage``. Then at most ``concurrency`` requests are in flight, counting the one
         the iterator is waiting on, so at most ``concurrency`` pages are held whatever the
         total; ``concurrency=1`` fetches each page when it is asked for. ``"auto"`` keeps
-        as many in flight as the client's adaptive limit allows, and holds at most twice
-        ``max_connections`` pages. A page fetched ahead is held as the answer's body and
-        decoded when the iteration reaches it. The server's page metadata is checked, not
-        trusted: a page other than the one asked for, or a changed ``perPage``, raises; an
-        empty page ends the iteration; a ``total`` that changes meanwhile is logged once at
-        WARNING. Leaving the loop early cancels what is in flight; for cleanup at a precise
-        point, wrap the generator in ``contextlib.aclosing``. Each page is one call (the
-        client's ``deadline`` applies to each); bound a whole iteration with
-        ``asyncio.timeout()``.
+        as many in flight as the client's adaptive limit allows, and holds
+        ``max_connections`` pages, or at most twice that once pages wait behind a late one
+        (a slow answer, a ``Retry-After``). A page fetched ahead is held as the answer's
+        body and decoded when the iteration reaches it. The server's page metadata is
+        checked, not trusted: a page other than the one asked for, or a changed
+        ``perPage``, raises; an empty page ends the iteration; a ``total`` that changes
+        meanwhile is logged once at WARNING. Leaving the loop early cancels what is in
+        flight; for cleanup at a precise point, wrap the generator in
+        ``contextlib.aclosing``. Each page is one call (the client's ``deadline`` applies
+        to each); bound a whole iteration with ``asyncio.timeout()``.
 
         Example::
 
@@ -625,8 +626,9 @@ class SegmentsResource:
         self, pages: Pages, number: int, per_page: int
     ) -> AsyncGenerator[SegmentPage, None]:
         """The pages from ``number`` on for ``"auto"``: fetched as the bulk operations
-        work, by as many workers as the adaptive limit lets in, within a window wider than
-        what is in flight, so that a page waiting out a ``Retry-After`` stalls nothing."""
+        work, by as many workers as the adaptive limit lets in, within a window of the
+        pool's worth that widens to ``auto_window()`` once pages wait behind a late one,
+        so that a page waiting out a ``Retry-After`` stalls nothing."""
 
         def fetch(page: int) -> Coroutine[Any, Any, _decode.Unread[SegmentPage]]:
             return self._list_unread(_wire.list_query(page, per_page), adaptive=True)
