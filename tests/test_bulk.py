@@ -682,6 +682,13 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
         )
         return results, asyncio.create_task(anext(results))
 
+    @staticmethod
+    async def answered(places: Places, *indexes: int) -> None:
+        """Answer those calls with places to spare, and let the workers go on."""
+        for index in indexes:
+            places.answer(index, free_after=50)
+        await settle()
+
     async def test_it_holds_the_workers_worth_while_answers_come_in_order(self):
         """The first result is yielded and held: the window (4) is full, nothing waits
         behind a missing result, so no fifth input is pulled."""
@@ -701,14 +708,10 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
         places = Places(50)
         results, first = self.run(places)
         await settle()
-        for index in (1, 2, 3):
-            places.answer(index, free_after=50)
-        await settle()
+        await self.answered(places, 1, 2, 3)
 
         assert 4 + 3 == len(places.calls)  # 0 still in flight, 4 to 6 sent
-        for index in (4, 5, 6):
-            places.answer(index, free_after=50)
-        await settle()
+        await self.answered(places, 4, 5, 6)
         assert 8 == len(places.calls)  # 0 in flight, 1-6 held, 7 in flight: the window
         places.answer(0)
         assert "done 0" == (await first).value
@@ -759,9 +762,7 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
         places = Places(50)
         results, first = self.run(places)
         await settle()
-        for index in (0, 2, 3):
-            places.answer(index, free_after=50)
-        await settle()
+        await self.answered(places, 0, 2, 3)
         assert "done 0" == (await first).value
         assert 4 == len(places.calls)  # parked: the window is full with 0 to 3
 

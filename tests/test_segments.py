@@ -128,17 +128,23 @@ class TestAutoWindow:
     """``"auto"`` holds the pool's worth of pages ahead (4 here), and twice that once
     pages wait behind one that has not come."""
 
+    @staticmethod
+    async def past_the_first_page(client: SegmentsClient):
+        """An ``"auto"`` iteration of 100 pages with a pool of 4, its first page read, and
+        the task awaiting the second; with the fake transport."""
+        fake = install(client)
+        pages = client.segments.iter_pages(per_page=10, concurrency="auto")
+        first = asyncio.create_task(anext(pages))
+        await answer_first_page(fake, total=1000)
+        assert 1 == (await first).current_page
+        second = asyncio.create_task(anext(pages))
+        await settle()
+        return fake, pages, second
+
     async def test_a_busy_consumer_is_read_ahead_of_by_the_pool(self):
-        async with SegmentsClient(
-            BASE_URL, TOKEN, retry=RetryPolicy(max_retries=0), max_connections=4
-        ) as client:
-            fake = install(client)
-            pages = client.segments.iter_pages(per_page=10, concurrency="auto")
-            first = asyncio.create_task(anext(pages))
-            await answer_first_page(fake, total=1000)
-            assert 1 == (await first).current_page
-            second = asyncio.create_task(anext(pages))
-            await settle()
+        retry = RetryPolicy(max_retries=0)
+        async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
+            fake, pages, second = await self.past_the_first_page(client)
             for sent in fake.pending():  # in order: nothing waits behind a missing page
                 sent.answer(200, page_body(page_of(sent), 10, 1000))
                 await settle()
@@ -149,16 +155,8 @@ class TestAutoWindow:
             await pages.aclose()
 
     async def test_pages_behind_one_waiting_out_a_retry_after_widen_it(self):
-        async with SegmentsClient(
-            BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4
-        ) as client:
-            fake = install(client)
-            pages = client.segments.iter_pages(per_page=10, concurrency="auto")
-            first = asyncio.create_task(anext(pages))
-            await answer_first_page(fake, total=1000)
-            assert 1 == (await first).current_page
-            second = asyncio.create_task(anext(pages))
-            await settle()
+        async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4) as c:
+            fake, pages, second = await self.past_the_first_page(c)
             head, *behind = fake.pending()
             assert 2 == page_of(head)
             head.answer(429, {"success": False}, **{"Retry-After": "60"})
