@@ -463,8 +463,9 @@ class SegmentsResource:
         the iterator is waiting on, so at most ``concurrency`` pages are held whatever the
         total; ``concurrency=1`` fetches each page when it is asked for. ``"auto"`` keeps
         as many in flight as the client's adaptive limit allows, and holds
-        ``max_connections`` pages, or at most twice that once pages wait behind a late one
-        (a slow answer, a ``Retry-After``). A page fetched ahead is held as the answer's
+        ``max_connections`` pages besides the one the iteration is on, or at most twice
+        ``max_connections`` once pages wait behind a late one (a slow answer, a
+        ``Retry-After``). A page fetched ahead is held as the answer's
         body and decoded when the iteration reaches it. The server's page metadata is
         checked, not trusted: a page other than the one asked for, or a changed
         ``perPage``, raises; an empty page ends the iteration; a ``total`` that changes

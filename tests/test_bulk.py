@@ -665,9 +665,10 @@ class TestWorkersFollowTheAdaptiveLimit:
 
 
 class TestTheAutoWindowWidensOnHeadOfLineBlocking:
-    """An ordered run with ``spare`` holds ``workers`` inputs, and twice as many (the
-    ``window``) once results wait behind one that has not come: a wide window costs CPU
-    where answers come in order, and is what keeps the calls going where one is slow."""
+    """An ordered run with ``spare`` holds ``workers`` inputs besides the result the
+    consumer has (5 here), and the whole ``window`` (8) once results wait behind one that
+    has not come: a wide window costs CPU where answers come in order, and is what keeps
+    the calls going where one is slow."""
 
     @staticmethod
     def run(places: Places, *, ordered: bool = True, spare: bool = True):
@@ -687,19 +688,35 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
         """Answer those calls with places to spare, and let the workers go on."""
         for index in indexes:
             places.answer(index, free_after=50)
-        await settle()
+            await settle()
 
     async def test_it_holds_the_workers_worth_while_answers_come_in_order(self):
-        """The first result is yielded and held: the window (4) is full, nothing waits
-        behind a missing result, so no fifth input is pulled."""
+        """The first result is yielded and held, four calls are in flight: the window (5)
+        is full, and the answers that come in order widen nothing."""
         places = Places(50)
         results, first = self.run(places)
         await settle()
-        places.answer(0, free_after=50)
+        await self.answered(places, 0)
         assert "done 0" == (await first).value
-        await settle()
+        assert 5 == len(places.calls)
 
-        assert 4 == len(places.calls)
+        await self.answered(places, 1, 2, 3)
+        assert 5 == len(places.calls)  # 1 to 3 held, the consumer's next is there
+        await results.aclose()
+
+    async def test_one_worker_still_calls_while_the_consumer_has_a_result(self):
+        """A pool of one: the worker makes the next call while the consumer holds the
+        result before it, as with the window of 2 (it has nothing to widen to)."""
+        places = Places(50)
+        results = bulk_results(
+            ["a", "b", "c"], places.call, workers=1, window=2, spare=places.spare
+        )
+        first = asyncio.create_task(anext(results))
+        await settle()
+        await self.answered(places, 0)
+        assert "done 0" == (await first).value
+
+        assert 2 == len(places.calls)
         await results.aclose()
 
     async def test_results_held_behind_a_missing_one_widen_it(self):
@@ -721,68 +738,72 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
         await results.aclose()
 
     async def test_it_takes_a_quarter_of_the_window_held_behind_the_missing_one(self):
-        """Eight workers, a window of 8 to start with: one result held behind the missing
-        one is a late answer, not yet a blocked window; two (a quarter) widen it."""
+        """Eight workers, a window of 9 to start with: two results held behind the missing
+        one are late answers, not yet a blocked window; three (a quarter) widen it."""
         places = Places(50)
         names = (f"n{i}" for i in range(40))
         results = bulk_results(names, places.call, workers=8, window=16, spare=places.spare)
         first = asyncio.create_task(anext(results))
         await settle()
-        places.answer(0, free_after=50)
+        await self.answered(places, 0)
         assert "done 0" == (await first).value  # yielded, its place still held
-        places.answer(2, free_after=50)
-        await settle()
+        assert 9 == len(places.calls)  # and its worker took the ninth
+        await self.answered(places, 2, 3)
 
-        assert 8 == len(places.calls)
-        places.answer(3, free_after=50)
-        await settle()
-        assert 8 + 3 == len(places.calls)  # the workers of 0, 2 and 3 go on
+        assert 9 == len(places.calls)
+        await self.answered(places, 4)
+        assert 9 + 3 == len(places.calls)  # the workers of 2, 3 and 4 go on
         await results.aclose()
 
     async def test_not_while_every_place_at_the_limit_is_taken(self):
         """Results wait behind a missing one, but the limit has no place free: widening
-        would only pull inputs early, so the window stays at 4 when places free later."""
+        would only pull inputs early, so the window stays at 5 when places free later."""
         places = Places(4)
         results, first = self.run(places)
         await settle()
-        for index in (1, 2, 3):
+        places.answer(1, free_after=1)  # its worker goes on, and fills the window
+        await settle()
+        for index in (2, 3):
             places.answer(index, free_after=0)  # its worker ends
             await settle()
         places.answer(0, free_after=50)
         assert "done 0" == (await first).value
         await settle()
 
-        assert 4 == len(places.calls)  # the window is still 4, full with 0 to 3
+        assert 5 == len(places.calls)  # the window is still 5, full with 0 to 4
         await results.aclose()
 
     async def test_the_consumer_about_to_wait_widens_it_for_the_workers_parked(self):
         """The workers parked behind a result the consumer had not taken yet (nothing
         was blocked then); it takes it, one of them takes its place, and the next result
-        is missing: the consumer widens the window and the other two go on."""
+        is missing: the consumer widens the window and the other one goes on too."""
         places = Places(50)
         results, first = self.run(places)
         await settle()
-        await self.answered(places, 0, 2, 3)
+        for index in (0, 2, 3):
+            places.answer(index, free_after=50)
+        await settle()
         assert "done 0" == (await first).value
-        assert 4 == len(places.calls)  # parked: the window is full with 0 to 3
+        assert 5 == len(places.calls)  # 0's worker took the fifth place, 2's and 3's parked
 
         second = asyncio.create_task(anext(results))
         await settle()
-        assert 4 + 3 == len(places.calls)  # 4 in the place of 0, and 5 and 6
+        assert 5 + 2 == len(places.calls)  # 5 in the place of 0, and 6
         await stop(second, results)
 
     @pytest.mark.parametrize(("ordered", "spare"), [(False, True), (True, False)])
     async def test_unordered_and_fixed_runs_hold_the_whole_window(self, ordered, spare):
         """No head of line to block (unordered), or workers all there from the start
-        (fixed): the window is the whole 8 from the start."""
+        (fixed): the window is the whole 8 from the start, where an ordered "auto" run
+        would hold 5 here."""
         places = Places(50)
         results, first = self.run(places, ordered=ordered, spare=spare)
         await settle()
-        places.answer(0, free_after=50)
+        await self.answered(places, 0)
         assert "done 0" == (await first).value
-        await settle()
+        await self.answered(places, 1)
 
-        assert 4 + 1 == len(places.calls)
+        assert 4 + 2 == len(places.calls)
         await results.aclose()
 
 

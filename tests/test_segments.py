@@ -125,8 +125,8 @@ class TestWindow:
 
 
 class TestAutoWindow:
-    """``"auto"`` holds the pool's worth of pages ahead (4 here), and twice that once
-    pages wait behind one that has not come."""
+    """``"auto"`` holds the pool's worth of pages (4 here) besides the one the iteration is
+    on, and twice the pool once pages wait behind one that has not come."""
 
     @staticmethod
     async def past_the_first_page(client: SegmentsClient):
@@ -151,7 +151,7 @@ class TestAutoWindow:
             assert 2 == (await second).current_page
             await settle()
 
-            assert [2, 3, 4, 5] == [page_of(sent) for sent in fake.sent[1:]]
+            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]
             await pages.aclose()
 
     async def test_pages_behind_one_waiting_out_a_retry_after_widen_it(self):
