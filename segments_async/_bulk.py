@@ -16,14 +16,15 @@ calls in flight refused together (a limit of two or three, after a refusal) woul
 every worker asleep and nothing sent until the first backoff ended, however much room the
 window had: a second of nothing for a ``Retry-After: 1``.
 
-An ordered run with ``spare`` (``"auto"``) holds ``workers`` inputs at first besides the
-result the consumer has, and widens to ``window`` the first time a worker finds it full,
-or the consumer is about to wait, while the result to yield next is missing, a quarter
+An ordered run with ``spare`` and ``start`` (an ``"auto"`` iteration) holds ``start``
+inputs at first, and widens to ``window`` the first time a worker finds it full, or the
+consumer is about to wait, while the result to yield next is missing, a quarter
 of the window is done and held behind it, and places are free at the limit: head-of-line
 blocking, which the wider window is for (a slow answer, a ``Retry-After``). Where answers
 come in order it never widens: the pages an iteration holds are decoded when reached,
 and on a client that is its own bottleneck holding twice the pool's worth cost 5-6 %
-more CPU.
+more CPU. The bulk operations hold their whole window from the start: their results are
+small, and workers parked at a narrow window cost a create about as much.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ async def bulk_results(
     window: int,
     ordered: bool = True,
     spare: Callable[[], int] | None = None,
+    start: int | None = None,
 ) -> AsyncGenerator[BulkResult[_T, _I], None]:
     """A ``BulkSuccess`` or ``BulkFailure`` for each input: in input order, or as they end.
 
@@ -143,11 +145,10 @@ async def bulk_results(
     operation: no further input is pulled, and once the calls in flight have ended and
     every input pulled has its result yielded, that error is raised. Anything else (a
     hook's exception, a bug) cancels the rest and is raised at once. With ``spare``,
-    ``workers`` is the most that run at once, and an ordered run holds ``workers`` inputs
-    besides the result the consumer has until head-of-line blocking widens it to
-    ``window``.
+    ``workers`` is the most that run at once, and with ``start`` too an ordered run holds
+    ``start`` inputs until head-of-line blocking widens it to ``window``.
     """
-    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered, workers, spare)
+    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered, workers, spare, start)
     run.hire(workers if spare is None else max(1, min(workers, spare())))
     try:
         while True:
@@ -200,6 +201,7 @@ class _Run(Generic[_I, _T]):
         ordered: bool,
         most: int,
         spare: Callable[[], int] | None,
+        start: int | None = None,
     ) -> None:
         self.source = source
         self.call = call
@@ -208,10 +210,12 @@ class _Run(Generic[_I, _T]):
         self.spare = spare
         self.starting = 0  # workers started that have not yet asked for a place
         self.tasks: set[asyncio.Task[None]] = set()  # workers running (or ended by an error)
-        # The window an ordered "auto" run widens to on head-of-line blocking, or 0; until
-        # then, a place for each worker and one for the result the consumer has.
-        self.wide = window if spare is not None and ordered and most + 1 < window else 0
-        self.room = Gate(most + 1 if self.wide else window)  # pulled and not yet released
+        # Inputs pulled and results not yet given back; and the window an ordered "auto"
+        # iteration widens to on head-of-line blocking, or 0.
+        if start is not None and spare is not None and ordered and start < window:
+            self.room, self.wide = Gate(start), window
+        else:
+            self.room, self.wide = Gate(window), 0
         self.results: dict[int, BulkResult[_T, _I]] = {}  # ordered: by index
         self.finished: collections.deque[BulkResult[_T, _I]] = collections.deque()  # unordered
         self.ready = asyncio.Event()  # a result the consumer can take was stored, or a worker ended

@@ -640,6 +640,8 @@ class SegmentsResource:
             workers=self._window.max_connections,
             window=self._window.auto_window(),
             spare=self._window.spare,
+            # A place for each worker and one for the page the iteration is on.
+            start=self._window.max_connections + 1,
         )
         async with contextlib.aclosing(results):
             async for result in results:

@@ -24,12 +24,12 @@ adaptive limit behaves can be asserted in a unit test. Server kinds (``Server.ki
 
 A refused request is retried ``retry_after`` seconds later. Workloads (``Client.workload``):
 ``iterate`` fetches the first page alone, then keeps requests in flight within a window
-ahead of an in-order consumer (``fixed`` for a fixed concurrency), as ``iter_pages``
-does; ``create`` is one request per input, with as many workers as the pool (``"auto"``)
-or ``fixed``, and results in order within twice ``fixed``, as the bulk operations do.
-``"auto"`` holds ``max_connections`` in both, and twice that from the first time a
-request finds the window full while a quarter of it is done and waits behind a missing
-result (head-of-line blocking). Several clients may share one server, each with its own
+ahead of an in-order consumer, as ``iter_pages`` does: ``fixed`` for a fixed concurrency;
+for ``"auto"``, ``max_connections``, and twice that from the first time a request finds
+the window full while a quarter of it is done and waits behind a missing result
+(head-of-line blocking). ``create`` is one request per input, with as many workers as the
+pool (``"auto"``) or ``fixed``, and results in order within twice that, as the bulk
+operations do. Several clients may share one server, each with its own
 adaptive limit (processes without coordination).
 
 ``client_cost`` is the client's own work per request, on its one event loop, run as
@@ -111,15 +111,15 @@ class _ClientState:
         auto = spec.fixed is None
         size = spec.max_connections if auto else spec.fixed
         assert size is not None
+        self.wide = 0  # what an "auto" iteration's window widens to, until it has
         if spec.workload == "iterate":
             self.workers = spec.max_connections
             self.window = size
+            if auto:  # the pool's worth, and twice that on head-of-line blocking
+                self.wide = 2 * size
         else:
             self.workers = size
-            self.window = size if auto else 2 * size
-        # "auto" holds the pool's worth, and twice that once results wait behind a
-        # missing one (head-of-line blocking), as the bulk operations do.
-        self.wide = 2 * size if auto else 0
+            self.window = 2 * size
         self.in_flight = 0
         self.next = 0
         self.yielded = 0

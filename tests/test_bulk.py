@@ -665,13 +665,14 @@ class TestWorkersFollowTheAdaptiveLimit:
 
 
 class TestTheAutoWindowWidensOnHeadOfLineBlocking:
-    """An ordered run with ``spare`` holds ``workers`` inputs besides the result the
-    consumer has (5 here), and the whole ``window`` (8) once results wait behind one that
-    has not come: a wide window costs CPU where answers come in order, and is what keeps
-    the calls going where one is slow."""
+    """An ordered run with ``spare`` and ``start`` (an ``"auto"`` iteration) holds
+    ``start`` inputs (5 here: a place for each worker and one for the result the consumer
+    has), and the whole ``window`` (8) once results wait behind one that has not come: a
+    wide window costs CPU where answers come in order, and is what keeps the calls going
+    where one is slow."""
 
     @staticmethod
-    def run(places: Places, *, ordered: bool = True, spare: bool = True):
+    def run(places: Places, *, ordered: bool = True, spare: bool = True, start: int | None = 5):
         names = (f"n{i}" for i in range(20))
         results = bulk_results(
             names,
@@ -680,6 +681,7 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
             window=8,
             ordered=ordered,
             spare=places.spare if spare else None,
+            start=start,
         )
         return results, asyncio.create_task(anext(results))
 
@@ -702,21 +704,6 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
 
         await self.answered(places, 1, 2, 3)
         assert 5 == len(places.calls)  # 1 to 3 held, the consumer's next is there
-        await results.aclose()
-
-    async def test_one_worker_still_calls_while_the_consumer_has_a_result(self):
-        """A pool of one: the worker makes the next call while the consumer holds the
-        result before it, as with the window of 2 (it has nothing to widen to)."""
-        places = Places(50)
-        results = bulk_results(
-            ["a", "b", "c"], places.call, workers=1, window=2, spare=places.spare
-        )
-        first = asyncio.create_task(anext(results))
-        await settle()
-        await self.answered(places, 0)
-        assert "done 0" == (await first).value
-
-        assert 2 == len(places.calls)
         await results.aclose()
 
     async def test_results_held_behind_a_missing_one_widen_it(self):
@@ -742,7 +729,9 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
         one are late answers, not yet a blocked window; three (a quarter) widen it."""
         places = Places(50)
         names = (f"n{i}" for i in range(40))
-        results = bulk_results(names, places.call, workers=8, window=16, spare=places.spare)
+        results = bulk_results(
+            names, places.call, workers=8, window=16, spare=places.spare, start=9
+        )
         first = asyncio.create_task(anext(results))
         await settle()
         await self.answered(places, 0)
@@ -791,13 +780,15 @@ class TestTheAutoWindowWidensOnHeadOfLineBlocking:
         assert 5 + 2 == len(places.calls)  # 5 in the place of 0, and 6
         await stop(second, results)
 
-    @pytest.mark.parametrize(("ordered", "spare"), [(False, True), (True, False)])
-    async def test_unordered_and_fixed_runs_hold_the_whole_window(self, ordered, spare):
-        """No head of line to block (unordered), or workers all there from the start
-        (fixed): the window is the whole 8 from the start, where an ordered "auto" run
-        would hold 5 here."""
+    @pytest.mark.parametrize(
+        ("ordered", "spare", "start"), [(False, True, 5), (True, False, 5), (True, True, None)]
+    )
+    async def test_other_runs_hold_the_whole_window(self, ordered, spare, start):
+        """No head of line to block (unordered), workers all there from the start (fixed),
+        or no ``start`` (the bulk operations, whose results are small): the window is the
+        whole 8 from the start, where an ordered "auto" iteration would hold 5 here."""
         places = Places(50)
-        results, first = self.run(places, ordered=ordered, spare=spare)
+        results, first = self.run(places, ordered=ordered, spare=spare, start=start)
         await settle()
         await self.answered(places, 0)
         assert "done 0" == (await first).value

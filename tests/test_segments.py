@@ -130,8 +130,8 @@ class TestAutoWindow:
 
     @staticmethod
     async def past_the_first_page(client: SegmentsClient):
-        """An ``"auto"`` iteration of 100 pages with a pool of 4, its first page read, and
-        the task awaiting the second; with the fake transport."""
+        """An ``"auto"`` iteration of 100 pages, its first page read, and the task awaiting
+        the second; with the fake transport."""
         fake = install(client)
         pages = client.segments.iter_pages(per_page=10, concurrency="auto")
         first = asyncio.create_task(anext(pages))
@@ -152,6 +152,18 @@ class TestAutoWindow:
             await settle()
 
             assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]
+            await pages.aclose()
+
+    async def test_a_pool_of_one_fetches_the_next_page_while_the_iteration_is_on_one(self):
+        retry = RetryPolicy(max_retries=0)
+        async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=1) as client:
+            fake, pages, second = await self.past_the_first_page(client)
+            (sent,) = fake.pending()
+            sent.answer(200, page_body(page_of(sent), 10, 1000))
+            assert 2 == (await second).current_page
+            await settle()
+
+            assert [3] == [page_of(sent) for sent in fake.pending()]
             await pages.aclose()
 
     async def test_pages_behind_one_waiting_out_a_retry_after_widen_it(self):
