@@ -18,13 +18,13 @@ window had: a second of nothing for a ``Retry-After: 1``.
 
 An ordered run with ``spare`` and ``start`` (an ``"auto"`` iteration) holds ``start``
 inputs at first, and widens to ``window`` the first time a worker finds it full, or the
-consumer is about to wait, while the result to yield next is missing, a quarter
-of the window is done and held behind it, and places are free at the limit: head-of-line
+consumer is about to wait, while the result to yield next is missing, a quarter of the
+window is done and held behind it, and places are free at the limit: head-of-line
 blocking, which the wider window is for (a slow answer, a ``Retry-After``). Where answers
-come in order it never widens: the pages an iteration holds are decoded when reached,
-and on a client that is its own bottleneck holding twice the pool's worth cost 5-6 %
-more CPU. The bulk operations hold their whole window from the start: their results are
-small, and workers parked at a narrow window cost a create about as much.
+come in order it never widens: the pages an iteration holds are decoded when reached, and
+on a client that is its own bottleneck holding twice the pool's worth cost 5-6 % more
+CPU. The bulk operations hold their whole window from the start: their results are small,
+and workers parked at a narrow window cost a create about as much.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class _Run(Generic[_I, _T]):
         ordered: bool,
         most: int,
         spare: Callable[[], int] | None,
-        start: int | None = None,
+        start: int | None,
     ) -> None:
         self.source = source
         self.call = call

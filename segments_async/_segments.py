@@ -465,14 +465,14 @@ class SegmentsResource:
         as many in flight as the client's adaptive limit allows, and holds
         ``max_connections`` pages besides the one the iteration is on, or at most twice
         ``max_connections`` once pages wait behind a late one (a slow answer, a
-        ``Retry-After``). A page fetched ahead is held as the answer's
-        body and decoded when the iteration reaches it. The server's page metadata is
-        checked, not trusted: a page other than the one asked for, or a changed
-        ``perPage``, raises; an empty page ends the iteration; a ``total`` that changes
-        meanwhile is logged once at WARNING. Leaving the loop early cancels what is in
-        flight; for cleanup at a precise point, wrap the generator in
-        ``contextlib.aclosing``. Each page is one call (the client's ``deadline`` applies
-        to each); bound a whole iteration with ``asyncio.timeout()``.
+        ``Retry-After``). A page fetched ahead is held as the answer's body and decoded
+        when the iteration reaches it. The server's page metadata is checked, not trusted:
+        a page other than the one asked for, or a changed ``perPage``, raises; an empty
+        page ends the iteration; a ``total`` that changes meanwhile is logged once at
+        WARNING. Leaving the loop early cancels what is in flight; for cleanup at a precise
+        point, wrap the generator in ``contextlib.aclosing``. Each page is one call (the
+        client's ``deadline`` applies to each); bound a whole iteration with
+        ``asyncio.timeout()``.
 
         Example::
 
