@@ -15,16 +15,6 @@ workers start for the places free then. Were the others to start only as calls e
 calls in flight refused together (a limit of two or three, after a refusal) would leave
 every worker asleep and nothing sent until the first backoff ended, however much room the
 window had: a second of nothing for a ``Retry-After: 1``.
-
-An ordered run with ``spare`` and ``start`` (an ``"auto"`` iteration) holds ``start``
-inputs at first, and widens to ``window`` the first time a worker finds it full, or the
-consumer is about to wait, while the result to yield next is missing, a quarter of the
-window is done and held behind it, and places are free at the limit: head-of-line
-blocking, which the wider window is for (a slow answer, a ``Retry-After``). Where answers
-come in order it never widens: the pages an iteration holds are decoded when reached, and
-on a client that is its own bottleneck holding twice the pool's worth cost 5-6 % more
-CPU. The bulk operations hold their whole window from the start: their results are small,
-and workers parked at a narrow window cost a create about as much.
 """
 
 from __future__ import annotations
@@ -133,7 +123,6 @@ async def bulk_results(
     window: int,
     ordered: bool = True,
     spare: Callable[[], int] | None = None,
-    start: int | None = None,
 ) -> AsyncGenerator[BulkResult[_T, _I], None]:
     """A ``BulkSuccess`` or ``BulkFailure`` for each input: in input order, or as they end.
 
@@ -145,10 +134,9 @@ async def bulk_results(
     operation: no further input is pulled, and once the calls in flight have ended and
     every input pulled has its result yielded, that error is raised. Anything else (a
     hook's exception, a bug) cancels the rest and is raised at once. With ``spare``,
-    ``workers`` is the most that run at once, and with ``start`` too an ordered run holds
-    ``start`` inputs until head-of-line blocking widens it to ``window``.
+    ``workers`` is the most that run at once.
     """
-    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered, workers, spare, start)
+    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered, workers, spare)
     run.hire(workers if spare is None else max(1, min(workers, spare())))
     try:
         while True:
@@ -160,8 +148,6 @@ async def bulk_results(
                     if run.stop is not None:
                         raise run.stop
                     return
-                if run.wide:
-                    run.widen()  # the workers parked at the window go on
                 run.ready.clear()
                 await run.ready.wait()
                 result = run.next_result()
@@ -189,7 +175,6 @@ class _Run(Generic[_I, _T]):
         "starting",
         "stop",
         "tasks",
-        "wide",
         "working",
     )
 
@@ -201,7 +186,6 @@ class _Run(Generic[_I, _T]):
         ordered: bool,
         most: int,
         spare: Callable[[], int] | None,
-        start: int | None,
     ) -> None:
         self.source = source
         self.call = call
@@ -210,12 +194,7 @@ class _Run(Generic[_I, _T]):
         self.spare = spare
         self.starting = 0  # workers started that have not yet asked for a place
         self.tasks: set[asyncio.Task[None]] = set()  # workers running (or ended by an error)
-        # Inputs pulled and results not yet given back; and the window an ordered "auto"
-        # iteration widens to on head-of-line blocking, or 0.
-        if start is not None and spare is not None and ordered and start < window:
-            self.room, self.wide = Gate(start), window
-        else:
-            self.room, self.wide = Gate(window), 0
+        self.room = Gate(window)  # inputs pulled and not yet yielded
         self.results: dict[int, BulkResult[_T, _I]] = {}  # ordered: by index
         self.finished: collections.deque[BulkResult[_T, _I]] = collections.deque()  # unordered
         self.ready = asyncio.Event()  # a result the consumer can take was stored, or a worker ended
@@ -256,22 +235,6 @@ class _Run(Generic[_I, _T]):
         if count > 0 and not self.source.exhausted:
             self.hire(count)
 
-    def widen(self) -> None:
-        """A worker finds the window full, or the consumer is about to wait: if the result
-        to yield next is missing while those held behind it (a quarter of the window or
-        more) fill the window and places are free at the limit, the window is what holds
-        the calls back; widen it, and the workers parked at it go on. (Workers that ended
-        for want of places are started again as calls end: see ``staffed``.)"""
-        room = self.room
-        assert self.spare is not None
-        if (
-            room.in_use >= room.capacity
-            and self.following not in self.results
-            and 4 * len(self.results) >= room.capacity
-            and self.spare() > 0
-        ):
-            room.capacity, self.wide = self.wide, 0
-
     def next_result(self) -> BulkResult[_T, _I] | None:
         """The result to yield now, if it is there."""
         if not self.ordered:
@@ -290,8 +253,6 @@ class _Run(Generic[_I, _T]):
         try:
             while True:
                 if not room.try_acquire():
-                    if self.wide:
-                        self.widen()
                     await room.acquire()
                 index, item = source.pull_now() if source.ready else await source.pull()
                 if item is _EXHAUSTED:  # or the operation stopped: see _failed

@@ -1128,7 +1128,7 @@ class Flow:
 
         In flight or done and not yet consumed: twice the pool, so that a request waiting
         out a ``Retry-After`` does not stall the others (an iteration holds the pool's
-        worth until pages wait behind a late one: see ``_bulk``); how many are in flight
+        worth until pages wait behind a late one: see ``_segments``); how many are in flight
         at once is the adaptive limit's to say.
         """
         return 2 * self.max_connections

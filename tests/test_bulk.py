@@ -593,12 +593,10 @@ class TestWorkersFollowTheAdaptiveLimit:
         results, first = places.run(workers=4)
         await settle()
         places.answer(0, free_after=50)
-        assert "done 0" == (await first).value
-        second = asyncio.create_task(anext(results))  # the first result's place is free
         await settle()
 
         assert 4 + 1 == len(places.calls)
-        await stop(second, results)
+        await stop(first, results)
 
     async def test_a_call_backing_off_gives_its_place_to_a_new_worker(self):
         """Every call in flight refused and waiting out a ``Retry-After``: workers start for
@@ -662,140 +660,6 @@ class TestWorkersFollowTheAdaptiveLimit:
         assert 4 == fake.in_flight
         assert before + 1 + 4 == len(asyncio.all_tasks())  # `first`, and a worker per place
         await stop(first, results)
-
-
-class TestTheAutoWindowWidensOnHeadOfLineBlocking:
-    """An ordered run with ``spare`` and ``start`` (an ``"auto"`` iteration) holds
-    ``start`` inputs (5 here: a place for each worker and one for the result the consumer
-    has), and the whole ``window`` (8) once results wait behind one that has not come: a
-    wide window costs CPU where answers come in order, and is what keeps the calls going
-    where one is slow."""
-
-    @staticmethod
-    def run(places: Places, *, ordered: bool = True, spare: bool = True, start: int | None = 5):
-        names = (f"n{i}" for i in range(20))
-        results = bulk_results(
-            names,
-            places.call,
-            workers=4,
-            window=8,
-            ordered=ordered,
-            spare=places.spare if spare else None,
-            start=start,
-        )
-        return results, asyncio.create_task(anext(results))
-
-    @staticmethod
-    async def answered(places: Places, *indexes: int) -> None:
-        """Answer those calls with places to spare, and let the workers go on."""
-        for index in indexes:
-            places.answer(index, free_after=50)
-            await settle()
-
-    async def test_it_holds_the_workers_worth_while_answers_come_in_order(self):
-        """The first result is yielded and held, four calls are in flight: the window (5)
-        is full, and the answers that come in order widen nothing."""
-        places = Places(50)
-        results, first = self.run(places)
-        await settle()
-        await self.answered(places, 0)
-        assert "done 0" == (await first).value
-        assert 5 == len(places.calls)
-
-        await self.answered(places, 1, 2, 3)
-        assert 5 == len(places.calls)  # 1 to 3 held, the consumer's next is there
-        await results.aclose()
-
-    async def test_results_held_behind_a_missing_one_widen_it(self):
-        """The first call is slow and the three after it answered: the workers that would
-        park at the full window pull the next inputs instead, up to the window (8)."""
-        places = Places(50)
-        results, first = self.run(places)
-        await settle()
-        await self.answered(places, 1, 2, 3)
-
-        assert 4 + 3 == len(places.calls)  # 0 still in flight, 4 to 6 sent
-        await self.answered(places, 4, 5, 6)
-        assert 8 == len(places.calls)  # 0 in flight, 1-6 held, 7 in flight: the window
-        places.answer(0)
-        assert "done 0" == (await first).value
-        assert [f"done {i}" for i in range(1, 7)] == [
-            (await anext(results)).value for _ in range(6)
-        ]
-        await results.aclose()
-
-    async def test_it_takes_a_quarter_of_the_window_held_behind_the_missing_one(self):
-        """Eight workers, a window of 9 to start with: two results held behind the missing
-        one are late answers, not yet a blocked window; three (a quarter) widen it."""
-        places = Places(50)
-        names = (f"n{i}" for i in range(40))
-        results = bulk_results(
-            names, places.call, workers=8, window=16, spare=places.spare, start=9
-        )
-        first = asyncio.create_task(anext(results))
-        await settle()
-        await self.answered(places, 0)
-        assert "done 0" == (await first).value  # yielded, its place still held
-        assert 9 == len(places.calls)  # and its worker took the ninth
-        await self.answered(places, 2, 3)
-
-        assert 9 == len(places.calls)
-        await self.answered(places, 4)
-        assert 9 + 3 == len(places.calls)  # the workers of 2, 3 and 4 go on
-        await results.aclose()
-
-    async def test_not_while_every_place_at_the_limit_is_taken(self):
-        """Results wait behind a missing one, but the limit has no place free: widening
-        would only pull inputs early, so the window stays at 5 when places free later."""
-        places = Places(4)
-        results, first = self.run(places)
-        await settle()
-        places.answer(1, free_after=1)  # its worker goes on, and fills the window
-        await settle()
-        for index in (2, 3):
-            places.answer(index, free_after=0)  # its worker ends
-            await settle()
-        places.answer(0, free_after=50)
-        assert "done 0" == (await first).value
-        await settle()
-
-        assert 5 == len(places.calls)  # the window is still 5, full with 0 to 4
-        await results.aclose()
-
-    async def test_the_consumer_about_to_wait_widens_it_for_the_workers_parked(self):
-        """The workers parked behind a result the consumer had not taken yet (nothing
-        was blocked then); it takes it, one of them takes its place, and the next result
-        is missing: the consumer widens the window and the other one goes on too."""
-        places = Places(50)
-        results, first = self.run(places)
-        await settle()
-        for index in (0, 2, 3):
-            places.answer(index, free_after=50)
-        await settle()
-        assert "done 0" == (await first).value
-        assert 5 == len(places.calls)  # 0's worker took the fifth place, 2's and 3's parked
-
-        second = asyncio.create_task(anext(results))
-        await settle()
-        assert 5 + 2 == len(places.calls)  # 5 in the place of 0, and 6
-        await stop(second, results)
-
-    @pytest.mark.parametrize(
-        ("ordered", "spare", "start"), [(False, True, 5), (True, False, 5), (True, True, None)]
-    )
-    async def test_other_runs_hold_the_whole_window(self, ordered, spare, start):
-        """No head of line to block (unordered), workers all there from the start (fixed),
-        or no ``start`` (the bulk operations, whose results are small): the window is the
-        whole 8 from the start, where an ordered "auto" iteration would hold 5 here."""
-        places = Places(50)
-        results, first = self.run(places, ordered=ordered, spare=spare, start=start)
-        await settle()
-        await self.answered(places, 0)
-        assert "done 0" == (await first).value
-        await self.answered(places, 1)
-
-        assert 4 + 2 == len(places.calls)
-        await results.aclose()
 
 
 async def settle() -> None:

@@ -20,6 +20,7 @@ from segments_async import (
     SegmentsClient,
     _segments,
 )
+from segments_async._flow import Flow
 from segments_async._retry import Failure
 
 from .fakes import FakeTransport, Sent, install, page_body
@@ -126,7 +127,8 @@ class TestWindow:
 
 class TestAutoWindow:
     """``"auto"`` holds the pool's worth of pages (4 here) besides the one the iteration is
-    on, and twice the pool once pages wait behind one that has not come."""
+    on, and twice the pool once a quarter of that window (2 of 5 here) waits behind a page
+    that has not come, while places are free at the adaptive limit."""
 
     @staticmethod
     async def past_the_first_page(client: SegmentsClient):
@@ -184,6 +186,94 @@ class TestAutoWindow:
             with contextlib.suppress(asyncio.CancelledError):
                 await second
             await pages.aclose()
+
+    async def test_a_slow_page_widens_it_once_a_quarter_waits_behind_it(self):
+        retry = RetryPolicy(max_retries=0)
+        async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
+            fake, pages, second = await self.past_the_first_page(client)
+            head, third, fourth, *_ = fake.pending()  # 2-5: the limit starts at 4
+            third.answer(200, page_body(3, 10, 1000))
+            await settle()
+            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]  # one: late
+
+            fourth.answer(200, page_body(4, 10, 1000))  # two: the window blocks
+            await settle()
+            assert [2, 3, 4, 5, 6, 7] == [page_of(sent) for sent in fake.sent[1:]]
+            for sent in fake.pending()[1:3]:  # 5 and 6: 8 and 9 go out in their places
+                sent.answer(200, page_body(page_of(sent), 10, 1000))
+                await settle()
+            assert [2, 3, 4, 5, 6, 7, 8, 9] == [page_of(sent) for sent in fake.sent[1:]]
+            head.answer(200, page_body(2, 10, 1000))
+            assert 2 == (await second).current_page
+            assert [3, 4] == [(await anext(pages)).current_page for _ in range(2)]
+            await pages.aclose()
+
+    async def test_one_answer_behind_it_is_a_late_answer_not_a_blocked_window(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        """The page two behind the late one (where the window is first looked at) comes
+        first: one done behind it is not yet a quarter of the window, places free or not."""
+        monkeypatch.setattr(Flow, "spare", lambda _self: 1)
+        retry = RetryPolicy(max_retries=0)
+        async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
+            fake, pages, second = await self.past_the_first_page(client)
+            _head, _third, fourth, *_ = fake.pending()
+            fourth.answer(200, page_body(4, 10, 1000))
+            await settle()
+
+            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]
+            assert 0 == client._shared.flow._gate.waiting  # no more pages asked for
+            second.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await second
+            await pages.aclose()
+
+    async def test_a_late_page_that_comes_leaves_it_as_it_was(self):
+        retry = RetryPolicy(max_retries=0)
+        async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
+            fake, pages, second = await self.past_the_first_page(client)
+            head, third, *_ = fake.pending()
+            third.answer(200, page_body(3, 10, 1000))
+            await settle()
+            head.answer(200, page_body(2, 10, 1000))
+            assert 2 == (await second).current_page
+            await settle()
+
+            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]
+            await pages.aclose()
+
+    async def test_not_while_every_place_at_the_limit_is_taken(
+        self, monkeypatch: pytest.MonkeyPatch
+    ):
+        """Pages wait behind a late one, but the limit has no place free (other calls of
+        the client hold them): a wider window would only queue more at the limit."""
+        monkeypatch.setattr(Flow, "spare", lambda _self: 0)
+        retry = RetryPolicy(max_retries=0)
+        async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
+            fake, pages, second = await self.past_the_first_page(client)
+            _head, *behind = fake.pending()
+            for sent in behind:
+                sent.answer(200, page_body(page_of(sent), 10, 1000))
+                await settle()
+
+            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]
+            second.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await second
+            await pages.aclose()
+
+    async def test_closing_it_while_it_waits_on_a_late_page_cancels_every_request(self):
+        retry = RetryPolicy(max_retries=0)
+        async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
+            fake, pages, second = await self.past_the_first_page(client)
+            second.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await second
+            await pages.aclose()
+            await settle()
+
+            assert 4 == len(fake.sent[1:])  # the limit's 4, the fifth page waiting there
+            assert [] == fake.pending()  # cancelled, none left waiting for an answer
 
 
 class TestDecodedWhenReached:
