@@ -168,41 +168,50 @@ class TestAutoWindow:
             assert [3] == [page_of(sent) for sent in fake.pending()]
             await pages.aclose()
 
+    @staticmethod
+    def asked(fake: FakeTransport) -> list[int]:
+        """The pages asked for after the first, in order."""
+        return [page_of(sent) for sent in fake.sent[1:]]
+
+    @staticmethod
+    async def answered(*requests: Sent) -> None:
+        """Answer those requests with their pages, one at a time."""
+        for sent in requests:
+            sent.answer(200, page_body(page_of(sent), 10, 1000))
+            await settle()
+
+    @staticmethod
+    async def stopped(second: asyncio.Task[SegmentPage], pages) -> None:
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second
+        await pages.aclose()
+
     async def test_pages_behind_one_waiting_out_a_retry_after_widen_it(self):
         async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4) as c:
             fake, pages, second = await self.past_the_first_page(c)
-            head, *behind = fake.pending()
+            head, *_ = fake.pending()
             assert 2 == page_of(head)
             head.answer(429, {"success": False}, **{"Retry-After": "60"})
             for _ in range(10):  # answer whatever is asked for until nothing more is
-                for sent in behind:
-                    sent.answer(200, page_body(page_of(sent), 10, 1000))
-                await settle()
-                behind = fake.pending()
+                await self.answered(*fake.pending())
 
-            assert list(range(2, 10)) == sorted({page_of(sent) for sent in fake.sent[1:]})
+            assert list(range(2, 10)) == sorted(set(self.asked(fake)))
             assert [] == fake.pending()  # 1 + twice the pool: the widened window is full
-            second.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await second
-            await pages.aclose()
+            await self.stopped(second, pages)
 
     async def test_a_slow_page_widens_it_once_a_quarter_waits_behind_it(self):
         retry = RetryPolicy(max_retries=0)
         async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
             fake, pages, second = await self.past_the_first_page(client)
             head, third, fourth, *_ = fake.pending()  # 2-5: the limit starts at 4
-            third.answer(200, page_body(3, 10, 1000))
-            await settle()
-            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]  # one: late
+            await self.answered(third)
+            assert [2, 3, 4, 5, 6] == self.asked(fake)  # one behind: a late answer
 
-            fourth.answer(200, page_body(4, 10, 1000))  # two: the window blocks
-            await settle()
-            assert [2, 3, 4, 5, 6, 7] == [page_of(sent) for sent in fake.sent[1:]]
-            for sent in fake.pending()[1:3]:  # 5 and 6: 8 and 9 go out in their places
-                sent.answer(200, page_body(page_of(sent), 10, 1000))
-                await settle()
-            assert [2, 3, 4, 5, 6, 7, 8, 9] == [page_of(sent) for sent in fake.sent[1:]]
+            await self.answered(fourth)  # two: the window blocks
+            assert [2, 3, 4, 5, 6, 7] == self.asked(fake)
+            await self.answered(*fake.pending()[1:3])  # 5 and 6: 8 and 9 in their places
+            assert [2, 3, 4, 5, 6, 7, 8, 9] == self.asked(fake)
             head.answer(200, page_body(2, 10, 1000))
             assert 2 == (await second).current_page
             assert [3, 4] == [(await anext(pages)).current_page for _ in range(2)]
@@ -217,29 +226,23 @@ class TestAutoWindow:
         retry = RetryPolicy(max_retries=0)
         async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
             fake, pages, second = await self.past_the_first_page(client)
-            _head, _third, fourth, *_ = fake.pending()
-            fourth.answer(200, page_body(4, 10, 1000))
-            await settle()
+            await self.answered(fake.pending()[2])
 
-            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]
+            assert [2, 3, 4, 5, 6] == self.asked(fake)
             assert 0 == client._shared.flow._gate.waiting  # no more pages asked for
-            second.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await second
-            await pages.aclose()
+            await self.stopped(second, pages)
 
     async def test_a_late_page_that_comes_leaves_it_as_it_was(self):
         retry = RetryPolicy(max_retries=0)
         async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
             fake, pages, second = await self.past_the_first_page(client)
             head, third, *_ = fake.pending()
-            third.answer(200, page_body(3, 10, 1000))
-            await settle()
-            head.answer(200, page_body(2, 10, 1000))
+            await self.answered(third)
+            await self.answered(head)
             assert 2 == (await second).current_page
             await settle()
 
-            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]
+            assert [2, 3, 4, 5, 6] == self.asked(fake)
             await pages.aclose()
 
     async def test_not_while_every_place_at_the_limit_is_taken(
@@ -251,28 +254,19 @@ class TestAutoWindow:
         retry = RetryPolicy(max_retries=0)
         async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
             fake, pages, second = await self.past_the_first_page(client)
-            _head, *behind = fake.pending()
-            for sent in behind:
-                sent.answer(200, page_body(page_of(sent), 10, 1000))
-                await settle()
+            await self.answered(*fake.pending()[1:])
 
-            assert [2, 3, 4, 5, 6] == [page_of(sent) for sent in fake.sent[1:]]
-            second.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await second
-            await pages.aclose()
+            assert [2, 3, 4, 5, 6] == self.asked(fake)
+            await self.stopped(second, pages)
 
     async def test_closing_it_while_it_waits_on_a_late_page_cancels_every_request(self):
         retry = RetryPolicy(max_retries=0)
         async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
             fake, pages, second = await self.past_the_first_page(client)
-            second.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await second
-            await pages.aclose()
+            await self.stopped(second, pages)
             await settle()
 
-            assert 4 == len(fake.sent[1:])  # the limit's 4, the fifth page waiting there
+            assert 4 == len(self.asked(fake))  # the limit's 4, the fifth page waiting there
             assert [] == fake.pending()  # cancelled, none left waiting for an answer
 
 
