@@ -583,83 +583,42 @@ class SegmentsResource:
             return
         # Ask for the size the server uses, so that its lastPage stays true.
         per_page = pages.per_page
+        # A task for each page from the one awaited next, and ``ahead`` after it: while
+        # the iteration is on a page, ``ahead`` pages are in flight or held. A page fetched
+        # ahead is held as its answer's body and decoded when reached (see _decode.Later).
+        # A fixed window counts the page awaited, and a window of 1 makes no task: each
+        # page is awaited directly, as a plain loop would. "auto" holds the pool's worth,
+        # each request let in by the adaptive limit (those beyond it wait there, in page
+        # order), and ``wide`` once pages wait behind a late one (head-of-line blocking: a
+        # slow answer, a ``Retry-After``) while places are free at the limit: twice the
+        # pool with the page the iteration is on. (Not bulk_results' workers: with the
+        # client its own bottleneck, pages come in faster than they are read, and a worker
+        # parked at the full window for each page cost a frozen limit 6-7 % more CPU than
+        # a fixed 64, a task per page 3 %.)
         if adaptive:
-            async with contextlib.aclosing(
-                self._auto_pages(pages, start_page + 1, per_page)
-            ) as rest:
-                async for page in rest:
-                    yield page
-            return
-        # Tasks for the pages after the one awaited next: with that one, at most `window`
-        # pages are in flight or held, and while the consumer holds a page, one fewer are
-        # fetched ahead. A page fetched ahead is held as its answer's body and decoded when
-        # reached (see _decode.Later). A window of 1 makes no task: each page is awaited
-        # directly, as a plain loop would.
-        window = int(concurrency)
-        in_flight: collections.deque[asyncio.Task[_decode.Unread[SegmentPage]]] = (
-            collections.deque()
-        )
-        loop = asyncio.get_running_loop()
-        number = start_page + 1
-        try:
-            while number <= pages.last:
-                current = in_flight.popleft() if in_flight else None
-                ahead = window - 1
-                following = number + 1 + len(in_flight)
-                while len(in_flight) < ahead and following <= pages.last:
-                    query = _wire.list_query(following, per_page)
-                    in_flight.append(loop.create_task(self._list_unread(query)))
-                    following += 1
-                if current is None:
-                    page = await self._list(_wire.list_query(number, per_page))
-                else:
-                    page = (await current).read()
-                self._check(pages, page, number, per_page)
-                if pages.wanted(page, number):
-                    yield page
-                if pages.ends(page, number):
-                    return
-                number += 1
-        finally:
-            await _cancel_all(in_flight)
-
-    async def _auto_pages(
-        self, pages: Pages, number: int, per_page: int
-    ) -> AsyncGenerator[SegmentPage, None]:
-        """The pages from ``number`` on for ``"auto"``: a task per page, as a fixed
-        concurrency fetches them, each request through the adaptive limit (those beyond it
-        wait there, in page order). At most the pool's worth of pages are in flight or held
-        besides the one the iteration is on, and twice the pool, less that one, once pages
-        wait behind a late one (head-of-line blocking: a slow answer, a ``Retry-After``)
-        while places are free at the limit.
-
-        Not ``bulk_results``' workers: with the client its own bottleneck, pages come in
-        faster than they are read, and a worker parked at the full window for each page
-        cost a frozen limit 6-7 % more CPU than a fixed 64 (a task per page: 3 %).
-        """
-        window = self._window
-        # Pages in flight or held ahead of the one the iteration is on; and what that
-        # becomes on head-of-line blocking (no more with a pool of one).
-        ahead = window.max_connections
-        wide = window.auto_window() - 1
+            ahead, wide = self._window.max_connections, self._window.auto_window() - 1
+        else:
+            ahead = wide = int(concurrency) - 1
         tasks: collections.deque[asyncio.Task[_decode.Unread[SegmentPage]]] = collections.deque()
         loop = asyncio.get_running_loop()
-        following = number
+        number = following = start_page + 1
         try:
             while number <= pages.last:
-                # The page awaited next and those ahead of it; while the iteration is on
-                # a page, the pages ahead of it are fetched.
-                while len(tasks) <= ahead and following <= pages.last:
+                while ahead and len(tasks) <= ahead and following <= pages.last:
                     query = _wire.list_query(following, per_page)
-                    tasks.append(loop.create_task(self._list_unread(query, adaptive=True)))
+                    tasks.append(loop.create_task(self._list_unread(query, adaptive=adaptive)))
                     following += 1
-                head = tasks[0]
-                late = wide > ahead and not head.done() and len(tasks) > ahead
-                if late and await self._blocked(tasks, ahead + 1):
-                    ahead = wide
-                    continue  # fetch the pages the wider window holds, then wait
-                tasks.popleft()
-                page = (await head).read()
+                if not tasks:
+                    query = _wire.list_query(number, per_page)
+                    page = await self._list(query, adaptive=adaptive)
+                else:
+                    head = tasks[0]
+                    late = wide > ahead and not head.done() and len(tasks) > ahead
+                    if late and await self._blocked(tasks, ahead + 1):
+                        ahead = wide
+                        continue  # fetch the pages the wider window holds, then wait
+                    tasks.popleft()
+                    page = (await head).read()
                 self._check(pages, page, number, per_page)
                 if pages.wanted(page, number):
                     yield page
