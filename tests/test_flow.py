@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 from collections.abc import Callable
@@ -181,6 +182,23 @@ class TestHillClimb:
 
         assert before >= 64
         assert max(seen[-500:]) <= 16
+
+    def test_steps_up_in_a_row_grow_from_the_third(self):
+        """Every level pays (the round trip holds) and no ceiling bounds the climb: two
+        steps of 20 %, then 44 % each, as below a ceiling (a long slope is climbed in half
+        the steps; on a plateau, a lucky cycle or two is still a step of 20 %)."""
+        limit = AdaptiveLimit(1000)
+        limit._limit = 10.0
+        limit._end_slow_start()
+        limit._update()
+        limits, now = [limit._limit], 0.0
+        while len(limits) < 6:
+            now = answered(limit, 1, now=now)
+            if limit._limit != limits[-1]:
+                limits.append(limit._limit)
+
+        steps = [round(upper / lower, 2) for lower, upper in itertools.pairwise(limits)]
+        assert [1.2, 1.2, 1.44, 1.44, 1.44] == steps
 
     def test_a_noisy_plateau_holds_near_the_knee(self):
         """A server at its knee from 16 on, whose answers all come 20 % faster or slower
@@ -803,11 +821,14 @@ class TestAgainstSimulatedServers:
         assert max(peaks) <= 48
 
     @pytest.mark.parametrize("workload", WORKLOADS)
-    def test_a_long_slope_is_climbed(self, workload):
+    @pytest.mark.parametrize("elasticity", [0.25, 0.35])
+    def test_a_long_slope_is_climbed(self, workload, elasticity):
         """Answers per second grow as the load to the power 0.35 up to the pool: slow start
         goes on while each half octave brings 30 % of its share, and the limit reaches the
-        level a fixed 64 is best at (1.13x its time when slow start ended at 0.5)."""
-        server = Server("slope", service=0.002, elasticity=0.35)
+        level a fixed 64 is best at (1.13x its time when slow start ended at 0.5). At 0.25,
+        slow start ends at 24-32 and the hill climb does the rest (1.06x with every step
+        up 20 %; 1.02x with steps in a row growing from the third)."""
+        server = Server("slope", service=0.002, elasticity=elasticity)
         client = Client(3000, workload=workload, **LOOPBACK)
 
         assert run(server, client).seconds <= 1.05 * best_fixed(server, client)
