@@ -282,6 +282,14 @@ _NOISE_JUMP: Final = 4.0
 _MIN_SPREAD: Final = 1.15
 #: How fast the smoothed round trip follows the answers.
 _RTT_GAIN: Final = 0.125
+#: A refusal at this share of the highest level slow start was answered at, or less, says
+#: the server counts requests per second: a capacity does not answer a level and refuse
+#: half of it, a quota's burst lets the start through. Over the simulator's rejecting
+#: servers, one client alone was refused at 1.2x that level or more. On this machine, a busy
+#: client's first refusal of the benchmark's quota of 200/s was counted at 5 after answers
+#: at 10, then its probe at 3 was refused and made a ceiling: 2 in flight, 155 answers a
+#: second, 1.30x the ideal time in three runs of three.
+_BURST: Final = 0.5
 #: After a refusal, the limit goes down to this share of the level that was refused.
 _DECREASE: Final = 0.5
 #: A refusal read within this share of the round trip was answered at once: the answers
@@ -501,6 +509,7 @@ class AdaptiveLimit:
         "_rate_since",
         "_rtt",
         "_slow_start",
+        "_start_top",
         "_sustained",
         "_up",
         "_ups",
@@ -514,6 +523,7 @@ class AdaptiveLimit:
         self._cap = float(maximum)
         self._epoch = 0
         self._slow_start = True
+        self._start_top = 0  # the highest level slow start had a clean answer at
         self._growth = _START_GROWTH
         self._levels: dict[int, _Samples] = {}
         self._phase = _CRUISE
@@ -719,6 +729,8 @@ class AdaptiveLimit:
 
     def _start(self, level: int, rtt: float) -> None:
         """Slow start: one more per answer while each half octave more still pays."""
+        if level > self._start_top:
+            self._start_top = level
         band = int(2 * math.log2(level))
         samples = self._levels.setdefault(band, _Samples())
         samples.add(level, rtt)
@@ -912,7 +924,9 @@ class AdaptiveLimit:
         self._next_start = max(self._next_start, now + self._round_trip())
         # A level that had held a while, or the level the last refusal cut the limit to:
         # what the server counts is requests per second, not requests in flight.
-        # So does a refusal of one request at a time.
+        # So does a refusal of one request at a time, and one at half the level slow start
+        # was answered at or less (``_BURST``).
+        burst = False
         if self._fleet:
             held, cut, single = self._fleet_evidence(level)
         else:
@@ -920,8 +934,12 @@ class AdaptiveLimit:
             held = ceiling is not None and self._sustained >= 2 * level
             cut = ceiling is not None and level <= ceiling * _DECREASE
             single = level <= 1 and self._limit < 2
+            burst = level <= self._start_top * _BURST
         self._sustained = 0
-        if self._rate is not None or held or cut or single:
+        if self._rate is not None or held or cut or single or burst:
+            if burst and self._rate is None:
+                # The limit holds while paced: not below what slow start's answers proved.
+                self._limit = max(self._limit, min(self._start_top * _BURST, self._cap))
             self._pace(now)
             return
         failed_probe = self._ceiling is not None and level >= self._ceiling
