@@ -288,7 +288,8 @@ _RTT_GAIN: Final = 0.125
 #: servers, one client alone was refused at 1.2x that level or more. On this machine, a busy
 #: client's first refusal of the benchmark's quota of 200/s was counted at 5 after answers
 #: at 10, then its probe at 3 was refused and made a ceiling: 2 in flight, 155 answers a
-#: second, 1.30x the ideal time in three runs of three.
+#: second, 1.30x the ideal time in three runs of three. Not for a fleet's member: the
+#: others' load gets levels it was answered at refused (the fleet has its evidence).
 _BURST: Final = 0.5
 #: After a refusal, the limit goes down to this share of the level that was refused.
 _DECREASE: Final = 0.5
@@ -491,6 +492,7 @@ class AdaptiveLimit:
         "_last_gain",
         "_levels",
         "_limit",
+        "_member",
         "_next_start",
         "_noise",
         "_paced_since",
@@ -555,6 +557,9 @@ class AdaptiveLimit:
         # (None: not settled now), and ever; that sum when a refusal last lowered the
         # limit; and whether it is at least that again now.
         self._fleet = False
+        # A fleet's member from the start (``Flow.share``), before it hears the others: the
+        # others' load can get a level it was answered at refused.
+        self._member = False
         self._fleet_total: int | None = None
         self._fleet_level: int | None = None
         self._fleet_ceiling: int | None = None
@@ -934,7 +939,7 @@ class AdaptiveLimit:
             held = ceiling is not None and self._sustained >= 2 * level
             cut = ceiling is not None and level <= ceiling * _DECREASE
             single = level <= 1 and self._limit < 2
-            burst = level <= self._start_top * _BURST
+            burst = not self._member and level <= self._start_top * _BURST
         self._sustained = 0
         if self._rate is not None or held or cut or single or burst:
             if burst and self._rate is None:
@@ -1139,6 +1144,7 @@ class Flow:
         """Make the limit the fleet's: ``shared`` hears of refusals here, and tells of
         the fleet's (``refused_elsewhere``)."""
         self._shared = shared
+        self._adaptive._member = True
 
     @property
     def rate_limit(self) -> float | None:

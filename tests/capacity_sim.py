@@ -189,6 +189,10 @@ def simulate(
     events: list[tuple[float, int, str, Any]] = []
     order = itertools.count()
     states = [_ClientState(i, spec) for i, spec in enumerate(clients)]
+    if fleet is not None:
+        for state in states:
+            if state.adaptive is not None:
+                state.adaptive._member = True  # as Flow.share makes it
     busy = 0
     queue: collections.deque[Any] = collections.deque()
     cpu_jobs: collections.deque[tuple[Any, str]] = collections.deque()

@@ -473,6 +473,19 @@ class TestQuota:
         assert paced == (limit.rate is not None)
         assert (None if paced else refused_at) == limit.ceiling
 
+    def test_a_fleets_member_refused_at_half_what_slow_start_was_answered_at_does_not_pace(
+        self,
+    ):
+        """In a fleet (``Flow.share``), before it heard the others: their load gets levels
+        it was answered at refused, so a refusal at 16 after answers at 32 is a ceiling."""
+        flow = Flow(rate=None, max_connections=100)
+        flow.share(Fleet())
+        limit = flow.adaptive
+        now = answered(limit, 29)
+        limit.record(limit.ticket(16), rtt=None, refused=True, now=now)
+
+        assert (None, 16) == (limit.rate, limit.ceiling)
+
     def test_in_a_fleet_refused_again_before_the_limits_settled_is_no_quota(self):
         """In a fleet, refused at 8 after 16 before the members' limits settled after the
         first refusal: the others went on at their levels until they heard of it (their
