@@ -285,11 +285,12 @@ _RTT_GAIN: Final = 0.125
 #: A refusal at this share of the highest level slow start was answered at, or less, says
 #: the server counts requests per second: a capacity does not answer a level and refuse
 #: half of it, a quota's burst lets the start through. Over the simulator's rejecting
-#: servers, one client alone was refused at 1.2x that level or more. On this machine, a busy
-#: client's first refusal of the benchmark's quota of 200/s was counted at 5 after answers
-#: at 10, then its probe at 3 was refused and made a ceiling: 2 in flight, 155 answers a
-#: second, 1.30x the ideal time in three runs of three. Not for a fleet's member: the
-#: others' load gets levels it was answered at refused (the fleet has its evidence).
+#: servers, one client alone was refused at 1.2x that level or more. On an Intel host, the
+#: benchmark's client counted its first refusal of a quota of 200/s at 5 after answers at
+#: 10 (it reads its answers late), then its probe at 3 was refused and made a ceiling: 2 in
+#: flight, 155 answers a second, 1.30x the ideal time in three runs of three. Not for a
+#: fleet's member: the others' load gets levels it was answered at refused (the fleet has
+#: its own evidence).
 _BURST: Final = 0.5
 #: After a refusal, the limit goes down to this share of the level that was refused.
 _DECREASE: Final = 0.5
