@@ -1053,6 +1053,12 @@ _OVERLOAD_STATUSES: Final = frozenset({429, 503})
 _OVERLOAD_FAILURES: Final = frozenset({Failure.TIMEOUT, Failure.DISCONNECT, Failure.CONNECT})
 
 
+def _as_of(ticket: Ticket, epoch: int) -> Ticket:
+    """``ticket`` in ``epoch``, the limit's when the request's start time was set."""
+    ticket.epoch = epoch
+    return ticket
+
+
 def _as_it_arrived(ticket: Ticket) -> Ticket:
     """A refused request's ticket at the level and time it got its connection, when the
     owned pool told them (``ARRIVAL``); else as it was let in."""
@@ -1205,6 +1211,12 @@ class Flow:
         loop = asyncio.get_running_loop()
         adaptive = self._adaptive
         shared = self._shared
+        # The request's start is set now, by the pace and the pause as they are now. A
+        # decrease while it waits for that start does not move it: refused, it was sent
+        # as before the decrease and says nothing new (its ticket keeps this epoch). Taken
+        # as news, such refusals cut the benchmark's pace against a quota of 200/s (15 in
+        # flight) at every round trip for a tenth of a second, to 0.86 of the quota.
+        epoch = adaptive.epoch
         try:
             if shared is not None and adaptive.rate is not None and shared.pacing:
                 # Paced in a fleet: the pause after a refusal is this member's, the pace
@@ -1225,14 +1237,14 @@ class Flow:
                         except BaseException:
                             shared.put_back(when)
                             raise
-                    return adaptive.ticket(gate.in_use, loop.time())
+                    return _as_of(adaptive.ticket(gate.in_use, loop.time()), epoch)
             if not await self._wait(adaptive.reserve(loop.time()), until):
                 gate.release()
                 return None
         except BaseException:
             gate.release()
             raise
-        return adaptive.ticket(gate.in_use, loop.time())
+        return _as_of(adaptive.ticket(gate.in_use, loop.time()), epoch)
 
     @staticmethod
     async def _wait(delay: float, until: float | None) -> bool:

@@ -1337,6 +1337,32 @@ class TestFlow:
         flow.done(tickets[0], Outcome(429))  # sent before: the same overload
         assert 1 == flow.adaptive.epoch
 
+    @pytest.mark.parametrize(
+        "fleet", [Fleet, lambda: PacingFleet(0.0, 0.05)], ids=["own pace", "fleet's pace"]
+    )
+    async def test_a_refusal_while_a_request_waits_for_its_paced_start_cuts_once(
+        self, fleet: Callable[[], Fleet]
+    ):
+        """Paced at 20/s (its own pace, or the fleet's), the second request waits 50 ms
+        for its start, set by that pace; the first is refused meanwhile and the pace comes
+        down. The second, sent at the start the old pace gave it, is refused too: that is
+        not news, the pace stays."""
+        flow = paced_flow(fleet())
+        adaptive = flow.adaptive
+        adaptive._rate = 20.0
+        first = await flow.admit(until=None)
+        waiting = asyncio.create_task(flow.admit(until=None))
+        await asyncio.sleep(0.01)  # it has its start time, 50 ms after the first's
+        flow.done(first, Outcome(429, {"Retry-After": "1"}))
+        epoch, rate = adaptive.epoch, adaptive.rate
+        second = await waiting
+        assert second is not None
+        flow.done(second, Outcome(429, {"Retry-After": "1"}))
+
+        assert rate is not None
+        assert rate < 20.0
+        assert (epoch, rate) == (adaptive.epoch, adaptive.rate)
+
     async def test_a_refusal_elsewhere_leaves_a_pace_alone(self):
         """Paced against a quota, a member's pace is its share: its own refusals tell."""
         flow = Flow(rate=None, max_connections=100)
