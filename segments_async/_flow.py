@@ -1224,6 +1224,7 @@ class Flow:
                 if not await self._wait(adaptive.hold(loop.time()), until):
                     gate.release()
                     return None
+                epoch = adaptive.epoch  # (a decrease during the pause came before its slot)
                 when = await shared.slot()
                 if when is not None:
                     if until is not None and when > until:

@@ -1363,6 +1363,30 @@ class TestFlow:
         assert rate < 20.0
         assert (epoch, rate) == (adaptive.epoch, adaptive.rate)
 
+    async def test_a_refusal_during_a_members_pause_comes_before_its_fleet_slot(self):
+        """In a fleet, paced, the second request waits out this member's pause before it
+        asks for the fleet's slot; the first is refused meanwhile. The slot is asked for
+        after that decrease, so the second's refusal is news: the pace comes down again."""
+        flow = paced_flow(PacingFleet(0.0, 0.0))
+        adaptive = flow.adaptive
+        adaptive._rate = 20.0
+        first = await flow.admit(until=None)
+        assert first is not None
+        adaptive._next_start = asyncio.get_running_loop().time() + 0.05  # a pause
+        waiting = asyncio.create_task(flow.admit(until=None))
+        await asyncio.sleep(0.01)
+        flow.done(first, Outcome(429, {"Retry-After": "1"}))
+        epoch, rate = adaptive.epoch, adaptive.rate
+        second = await waiting
+        assert second is not None
+        assert second.epoch == epoch
+        flow.done(second, Outcome(429, {"Retry-After": "1"}))
+
+        assert rate is not None
+        assert adaptive.epoch == epoch + 1
+        assert adaptive.rate is not None
+        assert adaptive.rate < rate
+
     async def test_a_refusal_elsewhere_leaves_a_pace_alone(self):
         """Paced against a quota, a member's pace is its share: its own refusals tell."""
         flow = Flow(rate=None, max_connections=100)
