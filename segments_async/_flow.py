@@ -1211,12 +1211,14 @@ class Flow:
         loop = asyncio.get_running_loop()
         adaptive = self._adaptive
         shared = self._shared
-        # The request's start is set now, by the pace and the pause as they are now. A
-        # decrease while it waits for that start does not move it: refused, it was sent
-        # as before the decrease and says nothing new (its ticket keeps this epoch). Taken
-        # as news, such refusals cut the benchmark's pace against a quota of 200/s (15 in
-        # flight) at every round trip for a tenth of a second, to 0.86 of the quota.
+        # A paced request's start is set now, by the pace as it is now. A decrease while
+        # it waits for that start does not move it: refused, it was sent as before the
+        # decrease and says nothing new (its ticket keeps this epoch). Taken as news, such
+        # refusals cut the benchmark's pace against a quota of 200/s (15 in flight) at
+        # every round trip for a tenth of a second, to 0.86 of the quota. (Unpaced, a
+        # request waits only for the pause after a refusal, and counts as it did.)
         epoch = adaptive.epoch
+        paced = adaptive.rate is not None
         try:
             if shared is not None and adaptive.rate is not None and shared.pacing:
                 # Paced in a fleet: the pause after a refusal is this member's, the pace
@@ -1245,7 +1247,8 @@ class Flow:
         except BaseException:
             gate.release()
             raise
-        return _as_of(adaptive.ticket(gate.in_use, loop.time()), epoch)
+        ticket = adaptive.ticket(gate.in_use, loop.time())
+        return _as_of(ticket, epoch) if paced else ticket
 
     @staticmethod
     async def _wait(delay: float, until: float | None) -> bool:

@@ -1387,6 +1387,25 @@ class TestFlow:
         assert adaptive.rate is not None
         assert adaptive.rate < rate
 
+    async def test_an_unpaced_request_waiting_out_a_pause_counts_in_the_epoch_it_is_sent_in(
+        self,
+    ):
+        """Not paced, a request waits only for the pause after a refusal; another decrease
+        meanwhile leaves it counted in the epoch it is sent in, as before pacing mattered."""
+        flow = Flow(rate=None, max_connections=100)
+        adaptive = flow.adaptive
+        ticket = flow.try_admit()
+        assert ticket is not None
+        flow.done(ticket, Outcome(429, {"Retry-After": "1"}))  # a pause of a round trip
+        waiting = asyncio.create_task(flow.admit(until=None))
+        await asyncio.sleep(0)
+        adaptive.record(adaptive.ticket(2), rtt=None, refused=True, now=0.0)
+        second = await waiting
+
+        assert second is not None
+        assert 2 == adaptive.epoch
+        assert 2 == second.epoch
+
     async def test_a_refusal_elsewhere_leaves_a_pace_alone(self):
         """Paced against a quota, a member's pace is its share: its own refusals tell."""
         flow = Flow(rate=None, max_connections=100)
