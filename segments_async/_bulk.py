@@ -123,6 +123,7 @@ async def bulk_results(
     window: int,
     ordered: bool = True,
     spare: Callable[[], int] | None = None,
+    widen: Callable[[], int] | None = None,
 ) -> AsyncGenerator[BulkResult[_T, _I], None]:
     """A ``BulkSuccess`` or ``BulkFailure`` for each input: in input order, or as they end.
 
@@ -134,9 +135,11 @@ async def bulk_results(
     operation: no further input is pulled, and once the calls in flight have ended and
     every input pulled has its result yielded, that error is raised. Anything else (a
     hook's exception, a bug) cancels the rest and is raised at once. With ``spare``,
-    ``workers`` is the most that run at once.
+    ``workers`` is the most that run at once, and ``widen``, if given, says how many
+    inputs and results may be held from the first backoff on (never fewer than
+    ``window``).
     """
-    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered, workers, spare)
+    run: _Run[_I, _T] = _Run(_Input(inputs), call, window, ordered, workers, spare, widen)
     run.hire(workers if spare is None else max(1, min(workers, spare())))
     try:
         while True:
@@ -175,6 +178,7 @@ class _Run(Generic[_I, _T]):
         "starting",
         "stop",
         "tasks",
+        "widen",
         "working",
     )
 
@@ -186,12 +190,14 @@ class _Run(Generic[_I, _T]):
         ordered: bool,
         most: int,
         spare: Callable[[], int] | None,
+        widen: Callable[[], int] | None = None,
     ) -> None:
         self.source = source
         self.call = call
         self.ordered = ordered
         self.most = most  # workers at most
         self.spare = spare
+        self.widen = widen
         self.starting = 0  # workers started that have not yet asked for a place
         self.tasks: set[asyncio.Task[None]] = set()  # workers running (or ended by an error)
         self.room = Gate(window)  # inputs pulled and not yet yielded
@@ -224,8 +230,14 @@ class _Run(Generic[_I, _T]):
     def backing_off(self) -> None:
         """A worker's call waits out a backoff and gave its place back: start workers for
         the places free beyond those starting (else, were every worker asleep so, nothing
-        would be sent until a backoff ended)."""
+        would be sent until a backoff ended); and widen the window if ``widen`` says so
+        (paced, the others go on while the call waits, and results wait behind it)."""
         assert self.spare is not None
+        if self.widen is not None:
+            room = self.room
+            wider = self.widen()
+            if wider > room.capacity:
+                room.capacity = wider
         self.staff(self.spare() - self.starting)
 
     def staff(self, free: int) -> None:

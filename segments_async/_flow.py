@@ -321,6 +321,10 @@ _RATE_PLATEAU: Final = 3.0
 MIN_RATE: Final = 0.5
 #: Answers remembered to measure the rate the server sustains.
 _DELIVERIES: Final = 256
+#: An ``"auto"`` operation holds at most this many pools of pages or items (in flight or
+#: done and not yet consumed): while paced, what the pace sends in a backoff (see
+#: ``Flow.auto_window``).
+_WINDOW_MOST: Final = 16
 #: Round trips shorter than this (a clock's granularity, a mock) count as this.
 _MIN_RTT: Final = 1e-4
 
@@ -1125,10 +1129,12 @@ class Flow:
 
     __slots__ = (
         "_adaptive",
+        "_backoff",
         "_clock",
         "_fleet_share",
         "_gate",
         "_shared",
+        "_widened",
         "max_connections",
         "rate",
     )
@@ -1141,6 +1147,8 @@ class Flow:
         self._shared: SharedLimit | None = None
         self._fleet_share: int | None = None
         self._clock: Callable[[], float] | None = None  # the loop's time, once it runs
+        self._backoff = 0.0  # seconds: the last backoff of an "auto" request
+        self._widened: asyncio.Future[None] | None = None  # see ``widened``
 
     def _bind_clock(self) -> Callable[[], float]:
         """The loop's clock (``loop_clock``), read twice per request."""
@@ -1169,9 +1177,41 @@ class Flow:
         In flight or done and not yet consumed: twice the pool, so that a request waiting
         out a ``Retry-After`` does not stall the others (an iteration holds the pool's
         worth until pages wait behind a late one: see ``_segments``); how many are in flight
-        at once is the adaptive limit's to say.
+        at once is the adaptive limit's to say. Paced (a quota), and once a request waited
+        out a backoff, what the pace sends in that backoff besides the pool, up to
+        ``_WINDOW_MOST`` pools: at 1,000 requests a second, twice a pool of 100 is gone in
+        a fifth of a ``Retry-After: 1``, and in-order work would stall for the rest.
         """
-        return 2 * self.max_connections
+        pool = self.max_connections
+        rate = self._adaptive._rate
+        if rate is None:
+            rate = self.rate_limit
+        if rate is None or not self._backoff:
+            return 2 * pool
+        return min(_WINDOW_MOST * pool, max(2 * pool, pool + math.ceil(rate * self._backoff)))
+
+    def backing_off(self, delay: float) -> None:
+        """An ``"auto"`` request waits ``delay`` seconds before it is sent again (its
+        ``Retry-After``, or the policy's backoff): ``auto_window`` covers the last one, and
+        an iteration waiting for a late page hears if that makes it wide (``widened``)."""
+        self._backoff = delay
+        widened = self._widened
+        if widened is not None and not widened.done() and self._wide():
+            widened.set_result(None)
+
+    def widened(self) -> asyncio.Future[None]:
+        """A future done once ``auto_window`` is more than twice the pool (paced, after a
+        backoff): done already if it is."""
+        widened = self._widened
+        wide = self._wide()
+        if widened is None or (widened.done() and not wide):
+            widened = self._widened = asyncio.get_running_loop().create_future()
+        if wide and not widened.done():
+            widened.set_result(None)
+        return widened
+
+    def _wide(self) -> bool:
+        return self.auto_window() > 2 * self.max_connections
 
     def try_admit(self) -> Ticket | None:
         """A ticket at once if a place is free and no pace holds the request back (the

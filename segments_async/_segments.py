@@ -79,6 +79,10 @@ class Window(Protocol):
         """Places free at the adaptive limit beyond those waited for (negative: fewer)."""
         ...
 
+    def widened(self) -> asyncio.Future[None]:
+        """Done once ``auto_window`` is more than twice the pool (done already if it is)."""
+        ...
+
 
 def _check_inputs(name: str, inputs: object) -> None:
     """An iterable or async iterable of inputs, and not a string (an iterable of letters)."""
@@ -447,6 +451,7 @@ class SegmentsResource:
                 window=window,
                 ordered=ordered,
                 spare=self._window.spare,
+                widen=self._window.auto_window,
             )
         workers, window = int(concurrency), 2 * int(concurrency)
         return bulk_results(inputs, call, workers=workers, window=window, ordered=ordered)
@@ -595,10 +600,9 @@ class SegmentsResource:
         # client its own bottleneck, pages come in faster than they are read, and a worker
         # parked at the full window for each page cost a frozen limit 6-7 % more CPU than
         # a fixed 64, a task per page 3 %.)
-        if adaptive:
-            ahead, wide = self._window.max_connections, self._window.auto_window() - 1
-        else:
-            ahead = wide = int(concurrency) - 1
+        # While paced, the wide window grows to what the pace sends in a backoff (see
+        # Flow.auto_window): read again whenever the page awaited is late.
+        ahead = self._window.max_connections if adaptive else int(concurrency) - 1
         tasks: collections.deque[asyncio.Task[_decode.Unread[SegmentPage]]] = collections.deque()
         loop = asyncio.get_running_loop()
         number = following = start_page + 1
@@ -613,9 +617,15 @@ class SegmentsResource:
                     page = await self._list(query, adaptive=adaptive)
                 else:
                     head = tasks[0]
-                    late = wide > ahead and not head.done() and len(tasks) > ahead
-                    if late and await self._blocked(tasks, ahead + 1):
-                        ahead = wide
+                    if (
+                        adaptive
+                        and not head.done()
+                        and len(tasks) > ahead
+                        and (wide := self._window.auto_window() - 1) > ahead
+                        and await self._blocked(tasks, ahead + 1)
+                    ):
+                        # The window may have grown while the page was awaited.
+                        ahead = max(wide, self._window.auto_window() - 1)
                         continue  # fetch the pages the wider window holds, then wait
                     tasks.popleft()
                     page = (await head).read()
@@ -631,19 +641,28 @@ class SegmentsResource:
     async def _blocked(
         self, tasks: collections.deque[asyncio.Task[_decode.Unread[SegmentPage]]], places: int
     ) -> bool:
-        """Wait for the late page ``tasks[0]``, or until the pages behind it say the window
-        blocks: a quarter of the ``places`` (those ahead and the iteration's) done behind
-        it while places are free at the limit. Looked at when the task a quarter of the
-        way behind it is done, and again when the last is: not at each answer, which
-        would cost a look at the whole window."""
+        """Wait for the late page ``tasks[0]``, or until the window should widen: the pages
+        behind it say it blocks (a quarter of the ``places``, those ahead and the
+        iteration's, done behind it while places are free at the limit), or the window
+        is wide (a paced request waits out a backoff: see ``Flow.auto_window``). The pages
+        are looked at when the task a quarter of the way behind it is done, and again
+        when the last is: not at each answer, which would cost a look at the whole
+        window."""
         head = tasks[0]
+        window = self._window
+        widened = window.widened()
+        if widened.done():
+            return True
         for behind in (tasks[min(-(-places // 4), len(tasks) - 1)], tasks[-1]):
-            await asyncio.wait((head, behind), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((head, behind, widened), return_when=asyncio.FIRST_COMPLETED)
             if head.done():
                 return False
-            if 4 * sum(task.done() for task in tasks) >= places and self._window.spare() > 0:
+            if widened.done():
                 return True
-        return False
+            if 4 * sum(task.done() for task in tasks) >= places and window.spare() > 0:
+                return True
+        await asyncio.wait((head, widened), return_when=asyncio.FIRST_COMPLETED)
+        return not head.done()
 
     def _check(self, pages: Pages, page: SegmentPage, number: int, per_page: int) -> None:
         changed = pages.total_changed
