@@ -624,8 +624,7 @@ class SegmentsResource:
                         and (wide := self._window.auto_window() - 1) > ahead
                         and await self._blocked(tasks, ahead + 1)
                     ):
-                        # The window may have grown while the page was awaited.
-                        ahead = max(wide, self._window.auto_window() - 1)
+                        ahead = wide  # (more at the next late page, if it grew meanwhile)
                         continue  # fetch the pages the wider window holds, then wait
                     tasks.popleft()
                     page = (await head).read()
@@ -650,9 +649,7 @@ class SegmentsResource:
         window."""
         head = tasks[0]
         window = self._window
-        widened = window.widened()
-        if widened.done():
-            return True
+        widened = window.widened()  # done already if the window is wide
         for behind in (tasks[min(-(-places // 4), len(tasks) - 1)], tasks[-1]):
             await asyncio.wait((head, behind, widened), return_when=asyncio.FIRST_COMPLETED)
             if head.done():

@@ -1491,3 +1491,90 @@ class TestFlow:
         assert ticket is not None
         flow.done(ticket, outcome)
         assert overload == (flow.adaptive.epoch == 1)
+
+
+class TestAutoWindow:
+    """What an ``"auto"`` operation may hold: twice the pool, and while paced, once a
+    request waited out a backoff, what the pace sends in that backoff besides the pool (up
+    to 16 pools): a quota's refused page must not stall in-order work behind it."""
+
+    @staticmethod
+    def paced(rate: float, *, pool: int = 100) -> Flow:
+        flow = Flow(rate=None, max_connections=pool)
+        flow.adaptive._rate = rate
+        return flow
+
+    def test_unpaced_it_is_twice_the_pool_whatever_the_backoff(self):
+        flow = Flow(rate=None, max_connections=100)
+        flow.backing_off(60.0)
+
+        assert 200 == flow.auto_window()
+
+    def test_paced_it_is_twice_the_pool_until_a_request_backs_off(self):
+        assert 200 == self.paced(1000.0).auto_window()
+
+    @pytest.mark.parametrize(
+        ("rate", "backoff", "window"),
+        [
+            (1000.0, 1.0, 1100),  # the pool and the pace's second
+            (937.5, 1.0, 1038),  # rounded up
+            (200.0, 0.5, 200),  # a pool is enough: never less than twice the pool
+            (1000.0, 2.0, 1600),  # 16 pools at most
+            (1000.0, 0.0, 200),  # no wait
+        ],
+    )
+    def test_paced_it_holds_what_the_pace_sends_in_the_last_backoff(self, rate, backoff, window):
+        flow = self.paced(rate)
+        flow.backing_off(backoff)
+
+        assert window == flow.auto_window()
+
+    def test_the_last_backoff_counts(self):
+        flow = self.paced(1000.0)
+        flow.backing_off(1.0)
+        flow.backing_off(0.25)
+
+        assert 350 == flow.auto_window()
+
+    def test_a_rate_limit_paces_it_too(self):
+        flow = Flow(rate=RateLimit(500.0), max_connections=100)
+        flow.backing_off(1.0)
+
+        assert 600 == flow.auto_window()
+
+    def test_the_adaptive_pace_comes_before_the_rate_limit(self):
+        flow = Flow(rate=RateLimit(500.0), max_connections=100)
+        flow.adaptive._rate = 300.0
+        flow.backing_off(1.0)
+
+        assert 400 == flow.auto_window()
+
+    async def test_widened_is_done_at_once_when_the_window_is_wide(self):
+        flow = self.paced(1000.0)
+        flow.backing_off(1.0)
+
+        assert flow.widened().done()
+
+    async def test_widened_is_done_when_a_backoff_makes_it_wide(self):
+        flow = self.paced(1000.0)
+        widened = flow.widened()
+        assert not widened.done()
+        assert widened is flow.widened()  # one future for every waiter
+
+        flow.backing_off(1.0)
+        assert widened.done()
+
+    async def test_a_backoff_unpaced_leaves_widened_pending(self):
+        flow = Flow(rate=None, max_connections=100)
+        widened = flow.widened()
+        flow.backing_off(60.0)
+
+        assert not widened.done()
+
+    async def test_widened_is_new_once_the_window_is_narrow_again(self):
+        flow = self.paced(1000.0)
+        flow.backing_off(1.0)
+        assert flow.widened().done()
+        flow.adaptive._rate = None  # the pace ended
+
+        assert not flow.widened().done()

@@ -200,6 +200,42 @@ class TestAutoWindow:
             assert [] == fake.pending()  # 1 + twice the pool: the widened window is full
             await self.stopped(second, pages)
 
+    async def test_paced_it_holds_what_the_pace_sends_while_a_page_waits_out_a_retry_after(
+        self,
+    ):
+        """Paced (here by ``rate_limit``), the window grows to what the pace sends in the
+        refused page's ``Retry-After``, besides the pool: up to 16 pools (64 pages)."""
+        async with SegmentsClient(
+            BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4, rate_limit=10_000
+        ) as client:
+            fake, pages, second = await self.past_the_first_page(client)
+            head, *_ = fake.pending()
+            head.answer(429, {"success": False}, **{"Retry-After": "60"})
+            for _ in range(100):  # answer whatever is asked for until nothing more is
+                await self.answered(*fake.pending())
+
+            assert list(range(2, 66)) == sorted(set(self.asked(fake)))
+            assert [] == fake.pending()
+            await self.stopped(second, pages)
+
+    async def test_paced_it_widens_though_the_pages_it_looks_at_wait_out_a_retry_after_too(
+        self,
+    ):
+        """The late page and those behind it (where the window is looked at) all refused:
+        paced, it widens at the first backoff, instead of waiting a minute for them."""
+        async with SegmentsClient(
+            BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4, rate_limit=10_000
+        ) as client:
+            fake, pages, second = await self.past_the_first_page(client)
+            for sent in fake.pending():  # 2-5
+                sent.answer(429, {"success": False}, **{"Retry-After": "60"})
+            await settle()
+            for _ in range(100):
+                await self.answered(*fake.pending())
+
+            assert list(range(2, 66)) == sorted(set(self.asked(fake)))
+            await self.stopped(second, pages)
+
     async def test_a_slow_page_widens_it_once_a_quarter_waits_behind_it(self):
         retry = RetryPolicy(max_retries=0)
         async with SegmentsClient(BASE_URL, TOKEN, retry=retry, max_connections=4) as client:
