@@ -33,6 +33,7 @@ __all__ = [
     "RateLimit",
     "SharedLimit",
     "Ticket",
+    "auto_window",
     "check_rate_limit",
     "loop_clock",
     "pace_of",
@@ -327,6 +328,16 @@ _DELIVERIES: Final = 256
 _WINDOW_MOST: Final = 16
 #: Round trips shorter than this (a clock's granularity, a mock) count as this.
 _MIN_RTT: Final = 1e-4
+
+
+def auto_window(pool: int, rate: float | None, backoff: float) -> int:
+    """How many pages or items an ``"auto"`` operation may hold (``Flow.auto_window``):
+    twice the ``pool``; paced at ``rate`` requests a second, what the pace sends in the
+    last ``backoff`` (seconds) besides the pool, if that is more, up to ``_WINDOW_MOST``
+    pools."""
+    if rate is None or not backoff:
+        return 2 * pool
+    return min(_WINDOW_MOST * pool, max(2 * pool, pool + math.ceil(rate * backoff)))
 
 
 def _scaled(limit: float, gain: float) -> float:
@@ -1182,13 +1193,10 @@ class Flow:
         ``_WINDOW_MOST`` pools: at 1,000 requests a second, twice a pool of 100 is gone in
         a fifth of a ``Retry-After: 1``, and in-order work would stall for the rest.
         """
-        pool = self.max_connections
         rate = self._adaptive._rate
-        if rate is None:
-            rate = self.rate_limit
-        if rate is None or not self._backoff:
-            return 2 * pool
-        return min(_WINDOW_MOST * pool, max(2 * pool, pool + math.ceil(rate * self._backoff)))
+        return auto_window(
+            self.max_connections, self.rate_limit if rate is None else rate, self._backoff
+        )
 
     def backing_off(self, delay: float) -> None:
         """An ``"auto"`` request waits ``delay`` seconds before it is sent again (its

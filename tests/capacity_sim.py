@@ -29,8 +29,10 @@ for ``"auto"``, ``max_connections``, and twice that from the first time a reques
 the window full while a quarter of it is done and waits behind a missing result
 (head-of-line blocking). ``create`` is one request per input, with as many workers as the
 pool (``"auto"``) or ``fixed``, and results in order within twice that, as the bulk
-operations do. Several clients may share one server, each with its own
-adaptive limit (processes without coordination).
+operations do. Paced, from its first refusal on, an ``"auto"`` client of either holds what
+its pace sends in a ``retry_after`` besides the pool, if that is more (``auto_window``).
+Several clients may share one server, each with its own adaptive limit (processes without
+coordination).
 
 ``client_cost`` is the client's own work per request, on its one event loop, run as
 asyncio runs it: each turn of the loop (``loop_cost`` of its own) runs the steps of the
@@ -56,7 +58,7 @@ from typing import Any
 
 import attrs
 
-from segments_async._flow import MIN_RATE, AdaptiveLimit, Ticket
+from segments_async._flow import MIN_RATE, AdaptiveLimit, Ticket, auto_window
 from segments_async._sharing import SHARE_EVERY, PaceReport, capped_start, pace_report
 
 
@@ -360,6 +362,13 @@ def simulate(
         else:
             state.retry.append((now + server.retry_after, item))
             push(now + server.retry_after, "wake", index)
+            if adaptive is not None and adaptive.rate is not None:
+                # Paced, the window holds what the pace sends in the backoff besides the
+                # pool (Flow.auto_window), from the first backoff on.
+                pool = state.spec.max_connections
+                held = auto_window(pool, adaptive.rate, server.retry_after)
+                if held > 2 * pool and held > state.window:
+                    state.window, state.wide = held, 0
         send(state, now)
 
     def tell(state: _ClientState, sent: float, now: float, *, began_pacing: bool) -> None:

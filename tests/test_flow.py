@@ -769,11 +769,14 @@ QUOTAS = {
     "200/s, 1 ms": (Server("quota", rate=200.0, service=0.001), 1000),
     "100/s, 5 ms": (Server("quota", rate=100.0, service=0.005), 600),
 }
-#: Faster quotas, where a refused request's Retry-After outlasts the window an in-order
-#: iteration holds ahead (2 x max_connections = 200 requests, 0.2 s at 1000/s).
+#: Faster quotas, where a refused request's Retry-After outlasts twice the pool (200
+#: requests, 0.2 s at 1000/s): paced, the window holds what the pace sends meanwhile.
 FAST_QUOTAS = {
     "1000/s, 5 ms": (Server("quota", rate=1000.0, service=0.005), 6000),
+    "1000/s, 5 ms, 3 s": (Server("quota", rate=1000.0, service=0.005), 3000),
     "400/s, 10 ms": (Server("quota", rate=400.0, service=0.010), 2400),
+    "600/s, 5 ms": (Server("quota", rate=600.0, service=0.005), 3600),
+    "2000/s, 5 ms": (Server("quota", rate=2000.0, service=0.005), 12000),
 }
 WORKLOADS = ["create", "iterate"]
 
@@ -831,14 +834,15 @@ class TestAgainstSimulatedServers:
 
     @pytest.mark.parametrize("workload", WORKLOADS)
     @pytest.mark.parametrize("kind", list(FAST_QUOTAS))
-    def test_fast_quota_costs_one_stall(self, kind, workload):
-        """The first refusals are how it finds the quota: they cost in-order work one
-        Retry-After beyond the window held ahead (0.8 s at 1000/s), then it keeps pace."""
+    def test_fast_quota(self, kind, workload):
+        """The first refusals are how it finds the quota, and their Retry-After outlasts
+        twice the pool; paced, the window holds what the pace sends meanwhile, and in-order
+        work goes on: within 1.1x the ideal, at most 5 % refused. Holding twice the pool,
+        1.11-1.45x (a stall of the Retry-After less the window, 0.8 s at 1000/s)."""
         server, requests = FAST_QUOTAS[kind]
         auto = run(server, Client(requests, workload=workload, **NEAR))
-        stall = server.retry_after - 2 * 100 / server.rate
 
-        assert auto.seconds <= requests / (0.92 * server.rate) + stall
+        assert auto.seconds <= 1.1 * requests / server.rate
         assert auto.rejected_share <= 0.05
 
     def test_queueing_server_is_not_flooded(self):
