@@ -309,7 +309,9 @@ class SegmentsResource:
                 twice ``concurrency`` names and results are held. A plain iterable is pulled
                 on the event loop, so it must not block (see the README's bulk section).
             concurrency: Creates in flight at once, or ``"auto"`` to let the client's
-                adaptive limit decide.
+                adaptive limit decide (it holds twice ``max_connections`` names and
+                results, or, paced against a quota, what the pace sends in a backoff
+                besides the pool: at most 16 times ``max_connections``).
             ordered: ``True``: results in input order. ``False``: results as they finish
                 (each carries its ``index``), so that one slow create holds back nothing.
 
@@ -470,14 +472,15 @@ class SegmentsResource:
         as many in flight as the client's adaptive limit allows, and holds
         ``max_connections`` pages besides the one the iteration is on, or at most twice
         ``max_connections`` once pages wait behind a late one (a slow answer, a
-        ``Retry-After``). A page fetched ahead is held as the answer's body and decoded
-        when the iteration reaches it. The server's page metadata is checked, not trusted:
-        a page other than the one asked for, or a changed ``perPage``, raises; an empty
-        page ends the iteration; a ``total`` that changes meanwhile is logged once at
-        WARNING. Leaving the loop early cancels what is in flight; for cleanup at a precise
-        point, wrap the generator in ``contextlib.aclosing``. Each page is one call (the
-        client's ``deadline`` applies to each); bound a whole iteration with
-        ``asyncio.timeout()``.
+        ``Retry-After``); paced against a quota or ``rate_limit``, what the pace sends in
+        a backoff besides the pool, at most 16 times ``max_connections``. A page fetched
+        ahead is held as the answer's body and decoded when the iteration reaches it. The
+        server's page metadata is checked, not trusted: a page other than the one asked
+        for, or a changed ``perPage``, raises; an empty page ends the iteration; a
+        ``total`` that changes meanwhile is logged once at WARNING. Leaving the loop early
+        cancels what is in flight; for cleanup at a precise point, wrap the generator in
+        ``contextlib.aclosing``. Each page is one call (the client's ``deadline`` applies
+        to each); bound a whole iteration with ``asyncio.timeout()``.
 
         Example::
 
@@ -596,12 +599,12 @@ class SegmentsResource:
         # each request let in by the adaptive limit (those beyond it wait there, in page
         # order), and ``wide`` once pages wait behind a late one (head-of-line blocking: a
         # slow answer, a ``Retry-After``) while places are free at the limit: twice the
-        # pool with the page the iteration is on. (Not bulk_results' workers: with the
-        # client its own bottleneck, pages come in faster than they are read, and a worker
-        # parked at the full window for each page cost a frozen limit 6-7 % more CPU than
-        # a fixed 64, a task per page 3 %.)
-        # While paced, the wide window grows to what the pace sends in a backoff (see
-        # Flow.auto_window): read again whenever the page awaited is late.
+        # pool with the page the iteration is on, or, paced, what the pace sends in a
+        # backoff (Flow.auto_window: read whenever the page awaited is late), from the
+        # moment that is more. (Not bulk_results' workers: with the client its own
+        # bottleneck, pages come in faster than they are read, and a worker parked at the
+        # full window for each page cost a frozen limit 6-7 % more CPU than a fixed 64, a
+        # task per page 3 %.)
         ahead = self._window.max_connections if adaptive else int(concurrency) - 1
         tasks: collections.deque[asyncio.Task[_decode.Unread[SegmentPage]]] = collections.deque()
         loop = asyncio.get_running_loop()
