@@ -323,21 +323,22 @@ MIN_RATE: Final = 0.5
 #: Answers remembered to measure the rate the server sustains.
 _DELIVERIES: Final = 256
 #: An ``"auto"`` operation holds at most this many pools of pages or items (in flight or
-#: done and not yet consumed): while paced, what the pace sends in a backoff (see
-#: ``Flow.auto_window``).
+#: done and not yet consumed): while a request waits out a backoff, what the client sends
+#: meanwhile (see ``Flow.auto_window``).
 _WINDOW_MOST: Final = 16
 #: Round trips shorter than this (a clock's granularity, a mock) count as this.
 _MIN_RTT: Final = 1e-4
 
 
 def auto_window(pool: int, rate: float | None, backoff: float) -> int:
-    """How many pages or items an ``"auto"`` operation may hold (``Flow.auto_window``):
-    twice the ``pool``; paced at ``rate`` requests a second, what the pace sends in the
-    last ``backoff`` (seconds) besides the pool, if that is more, up to ``_WINDOW_MOST``
-    pools."""
-    if rate is None or not backoff:
-        return 2 * pool
-    return min(_WINDOW_MOST * pool, max(2 * pool, pool + math.ceil(rate * backoff)))
+    """How many pages or items an ``"auto"`` operation may hold while a request waits out
+    a ``backoff`` (seconds): what the client sends in that time besides the ``pool`` at
+    ``rate`` requests a second (None: unpaced, as many as the server answers), and at
+    least twice the pool, at most ``_WINDOW_MOST`` pools (``Flow.backing_off``)."""
+    most = _WINDOW_MOST * pool
+    if rate is None:
+        return most
+    return min(most, max(2 * pool, pool + math.ceil(rate * backoff)))
 
 
 def _scaled(limit: float, gain: float) -> float:
@@ -1140,10 +1141,11 @@ class Flow:
 
     __slots__ = (
         "_adaptive",
-        "_backoff",
         "_clock",
         "_fleet_share",
         "_gate",
+        "_held",
+        "_held_until",
         "_shared",
         "_widened",
         "max_connections",
@@ -1158,7 +1160,8 @@ class Flow:
         self._shared: SharedLimit | None = None
         self._fleet_share: int | None = None
         self._clock: Callable[[], float] | None = None  # the loop's time, once it runs
-        self._backoff = 0.0  # seconds: the last backoff of an "auto" request
+        self._held = 0  # auto_window while an "auto" request backs off, until _held_until
+        self._held_until = 0.0
         self._widened: asyncio.Future[None] | None = None  # see ``widened``
 
     def _bind_clock(self) -> Callable[[], float]:
@@ -1188,28 +1191,38 @@ class Flow:
         In flight or done and not yet consumed: twice the pool, so that a request waiting
         out a ``Retry-After`` does not stall the others (an iteration holds the pool's
         worth until pages wait behind a late one: see ``_segments``); how many are in flight
-        at once is the adaptive limit's to say. Paced (a quota), and once a request waited
-        out a backoff, what the pace sends in that backoff besides the pool, up to
-        ``_WINDOW_MOST`` pools: at 1,000 requests a second, twice a pool of 100 is gone in
-        a fifth of a ``Retry-After: 1``, and in-order work would stall for the rest.
+        at once is the adaptive limit's to say. While a request waits out a backoff, what
+        the client sends meanwhile besides the pool, up to ``_WINDOW_MOST`` pools (see
+        ``backing_off``): at 1,000 requests a second, twice a pool of 100 is gone in a
+        fifth of a ``Retry-After: 1``, and in-order work would stall for the rest.
         """
-        rate = self._adaptive._rate
-        return auto_window(
-            self.max_connections, self.rate_limit if rate is None else rate, self._backoff
-        )
+        if self._held and (self._clock or self._bind_clock())() < self._held_until:
+            return self._held
+        return 2 * self.max_connections
 
     def backing_off(self, delay: float) -> None:
         """An ``"auto"`` request waits ``delay`` seconds before it is sent again (its
-        ``Retry-After``, or the policy's backoff): ``auto_window`` covers the last one, and
-        an iteration waiting for a late page hears if that makes it wide (``widened``)."""
-        self._backoff = delay
+        ``Retry-After``, or the policy's backoff). Until then, ``auto_window`` holds what
+        the client may send in that time besides the pool: at its pace if it paces (a
+        quota, or ``rate_limit``), else ``_WINDOW_MOST`` pools (the server's capacity
+        bounds what is sent, and the answers before a refusal, slow start's, say little of
+        it). An iteration waiting for a late page hears if that makes the window wide
+        (``widened``)."""
+        rate = self._adaptive._rate
+        if rate is None and self.rate is not None:
+            rate = self.rate.per_second
+        now = (self._clock or self._bind_clock())()
+        held, until = auto_window(self.max_connections, rate, delay), now + delay
+        if now < self._held_until:  # another request's backoff is not over
+            held, until = max(held, self._held), max(until, self._held_until)
+        self._held, self._held_until = held, until
         widened = self._widened
         if widened is not None and not widened.done() and self._wide():
             widened.set_result(None)
 
     def widened(self) -> asyncio.Future[None]:
-        """A future done once ``auto_window`` is more than twice the pool (paced, after a
-        backoff): done already if it is."""
+        """A future done once ``auto_window`` is more than twice the pool (a request waits
+        out a backoff): done already if it is."""
         widened = self._widened
         wide = self._wide()
         if widened is None or (widened.done() and not wide):

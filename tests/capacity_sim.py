@@ -29,8 +29,8 @@ for ``"auto"``, ``max_connections``, and twice that from the first time a reques
 the window full while a quarter of it is done and waits behind a missing result
 (head-of-line blocking). ``create`` is one request per input, with as many workers as the
 pool (``"auto"``) or ``fixed``, and results in order within twice that, as the bulk
-operations do. Paced, from its first refusal on, an ``"auto"`` client of either holds what
-its pace sends in a ``retry_after`` besides the pool, if that is more (``auto_window``).
+operations do. From a refusal on, an ``"auto"`` client of either holds what it may send in
+a ``retry_after`` (at its pace, or unpaced 16 pools) besides the pool (``auto_window``).
 Several clients may share one server, each with its own adaptive limit (processes without
 coordination).
 
@@ -362,9 +362,9 @@ def simulate(
         else:
             state.retry.append((now + server.retry_after, item))
             push(now + server.retry_after, "wake", index)
-            if adaptive is not None and adaptive.rate is not None:
-                # Paced, the window holds what the pace sends in the backoff besides the
-                # pool (Flow.auto_window), from the first backoff on.
+            if adaptive is not None:
+                # The window holds what the client may send in the backoff besides the
+                # pool (Flow.backing_off): at its pace, or, unpaced, 16 pools.
                 pool = state.spec.max_connections
                 held = auto_window(pool, adaptive.rate, server.retry_after)
                 if held > 2 * pool and held > state.window:

@@ -646,30 +646,40 @@ class TestWorkersFollowTheAdaptiveLimit:
             assert after.body not in {sent.body for sent in refused}
             await stop(first, results)
 
+    @staticmethod
+    async def held_while_the_first_calls_back_off(client: SegmentsClient, names: int) -> int:
+        """``create_many`` of ``names`` with "auto", its four first calls refused with
+        ``Retry-After: 0.03`` and the rest answered as they come, the consumer waiting on
+        the first result: how many names were sent, once none more is for 0.3 s."""
+        fake = install(client)
+        results = client.segments.create_many((f"n{i}" for i in range(names)), concurrency="auto")
+        first = asyncio.create_task(anext(results))
+        for _ in range(4):
+            sent = await fake.next()
+            sent.answer(429, {"success": False}, **{"Retry-After": "0.03"})
+        for number in itertools.count():  # answer every create, until none comes
+            try:
+                sent = await asyncio.wait_for(fake.next(), 0.3)
+            except TimeoutError:
+                break
+            created(sent, number)
+        assert first.done()  # the retries answered: the consumer has its first result
+        await stop(first, results)
+        return len({sent.body for sent in fake.sent})
+
+    async def test_auto_holds_16_pools_while_calls_wait_out_a_retry_after(self):
+        """Unpaced, the window grows from twice the pool (200) to 16 pools, and holds that
+        many names while the consumer waits on the first result."""
+        async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy()) as client:
+            assert 1600 == await self.held_while_the_first_calls_back_off(client, 3000)
+
     async def test_auto_paced_holds_what_the_pace_sends_while_calls_wait_out_a_retry_after(
         self,
     ):
-        """Paced (here by ``rate_limit=10_000``), the four first calls refused with
-        ``Retry-After: 0.03``: the window grows from twice the pool (200) to what the pace
-        sends meanwhile besides the pool, 100 + 300, and holds that many names while the
-        consumer waits on the first result."""
+        """Paced (here by ``rate_limit=10_000``), it grows to what the pace sends in the
+        backoff besides the pool: 100 + 300."""
         async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy(), rate_limit=10_000) as c:
-            fake = install(c)
-            results = c.segments.create_many((f"n{i}" for i in range(1000)), concurrency="auto")
-            first = asyncio.create_task(anext(results))
-            for _ in range(4):
-                sent = await fake.next()
-                sent.answer(429, {"success": False}, **{"Retry-After": "0.03"})
-            for number in itertools.count():  # answer every create, until none comes
-                try:
-                    sent = await asyncio.wait_for(fake.next(), 0.3)
-                except TimeoutError:
-                    break
-                created(sent, number)
-
-            assert 400 == len({sent.body for sent in fake.sent})
-            assert first.done()  # the retries answered: the consumer has its first result
-            await stop(first, results)
+            assert 400 == await self.held_while_the_first_calls_back_off(c, 3000)
 
     async def test_auto_keeps_no_worker_parked(self, client):
         """With "auto", as many tasks as the adaptive limit's places (4 to start with), not

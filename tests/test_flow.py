@@ -17,6 +17,7 @@ from segments_async._flow import (
     Gate,
     RateLimit,
     Ticket,
+    auto_window,
     check_rate_limit,
     is_overload,
 )
@@ -1498,69 +1499,82 @@ class TestFlow:
 
 
 class TestAutoWindow:
-    """What an ``"auto"`` operation may hold: twice the pool, and while paced, once a
-    request waited out a backoff, what the pace sends in that backoff besides the pool (up
-    to 16 pools): a quota's refused page must not stall in-order work behind it."""
-
-    @staticmethod
-    def paced(rate: float, *, pool: int = 100) -> Flow:
-        flow = Flow(rate=None, max_connections=pool)
-        flow.adaptive._rate = rate
-        return flow
-
-    def test_unpaced_it_is_twice_the_pool_whatever_the_backoff(self):
-        flow = Flow(rate=None, max_connections=100)
-        flow.backing_off(60.0)
-
-        assert 200 == flow.auto_window()
-
-    def test_paced_it_is_twice_the_pool_until_a_request_backs_off(self):
-        assert 200 == self.paced(1000.0).auto_window()
+    """What an ``"auto"`` operation may hold: twice the pool, and while a request waits out
+    a backoff, what the client may send meanwhile besides the pool (at most 16 pools): a
+    refused page must not stall in-order work behind it."""
 
     @pytest.mark.parametrize(
         ("rate", "backoff", "window"),
         [
             (1000.0, 1.0, 1100),  # the pool and the pace's second
             (937.5, 1.0, 1038),  # rounded up
-            (200.0, 0.5, 200),  # a pool is enough: never less than twice the pool
+            (200.0, 0.5, 200),  # never less than twice the pool
             (1000.0, 2.0, 1600),  # 16 pools at most
-            (1000.0, 0.0, 200),  # no wait
+            (None, 1.0, 1600),  # unpaced: as many as the server answers, 16 pools at most
+            (None, 0.01, 1600),
         ],
     )
-    def test_paced_it_holds_what_the_pace_sends_in_the_last_backoff(self, rate, backoff, window):
-        flow = self.paced(rate)
-        flow.backing_off(backoff)
+    def test_the_window_while_a_request_backs_off(self, rate, backoff, window):
+        assert window == auto_window(100, rate, backoff)
 
-        assert window == flow.auto_window()
+    now = 0.0  # the flows' clock, which the tests move
 
-    def test_the_last_backoff_counts(self):
-        flow = self.paced(1000.0)
+    def flow(self, rate: float | None = None, *, rate_limit: float | None = None) -> Flow:
+        """A flow on the test's clock (``self.now``), paced at ``rate`` if given."""
+        flow = Flow(rate=None if rate_limit is None else RateLimit(rate_limit), max_connections=100)
+        flow.adaptive._rate = rate
+        flow._clock = lambda: self.now
+        return flow
+
+    def test_twice_the_pool_until_a_request_backs_off(self):
+        assert 200 == self.flow().auto_window()
+        assert 200 == self.flow(1000.0).auto_window()
+
+    def test_unpaced_16_pools_while_a_request_backs_off_then_twice_the_pool(self):
+        flow = self.flow()
         flow.backing_off(1.0)
+        assert 1600 == flow.auto_window()
+
+        self.now = 1.0
+        assert 200 == flow.auto_window()
+
+    def test_paced_what_the_pace_sends_in_the_backoff(self):
+        flow = self.flow(1000.0)
         flow.backing_off(0.25)
 
         assert 350 == flow.auto_window()
 
     def test_a_rate_limit_paces_it_too(self):
-        flow = Flow(rate=RateLimit(500.0), max_connections=100)
+        flow = self.flow(rate_limit=500.0)
         flow.backing_off(1.0)
 
         assert 600 == flow.auto_window()
 
     def test_the_adaptive_pace_comes_before_the_rate_limit(self):
-        flow = Flow(rate=RateLimit(500.0), max_connections=100)
-        flow.adaptive._rate = 300.0
+        flow = self.flow(300.0, rate_limit=500.0)
         flow.backing_off(1.0)
 
         assert 400 == flow.auto_window()
 
+    def test_backoffs_at_once_hold_the_widest_until_the_last_ends(self):
+        flow = self.flow(1000.0)
+        flow.backing_off(1.0)
+        self.now = 0.5
+        flow.backing_off(0.1)  # another, shorter, while the first goes on
+        assert 1100 == flow.auto_window()
+
+        self.now = 1.0
+        flow.backing_off(0.25)  # the others over
+        assert 350 == flow.auto_window()
+
     async def test_widened_is_done_at_once_when_the_window_is_wide(self):
-        flow = self.paced(1000.0)
+        flow = self.flow()
         flow.backing_off(1.0)
 
         assert flow.widened().done()
 
     async def test_widened_is_done_when_a_backoff_makes_it_wide(self):
-        flow = self.paced(1000.0)
+        flow = self.flow()
         widened = flow.widened()
         assert not widened.done()
         assert widened is flow.widened()  # one future for every waiter
@@ -1568,17 +1582,17 @@ class TestAutoWindow:
         flow.backing_off(1.0)
         assert widened.done()
 
-    async def test_a_backoff_unpaced_leaves_widened_pending(self):
-        flow = Flow(rate=None, max_connections=100)
+    async def test_a_backoff_that_leaves_it_at_twice_the_pool_leaves_widened_pending(self):
+        flow = self.flow(100.0)
         widened = flow.widened()
-        flow.backing_off(60.0)
+        flow.backing_off(1.0)  # 100 + 100
 
         assert not widened.done()
 
-    async def test_widened_is_new_once_the_window_is_narrow_again(self):
-        flow = self.paced(1000.0)
+    async def test_widened_is_new_once_the_backoff_is_over(self):
+        flow = self.flow()
         flow.backing_off(1.0)
         assert flow.widened().done()
-        flow.adaptive._rate = None  # the pace ended
+        self.now = 1.0
 
         assert not flow.widened().done()

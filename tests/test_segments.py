@@ -180,6 +180,19 @@ class TestAutoWindow:
             sent.answer(200, page_body(page_of(sent), 10, 1000))
             await settle()
 
+    @classmethod
+    async def answered_until_quiet(cls, fake: FakeTransport) -> None:
+        """Answer whatever is asked for, until nothing more is for 50 ms (the limit's pause
+        after a refusal is a round trip)."""
+        async with asyncio.timeout(10):
+            while True:
+                if fake.pending():
+                    await cls.answered(*fake.pending())
+                    continue
+                await asyncio.sleep(0.05)
+                if not fake.pending():
+                    return
+
     @staticmethod
     async def stopped(second: asyncio.Task[SegmentPage], pages) -> None:
         second.cancel()
@@ -187,51 +200,47 @@ class TestAutoWindow:
             await second
         await pages.aclose()
 
-    async def test_pages_behind_one_waiting_out_a_retry_after_widen_it(self):
+    async def test_a_page_waiting_out_a_retry_after_widens_it_to_16_pools(self):
+        """Unpaced, the server's capacity bounds what is sent while the page waits: the
+        window holds up to 16 pools (64 pages) behind it."""
         async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4) as c:
             fake, pages, second = await self.past_the_first_page(c)
             head, *_ = fake.pending()
             assert 2 == page_of(head)
             head.answer(429, {"success": False}, **{"Retry-After": "60"})
-            for _ in range(10):  # answer whatever is asked for until nothing more is
-                await self.answered(*fake.pending())
+            await self.answered_until_quiet(fake)
 
-            assert list(range(2, 10)) == sorted(set(self.asked(fake)))
-            assert [] == fake.pending()  # 1 + twice the pool: the widened window is full
+            assert list(range(2, 66)) == sorted(set(self.asked(fake)))
+            assert [] == fake.pending()  # 1 + 63: the widened window is full
             await self.stopped(second, pages)
 
     async def test_paced_it_holds_what_the_pace_sends_while_a_page_waits_out_a_retry_after(
         self,
     ):
-        """Paced (here by ``rate_limit``), the window grows to what the pace sends in the
-        refused page's ``Retry-After``, besides the pool: up to 16 pools (64 pages)."""
+        """Paced (here by ``rate_limit=400``), the window holds what the pace sends in the
+        refused page's ``Retry-After`` (0.05 s: 20 pages) besides the pool: 24 pages."""
         async with SegmentsClient(
-            BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4, rate_limit=10_000
+            BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4, rate_limit=400
         ) as client:
             fake, pages, second = await self.past_the_first_page(client)
             head, *_ = fake.pending()
-            head.answer(429, {"success": False}, **{"Retry-After": "60"})
-            for _ in range(100):  # answer whatever is asked for until nothing more is
-                await self.answered(*fake.pending())
+            head.answer(429, {"success": False}, **{"Retry-After": "0.05"})
+            async with asyncio.timeout(10):
+                while not second.done():  # until its retry is answered too
+                    await self.answered_until_quiet(fake)
+            assert 2 == (await second).current_page
 
-            assert list(range(2, 66)) == sorted(set(self.asked(fake)))
-            assert [] == fake.pending()
-            await self.stopped(second, pages)
+            assert list(range(2, 26)) == sorted(set(self.asked(fake)))
+            await pages.aclose()
 
-    async def test_paced_it_widens_though_the_pages_it_looks_at_wait_out_a_retry_after_too(
-        self,
-    ):
+    async def test_it_widens_though_the_pages_it_looks_at_wait_out_a_retry_after_too(self):
         """The late page and those behind it (where the window is looked at) all refused:
-        paced, it widens at the first backoff, instead of waiting a minute for them."""
-        async with SegmentsClient(
-            BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4, rate_limit=10_000
-        ) as client:
-            fake, pages, second = await self.past_the_first_page(client)
+        it widens at the first backoff, instead of waiting a minute for them."""
+        async with SegmentsClient(BASE_URL, TOKEN, retry=RetryPolicy(), max_connections=4) as c:
+            fake, pages, second = await self.past_the_first_page(c)
             for sent in fake.pending():  # 2-5
                 sent.answer(429, {"success": False}, **{"Retry-After": "60"})
-            await settle()
-            for _ in range(100):
-                await self.answered(*fake.pending())
+            await self.answered_until_quiet(fake)
 
             assert list(range(2, 66)) == sorted(set(self.asked(fake)))
             await self.stopped(second, pages)
