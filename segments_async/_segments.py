@@ -310,8 +310,8 @@ class SegmentsResource:
                 on the event loop, so it must not block (see the README's bulk section).
             concurrency: Creates in flight at once, or ``"auto"`` to let the client's
                 adaptive limit decide (it holds twice ``max_connections`` names and
-                results, or, paced against a quota, what the pace sends in a backoff
-                besides the pool: at most 16 times ``max_connections``).
+                results, and while a request waits out a backoff up to 16 times
+                ``max_connections``: paced, what the pace sends in it besides the pool).
             ordered: ``True``: results in input order. ``False``: results as they finish
                 (each carries its ``index``), so that one slow create holds back nothing.
 
@@ -472,8 +472,10 @@ class SegmentsResource:
         as many in flight as the client's adaptive limit allows, and holds
         ``max_connections`` pages besides the one the iteration is on, or at most twice
         ``max_connections`` once pages wait behind a late one (a slow answer, a
-        ``Retry-After``); paced against a quota or ``rate_limit``, what the pace sends in
-        a backoff besides the pool, at most 16 times ``max_connections``. A page fetched
+        ``Retry-After``); while a request waits out a backoff, up to 16 times
+        ``max_connections`` (paced against a quota or by ``rate_limit``, what the pace
+        sends in the backoff besides the pool), so that in-order work goes on behind a
+        refused page. A page fetched
         ahead is held as the answer's body and decoded when the iteration reaches it. The
         server's page metadata is checked, not trusted: a page other than the one asked
         for, or a changed ``perPage``, raises; an empty page ends the iteration; a
@@ -599,12 +601,12 @@ class SegmentsResource:
         # each request let in by the adaptive limit (those beyond it wait there, in page
         # order), and ``wide`` once pages wait behind a late one (head-of-line blocking: a
         # slow answer, a ``Retry-After``) while places are free at the limit: twice the
-        # pool with the page the iteration is on, or, paced, what the pace sends in a
-        # backoff (Flow.auto_window: read whenever the page awaited is late), from the
-        # moment that is more. (Not bulk_results' workers: with the client its own
-        # bottleneck, pages come in faster than they are read, and a worker parked at the
-        # full window for each page cost a frozen limit 6-7 % more CPU than a fixed 64, a
-        # task per page 3 %.)
+        # pool with the page the iteration is on, or, while a request waits out a
+        # backoff, what the client may send meanwhile (Flow.auto_window: read whenever
+        # the page awaited is late), from the moment that is more. (Not bulk_results'
+        # workers: with the client its own bottleneck, pages come in faster than they are
+        # read, and a worker parked at the full window for each page cost a frozen limit
+        # 6-7 % more CPU than a fixed 64, a task per page 3 %.)
         ahead = self._window.max_connections if adaptive else int(concurrency) - 1
         tasks: collections.deque[asyncio.Task[_decode.Unread[SegmentPage]]] = collections.deque()
         loop = asyncio.get_running_loop()
@@ -646,7 +648,7 @@ class SegmentsResource:
         """Wait for the late page ``tasks[0]``, or until the window should widen: the pages
         behind it say it blocks (a quarter of the ``places``, those ahead and the
         iteration's, done behind it while places are free at the limit), or the window
-        is wide (a paced request waits out a backoff: see ``Flow.auto_window``). The pages
+        is wide (a request waits out a backoff: see ``Flow.auto_window``). The pages
         are looked at when the task a quarter of the way behind it is done, and again
         when the last is: not at each answer, which would cost a look at the whole
         window."""
