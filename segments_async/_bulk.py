@@ -3,7 +3,8 @@
 ``bulk_results`` runs one call per input with worker tasks pulling from the input, and
 yields a ``BulkResult`` per input, in input order or as they finish. Workers take a place
 in a ``Gate`` before pulling an input, and the consumer gives it back once the result is
-yielded: at most ``window`` inputs and results are held, however long the input.
+yielded: at most ``window`` inputs and results are held, however long the input (or,
+given ``widen``, what it says once a call backs off: see ``_Run.backing_off``).
 
 There are ``workers`` workers, or, given ``spare`` (the places free at the adaptive
 limit's gate beyond those waited for), as many as that gate lets in: a worker starts
@@ -231,7 +232,7 @@ class _Run(Generic[_I, _T]):
         """A worker's call waits out a backoff and gave its place back: start workers for
         the places free beyond those starting (else, were every worker asleep so, nothing
         would be sent until a backoff ended); and widen the window if ``widen`` says so
-        (paced, the others go on while the call waits, and results wait behind it)."""
+        (the others go on while the call waits, and their results wait behind it)."""
         assert self.spare is not None
         if self.widen is not None:
             room = self.room

@@ -505,7 +505,7 @@ class SegmentsClient:
                 if decision.action is not Action.RETRY:
                     break
                 if adaptive:
-                    flow.backing_off(decision.delay)  # the window covers what is paced meanwhile
+                    flow.backing_off(decision.delay)  # the window covers what is sent meanwhile
                     backing_off()  # its place is free meanwhile: a bulk worker may take it
                 await self._back_off(call, url, outcome, decision)
         except asyncio.CancelledError:

@@ -475,14 +475,13 @@ class SegmentsResource:
         ``Retry-After``); while a request waits out a backoff, up to 16 times
         ``max_connections`` (paced against a quota or by ``rate_limit``, what the pace
         sends in the backoff besides the pool), so that in-order work goes on behind a
-        refused page. A page fetched
-        ahead is held as the answer's body and decoded when the iteration reaches it. The
-        server's page metadata is checked, not trusted: a page other than the one asked
-        for, or a changed ``perPage``, raises; an empty page ends the iteration; a
-        ``total`` that changes meanwhile is logged once at WARNING. Leaving the loop early
-        cancels what is in flight; for cleanup at a precise point, wrap the generator in
-        ``contextlib.aclosing``. Each page is one call (the client's ``deadline`` applies
-        to each); bound a whole iteration with ``asyncio.timeout()``.
+        refused page. A page fetched ahead is held as the answer's body and decoded when
+        the iteration reaches it. The server's page metadata is checked, not trusted: a
+        page other than the one asked for, or a changed ``perPage``, raises; an empty page
+        ends the iteration; a ``total`` that changes meanwhile is logged once at WARNING.
+        Leaving the loop early cancels what is in flight; for cleanup at a precise point,
+        wrap the generator in ``contextlib.aclosing``. Each page is one call (the client's
+        ``deadline`` applies to each); bound a whole iteration with ``asyncio.timeout()``.
 
         Example::
 
