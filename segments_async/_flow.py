@@ -1216,9 +1216,8 @@ class Flow:
         if now < self._held_until:  # another request's backoff is not over
             held, until = max(held, self._held), max(until, self._held_until)
         self._held, self._held_until = held, until
-        widened = self._widened
-        if widened is not None and not widened.done() and self._wide():
-            widened.set_result(None)
+        if self._widened is not None:
+            self.widened()  # done now, if that made the window wide
 
     def widened(self) -> asyncio.Future[None]:
         """A future done once ``auto_window`` is more than twice the pool (a request waits
