@@ -457,17 +457,16 @@ class AdaptiveLimit:
       server's slow answers weigh little.
     - **Refusals** (429, 503, ``Retry-After``, timeouts, lost connections): the level the
       refused request met at the server is a ceiling: the limit stays below it for 100
-      round trips, and at least 2 s (a refused probe costs its request a
-      ``Retry-After``, which the window covers), before probing it, and each failed probe
-      doubles the wait. That level is the one it was sent at (in slow start, on the
-      client's own pool, the one it found once it had its connection: a request waiting
-      for a new one is not at the server yet; see ``Flow.done``), less the answers read after it was sent when
-      the refusal came back within a fifth of a round trip: a busy client reads its
-      answers late, and those had left the server before it came. A probe refused above a
-      limit that held leaves the limit, and so does the ceiling's probe refused at the
-      level the limit climbed to once allowed there; otherwise the limit halves from the
-      refused level.
-      Sending pauses for a round trip either way.
+      round trips, and at least 2 s (a refused probe costs its request a ``Retry-After``,
+      which the window covers), before probing it, and each failed probe doubles the
+      wait. That level is the one it was sent at (in slow start, on the client's own
+      pool, the one it found once it had its connection: a request waiting for a new one
+      is not at the server yet; see ``Flow.done``), less the answers read after it was
+      sent when the refusal came back within a fifth of a round trip: a busy client reads
+      its answers late, and those had left the server before it came. A probe refused
+      above a limit that held leaves the limit, and so does the ceiling's probe refused
+      at the level the limit climbed to once allowed there; otherwise the limit halves
+      from the refused level. Sending pauses for a round trip either way.
     - **Quotas**: when a level that had been held for a while is refused, or the level
       the last refusal cut the limit to, or even one request at a time, the server counts
       requests per second, not in flight. Then requests are paced at 70 % of the rate
