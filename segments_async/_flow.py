@@ -306,12 +306,13 @@ _QUICK_REFUSAL: Final = 0.2
 _PROBE_ROUND_TRIPS: Final = 100.0
 _PROBE_MAX_DOUBLINGS: Final = 6
 #: ...and at least this many seconds: a refused probe costs its request a ``Retry-After``
-#: (a second, typically). The window covers it (``auto_window``: in-order work goes on
-#: meanwhile), so only a job that ends within it waits for it. At 10 s, a client refused
-#: while others shared the server (processes without coordination) stayed under that
-#: ceiling for 10 s after they had finished: four workers against 16 slots took 2.0-3.6x
-#: one client's time (median 3.3x), and 1.4-3.6x (2.0x) at 2 s, where one client alone,
-#: whose probe is refused near its end, took 1.17-1.24x against 1.07-1.17x.
+#: (a second, typically). The window covers it (``auto_window``: the client goes on
+#: sending meanwhile), so only a job that ends within it waits for that request. At 10 s,
+#: a client refused while others shared the server (processes without coordination)
+#: stayed under that ceiling for 10 s after they had finished: four workers against 16
+#: refusing slots took a median 3.40x one client's best time (25 runs), and 2.76x at 2 s
+#: (22 runs), where one client alone on that 3 s job, its probe refused near the end,
+#: took a median 3.46 s against 3.31 s.
 _PROBE_MIN_SECONDS: Final = 2.0
 #: Pacing after a quota's refusal: start at this share of the rate the server answered,
 #: and grow back along CUBIC's curve (``_CUBIC_SCALE`` requests/s per s^3), flat near the

@@ -978,7 +978,8 @@ class TestSeveralClients:
     they had finished; after 2 s, 2.3x / 2.0x (0.8 %). And over 600
     to 2,000 pages against a quota of 150/s: which client gets an unfair share in the first
     half second moves with the size, so eight sizes (1.54x / 1.44x the ideal before issue
-    15's second round, 4.6 % / 5.8 % refused; now 1.56x / 1.37x, 4.2 % / 5.6 %).
+    15's second round, 4.6 % / 5.8 % refused; 1.56x / 1.39x, 4.2 % / 5.6 % with a ceiling
+    probed after 10 s; now 1.49x / 1.45x, 4.5 % / 5.6 %).
     """
 
     @pytest.mark.parametrize("workload", WORKLOADS)
