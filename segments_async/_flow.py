@@ -1219,7 +1219,7 @@ class Flow:
         bounds what is sent, and the answers before a refusal, slow start's, say little of
         it). An iteration waiting for a late page hears if that makes the window wide
         (``widened``)."""
-        rate = self._adaptive._rate
+        rate = self._adaptive.rate
         if rate is None and self.rate is not None:
             rate = self.rate.per_second
         now = (self._clock or self._bind_clock())()
@@ -1234,15 +1234,12 @@ class Flow:
         """A future done once ``auto_window`` is more than twice the pool (a request waits
         out a backoff): done already if it is."""
         widened = self._widened
-        wide = self._wide()
+        wide = self.auto_window() > 2 * self.max_connections
         if widened is None or (widened.done() and not wide):
             widened = self._widened = asyncio.get_running_loop().create_future()
         if wide and not widened.done():
             widened.set_result(None)
         return widened
-
-    def _wide(self) -> bool:
-        return self.auto_window() > 2 * self.max_connections
 
     def try_admit(self) -> Ticket | None:
         """A ticket at once if a place is free and no pace holds the request back (the
