@@ -713,6 +713,72 @@ class TestQuota:
         assert math.isclose(92.0, settled, rel_tol=0.02)
         assert limit.rate == settled  # flat for three seconds
 
+    @staticmethod
+    def _paced_at_eight() -> tuple[AdaptiveLimit, float]:
+        """Slow start answered up to 15, 16 was refused (a ceiling: the limit 8), then 8 (a
+        quota: paced at 70 % of what got through, about 620/s); the time after."""
+        limit = AdaptiveLimit(100)
+        now = answered(limit, 12)
+        limit.record(limit.ticket(16), rtt=None, refused=True, now=now)
+        now += RTT
+        limit.record(limit.ticket(limit.limit), rtt=None, refused=True, now=now)
+        assert limit.rate is not None
+        assert (8, 16) == (limit.limit, limit.ceiling)
+        return limit, now
+
+    @staticmethod
+    def _at_pace(limit: AdaptiveLimit, now: float, seconds: float, rtt: float = 0.04) -> float:
+        """Clean answers at the pace for ``seconds``, each after ``rtt``; the time after."""
+        end = now + seconds
+        while now < end and limit.rate is not None:
+            now += 1 / limit.rate
+            limit.record(limit.ticket(limit.limit), rtt=rtt, refused=False, now=now)
+        return now
+
+    def test_a_pace_that_held_is_carried_by_the_limit(self):
+        """At 40 ms a round trip, the 8 in flight the refusal left carry 200/s, a third of
+        the pace: what got through would measure the limit, and a settle on it take the pace
+        below its own. Once the pace held four round trips, the limit carries it (1.5 times
+        620/s x 40 ms, plus one: 38), up to the ceiling's 15; before, it stayed at 8."""
+        limit, now = self._paced_at_eight()
+        now = self._at_pace(limit, now, 0.14)
+        assert limit.limit <= 10  # 8, in probes 6-10
+        self._at_pace(limit, now, 0.04)
+
+        assert 15 == limit.limit
+
+    def test_refused_while_paced_the_limit_carries_the_pace_only_once_it_held(self):
+        """A settle starts the wait again: back to the limit the first refusal left."""
+        limit, now = self._paced_at_eight()
+        now = self._at_pace(limit, now, 0.3)
+        assert 15 == limit.limit
+        limit.record(limit.ticket(15), rtt=None, refused=True, now=now)
+        assert limit.limit <= 10
+        now = self._at_pace(limit, now, 0.14)
+        assert limit.limit <= 10
+        self._at_pace(limit, now, 0.04)
+
+        assert 15 == limit.limit
+
+    def test_a_fleets_member_keeps_its_limit_while_paced(self):
+        """In a fleet, the limit is the member's share of the fleet's, which the others
+        hear: the pace does not move it."""
+        limit, now = self._paced_at_eight()
+        limit._member = True
+        self._at_pace(limit, now, 0.3)
+
+        assert limit.limit <= 10
+
+    def test_unpaced_the_limit_keeps_what_the_pace_carried(self):
+        """Past twice the refused rate, the pace ends: the limit carries what it last sent
+        (the ceiling, unrefused for its probe's interval, gone: the pool's 100), not the 8
+        the refusal left, which the hill climb would take many steps to leave."""
+        limit, now = self._paced_at_eight()
+        self._at_pace(limit, now, 30.0)
+
+        assert limit.rate is None
+        assert limit.limit >= 80  # 100, or 80 in a probe down
+
 
 # The benchmark's kinds of server, and others: (server, client options, requests); each
 # job takes a second or more at the best fixed concurrency.
@@ -975,11 +1041,12 @@ class TestSeveralClients:
     pages against 12 slots that refuse the excess with 429 (4.7x / 4.5x one client's best
     time for iterate / create, 1.4-2.4 % refused). Probing a ceiling after 10 s, 4.6x /
     4.0x (0.6 %): a client refused while the others sent stayed under that ceiling after
-    they had finished; after 2 s, 2.3x / 2.0x (0.8 %). And over 600
+    they had finished; after 2 s, 2.3x / 2.0x (0.8 %); with the limit carrying a pace that
+    held, 2.4x / 1.6x (1.1 %). And over 600
     to 2,000 pages against a quota of 150/s: which client gets an unfair share in the first
     half second moves with the size, so eight sizes (1.54x / 1.44x the ideal before issue
     15's second round, 4.6 % / 5.8 % refused; 1.56x / 1.39x, 4.2 % / 5.6 % with a ceiling
-    probed after 10 s; now 1.49x / 1.45x, 4.5 % / 5.6 %).
+    probed after 10 s; 1.49x / 1.45x, 4.5 % / 5.6 % after 2 s; now 1.50x / 1.45x).
     """
 
     @pytest.mark.parametrize("workload", WORKLOADS)
