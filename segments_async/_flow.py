@@ -328,9 +328,10 @@ _RATE_PLATEAU: Final = 3.0
 #: limit carries it: at least ``_CARRY`` times what the pace keeps in flight (its rate
 #: times the round trip), plus one, up to a ceiling. The pace says how fast; the limit the
 #: refusal left would hold the client below its own pace, and a settle would then measure
-#: that limit, not the server: four processes without coordination against 16 refusing
-#: slots, two of them paced at 2-3 in flight from the first half second's overload, took a
-#: median 3.38x one client's best time over 14 runs, against 2.63x carried (alternated).
+#: that limit, not the server (a worker paced at 2-3 in flight after the first half
+#: second's overload settled from 304/s to 140/s). Four processes without coordination
+#: against 16 refusing slots took a median 3.38x one client's best time over 14 runs,
+#: against 2.63x carried (alternated); against 12, 2.65x and 2.58x over 20.
 #: Not in a fleet: a member's limit is its share of the fleet's, which the others hear.
 _CARRY: Final = 1.5
 _CARRY_ROUND_TRIPS: Final = 4.0
