@@ -1086,8 +1086,12 @@ class AdaptiveLimit:
         elif not self._member and elapsed >= _CARRY_ROUND_TRIPS * self._round_trip():
             carried = _CARRY * self._rate * self._round_trip() + 1.0
         if carried != self._carried:
+            # The limit is a whole level: worked out again only when the carried one moves
+            # by a level, not at every answer the rate and the round trip move with.
+            level = int(self._carried)
             self._carried = carried
-            self._update()
+            if int(carried) != level:
+                self._update()
 
 
 class Ticket:
